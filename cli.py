@@ -1,0 +1,206 @@
+"""robustbench-lift command line: a thin layer over the library.
+
+Bad input ends with one line on stderr and exit status 2; results go to files, logs and
+progress to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any, Callable, Dict, List, Optional
+
+from robustbench_lift.errors import UserError
+
+EXIT_USAGE = 2
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _parse_options(pairs: List[str]) -> Dict[str, Any]:
+    """``key=value`` pairs; values parsed as YAML scalars (3 -> int, true -> bool)."""
+    import yaml
+
+    options = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UserError(f"option {pair!r} must look like key=value")
+        key, value = pair.split("=", 1)
+        options[key] = yaml.safe_load(value)
+    return options
+
+
+def command_run(arguments: argparse.Namespace) -> int:
+    from robustbench_lift.config import RunConfig, config_from_mapping, load_config
+    from robustbench_lift.runner import run_benchmark
+
+    base = RunConfig.quick() if arguments.quick else RunConfig()
+    config = load_config(arguments.config, base) if arguments.config else base
+    overrides = {
+        "models": arguments.models,
+        "suites": arguments.suites,
+        "corruptions": arguments.corruptions,
+        "severities": arguments.severities,
+        "sample_size": arguments.sample_size,
+        "seed": arguments.seed,
+        "workers": arguments.workers,
+        "data_dir": arguments.data_dir,
+        "download": arguments.download or None,
+        "output_dir": arguments.output_dir,
+        "run_name": arguments.run_name,
+        "profile": arguments.profile,
+        "reference_model": arguments.reference_model,
+        "device": arguments.device,
+        "batch_size": arguments.batch_size,
+        "dataset": arguments.dataset,
+    }
+    config = config_from_mapping({key: value for key, value in overrides.items() if value is not None}, config)
+    directory = run_benchmark(config)
+    print(directory)
+    return 0
+
+
+def command_train(arguments: argparse.Namespace) -> int:
+    from robustbench_lift.training import TrainingConfig, train
+
+    config = TrainingConfig(
+        architecture=arguments.architecture,
+        pooling=arguments.pooling,
+        pooling_options=_parse_options(arguments.pooling_option),
+        dataset=arguments.dataset,
+        epochs=arguments.epochs,
+        batch_size=arguments.batch_size,
+        learning_rate=arguments.learning_rate,
+        detail_weight=arguments.detail_weight,
+        approximation_weight=arguments.approximation_weight,
+        seed=arguments.seed,
+        threads=arguments.threads,
+    )
+    from robustbench_lift.models import MODELS
+    from robustbench_lift.pooling import resolve_options
+
+    MODELS.get(config.architecture)
+    resolve_options(config.pooling, config.pooling_options)
+    if config.epochs < 1:
+        raise UserError("epochs must be at least 1")
+    metadata = train(config, arguments.output, data_dir=arguments.data_dir, download=arguments.download)
+    print(f"{arguments.output}: clean test accuracy {metadata['clean_test_accuracy']:.4f}")
+    return 0
+
+
+def _print_table(rows: List[Dict[str, Any]]) -> None:
+    if not rows:
+        return
+    columns = list(rows[0])
+    widths = {column: max(len(column), *(len(str(row[column])) for row in rows)) for column in columns}
+    print("  ".join(column.ljust(widths[column]) for column in columns).rstrip())
+    for row in rows:
+        print("  ".join(str(row[column]).ljust(widths[column]) for column in columns).rstrip())
+
+
+def _listing(what: str) -> List[Dict[str, Any]]:
+    if what == "poolings":
+        from robustbench_lift.pooling import pooling_table
+
+        return pooling_table()
+    if what == "architectures":
+        from robustbench_lift.models import MODELS
+
+        return [{"architecture": name} for name in MODELS]
+    if what == "zoo":
+        from robustbench_lift.zoo import ZOO_KINDS, zoo_checkpoint_path, zoo_metadata, zoo_model_name
+
+        rows = []
+        for kind in ZOO_KINDS:
+            present = zoo_checkpoint_path(kind).exists()
+            accuracy = zoo_metadata(kind).get("clean_test_accuracy") if present else None
+            rows.append({"model": zoo_model_name(kind), "pooling": kind, "clean_test_accuracy": accuracy if accuracy is not None else "-", "weights": "present" if present else "missing"})
+        return rows
+    if what == "corruptions":
+        import corruptions
+
+        return [{"corruption": name, "set": "common" if name in corruptions.COMMON_CORRUPTIONS else "extra (not in mCE)"} for name in corruptions.corruption_names("all")]
+    if what == "suites":
+        from robustbench_lift.suites import SUITES
+
+        return [{"suite": name, "description": SUITES.get(name).description} for name in SUITES]
+    if what == "datasets":
+        from robustbench_lift.datasets import DATASETS
+
+        return [{"dataset": name} for name in DATASETS]
+    raise UserError(f"cannot list {what!r}")
+
+
+LISTABLE = ("poolings", "architectures", "zoo", "corruptions", "suites", "datasets")
+
+
+def command_list(arguments: argparse.Namespace) -> int:
+    _print_table(_listing(arguments.what))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robustbench-lift", description="Robustness benchmarks for ConvNets that differ only in their pooling.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the benchmark (no arguments: the built-in Fashion-MNIST benchmark)")
+    run.add_argument("--config", help="YAML file with RunConfig keys (see README)")
+    run.add_argument("--quick", action="store_true", help="small preset for CI: 200 images, severities 1, 3, 5")
+    run.add_argument("--models", nargs="+", help="zoo names or checkpoint files (default: whole zoo)")
+    run.add_argument("--suites", nargs="+", help="suites to run (see 'list suites')")
+    run.add_argument("--corruptions", nargs="+", help="corruption names, or common / extra / all")
+    run.add_argument("--severities", nargs="+", type=int)
+    run.add_argument("--sample-size", type=int, help="test images to sample (default 1000)")
+    run.add_argument("--seed", type=int)
+    run.add_argument("--workers", type=int, help="processes generating corrupted inputs")
+    run.add_argument("--batch-size", type=int)
+    run.add_argument("--dataset")
+    run.add_argument("--data-dir")
+    run.add_argument("--download", action="store_true", help="let torchvision download missing data")
+    run.add_argument("--profile", choices=None, help="corruption severity profile: cifar or imagenet")
+    run.add_argument("--reference-model", help="model normalising CE (default: the max-pooling model)")
+    run.add_argument("--device")
+    run.add_argument("--output-dir")
+    run.add_argument("--run-name")
+    run.set_defaults(handler=command_run)
+
+    train = commands.add_parser("train", help="train a model and write a checkpoint with metadata")
+    train.add_argument("--architecture", default="small_cnn")
+    train.add_argument("--pooling", default="max")
+    train.add_argument("--pooling-option", action="append", default=[], metavar="KEY=VALUE")
+    train.add_argument("--dataset", default="fashion_mnist")
+    train.add_argument("--epochs", type=int, default=6)
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--learning-rate", type=float, default=0.05)
+    train.add_argument("--detail-weight", type=float, default=0.01, help="lifting detail regulariser (0 = off)")
+    train.add_argument("--approximation-weight", type=float, default=0.01, help="lifting approximation regulariser (0 = off)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int, default=1)
+    train.add_argument("--data-dir")
+    train.add_argument("--download", action="store_true")
+    train.add_argument("--output", required=True, help="checkpoint path (.safetensors)")
+    train.set_defaults(handler=command_train)
+
+    listing = commands.add_parser("list", help="list poolings, architectures, zoo, corruptions, suites, datasets")
+    listing.add_argument("what", choices=LISTABLE)
+    listing.set_defaults(handler=command_list)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if arguments.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        return arguments.handler(arguments)
+    except UserError as error:
+        print(f"robustbench-lift: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("robustbench-lift: interrupted; no results written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

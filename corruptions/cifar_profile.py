@@ -1,0 +1,523 @@
+"""The 32-px ("cifar") severity profile: CIFAR-10-C's parameters, for images of any size.
+
+Every severity constant, and the order in which each corruption applies its steps, follows
+the public CIFAR-10-C generator ``ImageNet-C/create_c/make_cifar_c.py`` in the GitHub
+repository hendrycks/robustness (Hendrycks & Dietterich, ICLR 2019). The code is written
+afresh; where it differs from the generator the docstring of the function says why.
+
+Every function has the signature ``fn(image, severity, rng)`` where ``image`` is HxWx3
+uint8, ``severity`` is in 1..5 and ``rng`` is the only source of randomness (never numpy's
+global state, so results are reproducible and independent of the caller). Functions
+return floats in [0, 255] (or uint8); the engine converts to uint8 by truncation, as the
+generator's ``np.uint8(...)`` did.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+from io import BytesIO
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+from skimage import color as skimage_color
+from skimage import util as skimage_util
+
+from corruptions.registry import make_profile_registry
+
+CIFAR_PROFILE = make_profile_registry("cifar")
+
+# The generator resizes the frost photographs by this factor for 32-px images.
+FROST_RESIZE_FACTOR = 0.2
+# The generator draws the frost picture with randint(5), so frost6.jpg is never used;
+# keeping that makes our frost statistics match CIFAR-10-C's.
+FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _unit_float(image: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    return image.astype(dtype) / dtype(255.0)
+
+
+def gaussian_filter(image: np.ndarray, sigma: float, mode: str = "nearest", truncate: float = 4.0) -> np.ndarray:
+    """skimage.filters.gaussian's defaults (mode, truncate, no smoothing across channels),
+    calling scipy directly because skimage's wrapper costs more than the filter at 32 px."""
+    sigmas = (sigma, sigma) + (0.0,) * (image.ndim - 2)
+    return ndimage.gaussian_filter(image, sigmas, mode=mode, truncate=truncate)
+
+
+@functools.lru_cache(maxsize=None)
+def _disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
+    # Small radii still get a 17x17 support, as in the generator, so the anti-alias blur
+    # acts on the same grid.
+    if radius <= 8:
+        support = np.arange(-8, 8 + 1)
+        blur_size = (3, 3)
+    else:
+        support = np.arange(-radius, radius + 1)
+        blur_size = (5, 5)
+    grid_x, grid_y = np.meshgrid(support, support)
+    aliased = np.array(grid_x**2 + grid_y**2 <= radius**2, dtype=np.float32)
+    aliased /= aliased.sum()
+    kernel = cv2.GaussianBlur(aliased, ksize=blur_size, sigmaX=alias_blur)
+    kernel.setflags(write=False)
+    return kernel
+
+
+def next_power_of_two(value: int) -> int:
+    """Smallest power of two >= value (and >= 1)."""
+    return 1 if value <= 1 else 1 << (int(value) - 1).bit_length()
+
+
+def plasma_fractal(map_size: int, wibble_decay: float, rng: np.random.Generator) -> np.ndarray:
+    """Diamond-square height map of side ``map_size`` (a power of two), scaled to [0, 1]."""
+    if map_size & (map_size - 1):
+        raise ValueError(f"plasma map size must be a power of two, got {map_size}")
+    height_map = np.empty((map_size, map_size), dtype=np.float64)
+    height_map[0, 0] = 0
+    step = map_size
+    wibble = 100.0
+
+    def wibbled_mean(total: np.ndarray) -> np.ndarray:
+        return total / 4 + wibble * rng.uniform(-wibble, wibble, total.shape)
+
+    while step >= 2:
+        half = step // 2
+        # Squares: each centre gets the mean of its four corners.
+        corners = height_map[0:map_size:step, 0:map_size:step]
+        square_sum = corners + np.roll(corners, shift=-1, axis=0)
+        square_sum += np.roll(square_sum, shift=-1, axis=1)
+        height_map[half:map_size:step, half:map_size:step] = wibbled_mean(square_sum)
+        # Diamonds: edge midpoints get the mean of their two corners and two centres.
+        centres = height_map[half:map_size:step, half:map_size:step]
+        corners = height_map[0:map_size:step, 0:map_size:step]
+        left_sum = centres + np.roll(centres, 1, axis=0) + corners + np.roll(corners, -1, axis=1)
+        height_map[0:map_size:step, half:map_size:step] = wibbled_mean(left_sum)
+        top_sum = centres + np.roll(centres, 1, axis=1) + corners + np.roll(corners, -1, axis=0)
+        height_map[half:map_size:step, 0:map_size:step] = wibbled_mean(top_sum)
+        step //= 2
+        wibble /= wibble_decay
+
+    height_map -= height_map.min()
+    return height_map / height_map.max()
+
+
+def clipped_zoom(image: np.ndarray, zoom_factor: float) -> np.ndarray:
+    """Zoom into the centre by ``zoom_factor`` (>= 1), keeping the input's height and width.
+
+    The generator assumed square images; here each axis gets its own centred crop and trim.
+    """
+    height, width = image.shape[:2]
+    crop_height = int(np.ceil(height / zoom_factor))
+    crop_width = int(np.ceil(width / zoom_factor))
+    top = (height - crop_height) // 2
+    left = (width - crop_width) // 2
+    cropped = image[top : top + crop_height, left : left + crop_width]
+    zoomed = ndimage.zoom(cropped, (zoom_factor, zoom_factor) + (1,) * (image.ndim - 2), order=1)
+    trim_top = (zoomed.shape[0] - height) // 2
+    trim_left = (zoomed.shape[1] - width) // 2
+    return zoomed[trim_top : trim_top + height, trim_left : trim_left + width]
+
+
+def motion_blur_line(image: np.ndarray, radius: float, sigma: float, angle: float) -> np.ndarray:
+    """ImageMagick's MotionBlurImage, in numpy (the generator called it through Wand).
+
+    We avoid the Wand/ImageMagick dependency by reproducing its kernel: ``2*ceil(radius)+1``
+    taps with one-sided Gaussian weights ``exp(-i^2 / 2 sigma^2)`` (normalised), tap ``i``
+    sampling the pixel ``round(i*sin(angle))`` rows and ``round(i*cos(angle))`` columns
+    away (ImageMagick's ``ceil(x - 0.5)`` rounding), with edge pixels repeated beyond the
+    border (ImageMagick's default virtual-pixel method). Returns floats, not rounded.
+    """
+    taps = np.arange(2 * math.ceil(radius) + 1)
+    weights = np.exp(-(taps.astype(np.float64) ** 2) / (2.0 * sigma * sigma))
+    weights /= weights.sum()
+    angle_radians = math.radians(angle)
+    row_offsets = np.ceil(taps * math.sin(angle_radians) - 0.5).astype(np.int64)
+    column_offsets = np.ceil(taps * math.cos(angle_radians) - 0.5).astype(np.int64)
+
+    height, width = image.shape[:2]
+    rows = np.arange(height)
+    columns = np.arange(width)
+    blurred = np.zeros(image.shape, dtype=np.float64)
+    for weight, row_offset, column_offset in zip(weights, row_offsets, column_offsets):
+        source_rows = np.clip(rows + row_offset, 0, height - 1)
+        source_columns = np.clip(columns + column_offset, 0, width - 1)
+        blurred += weight * image[source_rows[:, None], source_columns[None, :]]
+    return blurred
+
+
+def _round_to_uint8(values: np.ndarray) -> np.ndarray:
+    # ImageMagick hands the blurred picture back as an 8-bit PNG, i.e. rounded.
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def shuffle_pixels_once(image: np.ndarray, max_delta: int, offsets: np.ndarray) -> None:
+    """One in-place pass of glass blur's local pixel shuffle.
+
+    The generator visits rows ``H-d .. d+1`` and, within each, columns ``W-d .. d+1``
+    (both descending) and "swaps" pixel (h, w) with (h+dy, w+dx) via
+    ``x[h, w], x[h2, w2] = x[h2, w2], x[h, w]``. On numpy arrays the right-hand side holds
+    views, so that statement copies pixel (h2, w2) into (h, w) and leaves (h2, w2)
+    unchanged. CIFAR-10-C (and the imagecorruptions package) were made with that effect,
+    so we reproduce the copy, not a true swap.
+
+    ``offsets[i, j] = (dx, dy)`` for the i-th visited row and j-th visited column, drawn
+    from [-d, d). With d == 1 every source pixel is either the pixel itself or one the
+    pass has not visited yet, so the sequential pass equals one vectorised gather of the
+    pre-pass values; larger d falls back to the ordered loop.
+    """
+    height, width = image.shape[:2]
+    rows = np.arange(height - max_delta, max_delta, -1)
+    columns = np.arange(width - max_delta, max_delta, -1)
+    if rows.size == 0 or columns.size == 0:
+        return
+    if max_delta == 1:
+        source_rows = rows[:, None] + offsets[..., 1]
+        source_columns = columns[None, :] + offsets[..., 0]
+        image[rows[:, None], columns[None, :]] = image[source_rows, source_columns]
+        return
+    for row_position, row in enumerate(rows):
+        for column_position, column in enumerate(columns):
+            column_offset, row_offset = offsets[row_position, column_position]
+            image[row, column] = image[row + row_offset, column + column_offset]
+
+
+@functools.lru_cache(maxsize=None)
+def _frost_directory() -> Path:
+    # find_spec locates the package without importing it (its import pulls in numba).
+    spec = importlib.util.find_spec("imagecorruptions")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the imagecorruptions package (which ships the frost images) is not installed")
+    return Path(list(spec.submodule_search_locations)[0]) / "frost"
+
+
+@functools.lru_cache(maxsize=None)
+def _frost_photograph(index: int) -> np.ndarray:
+    path = _frost_directory() / FROST_FILES[index]
+    photograph = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if photograph is None:
+        raise RuntimeError(f"cannot read frost image {path}")
+    photograph.setflags(write=False)
+    return photograph  # BGR, as OpenCV reads it
+
+
+@functools.lru_cache(maxsize=None)
+def _frost_layer(index: int) -> np.ndarray:
+    layer = cv2.resize(_frost_photograph(index), (0, 0), fx=FROST_RESIZE_FACTOR, fy=FROST_RESIZE_FACTOR)
+    layer = np.ascontiguousarray(layer[..., ::-1])  # BGR -> RGB
+    layer.setflags(write=False)
+    return layer
+
+
+def _frost_layer_for(index: int, height: int, width: int) -> np.ndarray:
+    layer = _frost_layer(index)
+    if layer.shape[0] > height and layer.shape[1] > width:
+        return layer
+    # Images too large for the 0.2-scaled photograph (the generator only knew 32 px):
+    # scale the photograph just enough that a random crop still has room to move.
+    photograph = _frost_photograph(index)
+    factor = max((height + 1) / photograph.shape[0], (width + 1) / photograph.shape[1])
+    size = (
+        max(math.ceil(photograph.shape[1] * factor), width + 1),
+        max(math.ceil(photograph.shape[0] * factor), height + 1),
+    )
+    return cv2.resize(photograph, size, interpolation=cv2.INTER_LINEAR)[..., ::-1]
+
+
+# ---------------------------------------------------------------- noise
+
+
+@CIFAR_PROFILE.register("gaussian_noise")
+def gaussian_noise(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Additive Gaussian noise."""
+    sigma = (0.04, 0.06, 0.08, 0.09, 0.10)[severity - 1]
+    x = _unit_float(image)
+    return np.clip(x + rng.normal(scale=sigma, size=x.shape), 0, 1) * 255
+
+
+@CIFAR_PROFILE.register("shot_noise")
+def shot_noise(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Poisson (photon) noise; fewer photons per unit intensity at higher severity."""
+    photons = (500, 250, 100, 75, 50)[severity - 1]
+    x = _unit_float(image)
+    return np.clip(rng.poisson(x * photons) / photons, 0, 1) * 255
+
+
+@CIFAR_PROFILE.register("impulse_noise")
+def impulse_noise(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Salt-and-pepper noise on individual channel values (skimage's random_noise)."""
+    amount = (0.01, 0.02, 0.03, 0.05, 0.07)[severity - 1]
+    x = skimage_util.random_noise(_unit_float(image), mode="s&p", rng=rng, amount=amount)
+    return np.clip(x, 0, 1) * 255
+
+
+@CIFAR_PROFILE.register("speckle_noise")
+def speckle_noise(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Multiplicative Gaussian noise."""
+    sigma = (0.06, 0.1, 0.12, 0.16, 0.2)[severity - 1]
+    x = _unit_float(image)
+    return np.clip(x + x * rng.normal(scale=sigma, size=x.shape), 0, 1) * 255
+
+
+# ---------------------------------------------------------------- blur
+
+
+@CIFAR_PROFILE.register("gaussian_blur")
+def gaussian_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian blur."""
+    sigma = (0.4, 0.6, 0.7, 0.8, 1.0)[severity - 1]
+    return np.clip(gaussian_filter(_unit_float(image), sigma), 0, 1) * 255
+
+
+@CIFAR_PROFILE.register("glass_blur")
+def glass_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Blur, locally shuffle pixels, blur again."""
+    sigma, max_delta, iterations = ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2))[severity - 1]
+    # The generator truncates the first blur back to uint8 before shuffling.
+    shuffled = (gaussian_filter(_unit_float(image), sigma) * 255).astype(np.uint8)
+    height, width = image.shape[:2]
+    visited_rows = len(range(height - max_delta, max_delta, -1))
+    visited_columns = len(range(width - max_delta, max_delta, -1))
+    for _ in range(iterations):
+        offsets = rng.integers(-max_delta, max_delta, size=(visited_rows, visited_columns, 2))
+        shuffle_pixels_once(shuffled, max_delta, offsets)
+    return np.clip(gaussian_filter(_unit_float(shuffled), sigma), 0, 1) * 255
+
+
+@CIFAR_PROFILE.register("defocus_blur")
+def defocus_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Convolution with an anti-aliased disk (out-of-focus lens)."""
+    radius, alias_blur = ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1))[severity - 1]
+    # filter2D filters each channel separately, as the generator's per-channel loop did.
+    blurred = cv2.filter2D(_unit_float(image), -1, _disk_kernel(radius, alias_blur))
+    return np.clip(blurred, 0, 1) * 255
+
+
+@CIFAR_PROFILE.register("motion_blur")
+def motion_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Blur along a line at a random angle in [-45, 45) degrees (numpy line kernel, no Wand)."""
+    radius, sigma = ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))[severity - 1]
+    angle = rng.uniform(-45, 45)
+    return _round_to_uint8(motion_blur_line(image, radius, sigma, angle))
+
+
+@CIFAR_PROFILE.register("zoom_blur")
+def zoom_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Average of the image and centred zooms of it (camera moving toward the scene)."""
+    zoom_factors = (
+        np.arange(1, 1.06, 0.01),
+        np.arange(1, 1.11, 0.01),
+        np.arange(1, 1.16, 0.01),
+        np.arange(1, 1.21, 0.01),
+        np.arange(1, 1.26, 0.01),
+    )[severity - 1]
+    x = _unit_float(image, np.float32)
+    total = np.zeros_like(x)
+    for zoom_factor in zoom_factors:
+        total += clipped_zoom(x, zoom_factor)
+    return np.clip((x + total) / (len(zoom_factors) + 1), 0, 1) * 255
+
+
+# ---------------------------------------------------------------- weather
+
+
+@CIFAR_PROFILE.register("snow")
+def snow(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Motion-blurred random flakes over a whitened image."""
+    (
+        flake_mean,
+        flake_spread,
+        flake_zoom,
+        flake_threshold,
+        blur_radius,
+        blur_sigma,
+        image_weight,
+    ) = (
+        (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+        (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+        (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+        (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+    )[severity - 1]
+    x = _unit_float(image, np.float32)
+    flakes = rng.normal(loc=flake_mean, scale=flake_spread, size=x.shape[:2])
+    flakes = clipped_zoom(flakes[..., np.newaxis], flake_zoom)[..., 0]
+    flakes[flakes < flake_threshold] = 0
+    # The generator passes the layer through an 8-bit PNG before and after ImageMagick.
+    flakes_8bit = (np.clip(flakes, 0, 1) * 255).astype(np.uint8)
+    angle = rng.uniform(-135, -45)
+    flakes = _round_to_uint8(motion_blur_line(flakes_8bit, blur_radius, blur_sigma, angle)) / 255.0
+    flakes = flakes[..., np.newaxis]
+
+    gray = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)[..., np.newaxis]
+    x = image_weight * x + (1 - image_weight) * np.maximum(x, gray * 1.5 + 0.5)
+    return np.clip(x + flakes + np.rot90(flakes, k=2), 0, 1) * 255
+
+
+@CIFAR_PROFILE.register("frost")
+def frost(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Blend with a random crop of one of the frost photographs shipped by imagecorruptions."""
+    image_weight, frost_weight = ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45))[severity - 1]
+    height, width = image.shape[:2]
+    layer = _frost_layer_for(int(rng.integers(len(FROST_FILES))), height, width)
+    # randint's exclusive upper bound: the generator never picks the last offset; kept.
+    top = int(rng.integers(0, layer.shape[0] - height))
+    left = int(rng.integers(0, layer.shape[1] - width))
+    crop = layer[top : top + height, left : left + width]
+    return np.clip(image_weight * image.astype(np.float64) + frost_weight * crop, 0, 255)
+
+
+@CIFAR_PROFILE.register("fog")
+def fog(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Add a plasma-fractal haze, then rescale to keep the brightest value."""
+    strength, wibble_decay = ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75))[severity - 1]
+    height, width = image.shape[:2]
+    x = _unit_float(image)
+    max_value = x.max()
+    haze = plasma_fractal(next_power_of_two(max(height, width)), wibble_decay, rng)[:height, :width]
+    x = x + strength * haze[..., np.newaxis]
+    return np.clip(x * max_value / (max_value + strength), 0, 1) * 255
+
+
+@CIFAR_PROFILE.register("spatter")
+def spatter(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Water drops (severities 1-3) or mud (4-5) splashed over the image."""
+    mean, spread, smoothing, threshold, intensity, is_mud = (
+        (0.62, 0.1, 0.7, 0.7, 0.5, False),
+        (0.65, 0.1, 0.8, 0.7, 0.5, False),
+        (0.65, 0.3, 1, 0.69, 0.5, False),
+        (0.65, 0.1, 0.7, 0.69, 0.6, True),
+        (0.65, 0.1, 0.5, 0.68, 0.6, True),
+    )[severity - 1]
+    x = _unit_float(image, np.float32)
+    liquid = gaussian_filter(rng.normal(loc=mean, scale=spread, size=x.shape[:2]), smoothing)
+    liquid[liquid < threshold] = 0
+
+    if not is_mud:
+        # Clip before the 8-bit cast: the generator let rare values above 1 wrap around,
+        # which numpy 2 leaves platform-dependent.
+        liquid_8bit = (np.clip(liquid, 0, 1) * 255).astype(np.uint8)
+        distance = 255 - cv2.Canny(liquid_8bit, 50, 150)
+        distance = cv2.distanceTransform(distance, cv2.DIST_L2, 5)
+        _, distance = cv2.threshold(distance, 20, 20, cv2.THRESH_TRUNC)
+        distance = cv2.blur(distance, (3, 3)).astype(np.uint8)
+        distance = cv2.equalizeHist(distance)
+        emboss = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float32)
+        distance = cv2.filter2D(distance, cv2.CV_8U, emboss)
+        distance = cv2.blur(distance, (3, 3)).astype(np.float32)
+
+        wetness = liquid_8bit * distance
+        peak = wetness.max()
+        # An image without any drop would divide 0 by 0 in the generator; leave it clean.
+        wetness = wetness / peak * intensity if peak > 0 else wetness
+        # Pale turquoise (175, 238, 238). The generator builds it as "BGR" but adds it to
+        # the RGB image channel by channel, so it lands in RGB order; we do the same.
+        water = np.array([175, 238, 238], dtype=np.float32) / 255
+        return np.clip(x + wetness[..., np.newaxis] * water, 0, 1) * 255
+
+    mud_mask = gaussian_filter((liquid > threshold).astype(np.float32), intensity)
+    mud_mask[mud_mask < 0.8] = 0
+    mud = np.array([63, 42, 20], dtype=np.float32) / 255 * mud_mask[..., np.newaxis]
+    x = x * (1 - mud_mask[..., np.newaxis])
+    return np.clip(x + mud, 0, 1) * 255
+
+
+# ---------------------------------------------------------------- digital
+
+
+@CIFAR_PROFILE.register("brightness")
+def brightness(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Raise the HSV value channel."""
+    shift = (0.05, 0.1, 0.15, 0.2, 0.3)[severity - 1]
+    hsv = skimage_color.rgb2hsv(_unit_float(image))
+    hsv[:, :, 2] = np.clip(hsv[:, :, 2] + shift, 0, 1)
+    return np.clip(skimage_color.hsv2rgb(hsv), 0, 1) * 255
+
+
+@CIFAR_PROFILE.register("saturate")
+def saturate(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Scale and shift the HSV saturation channel."""
+    scale, shift = ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2))[severity - 1]
+    hsv = skimage_color.rgb2hsv(_unit_float(image))
+    hsv[:, :, 1] = np.clip(hsv[:, :, 1] * scale + shift, 0, 1)
+    return np.clip(skimage_color.hsv2rgb(hsv), 0, 1) * 255
+
+
+@CIFAR_PROFILE.register("contrast")
+def contrast(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Pull every channel toward its mean."""
+    factor = (0.75, 0.5, 0.4, 0.3, 0.15)[severity - 1]
+    x = _unit_float(image)
+    means = np.mean(x, axis=(0, 1), keepdims=True)
+    return np.clip((x - means) * factor + means, 0, 1) * 255
+
+
+@CIFAR_PROFILE.register("elastic_transform")
+def elastic_transform(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Random affine warp followed by a smooth random displacement field."""
+    # The generator scales these by its image size (32); we use the shorter side.
+    size = min(image.shape[:2])
+    alpha, sigma, affine_jitter = (
+        (size * 0, size * 0, size * 0.08),
+        (size * 0.05, size * 0.2, size * 0.07),
+        (size * 0.08, size * 0.06, size * 0.06),
+        (size * 0.1, size * 0.04, size * 0.05),
+        (size * 0.1, size * 0.03, size * 0.03),
+    )[severity - 1]
+    x = _unit_float(image, np.float32)
+    shape = x.shape
+    height, width = shape[:2]
+
+    # Like the generator, the (row, column) centre is used as OpenCV's (x, y) point.
+    centre = np.float32([height, width]) // 2
+    half_side = min(height, width) // 3
+    source_points = np.float32(
+        [centre + half_side, [centre[0] + half_side, centre[1] - half_side], centre - half_side]
+    )
+    target_points = source_points + rng.uniform(-affine_jitter, affine_jitter, size=source_points.shape).astype(
+        np.float32
+    )
+    affine = cv2.getAffineTransform(source_points, target_points)
+    x = cv2.warpAffine(x, affine, (width, height), borderMode=cv2.BORDER_REFLECT_101)
+
+    # Drawn even when alpha is 0 (severity 1), so the draw order matches the generator.
+    dx = (gaussian_filter(rng.uniform(-1, 1, size=(height, width)), sigma, mode="reflect", truncate=3) * alpha).astype(
+        np.float32
+    )
+    dy = (gaussian_filter(rng.uniform(-1, 1, size=(height, width)), sigma, mode="reflect", truncate=3) * alpha).astype(
+        np.float32
+    )
+    grid_column, grid_row, grid_channel = np.meshgrid(np.arange(width), np.arange(height), np.arange(shape[2]))
+    coordinates = (
+        (grid_row + dy[..., np.newaxis]).reshape(-1),
+        (grid_column + dx[..., np.newaxis]).reshape(-1),
+        grid_channel.reshape(-1),
+    )
+    warped = ndimage.map_coordinates(x, coordinates, order=1, mode="reflect").reshape(shape)
+    return np.clip(warped, 0, 1) * 255
+
+
+@CIFAR_PROFILE.register("pixelate")
+def pixelate(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Box-downsample then box-upsample back (PIL)."""
+    factor = (0.95, 0.9, 0.85, 0.75, 0.65)[severity - 1]
+    height, width = image.shape[:2]
+    small_size = (max(1, int(width * factor)), max(1, int(height * factor)))
+    picture = Image.fromarray(image).resize(small_size, Image.BOX).resize((width, height), Image.BOX)
+    return np.asarray(picture)
+
+
+@CIFAR_PROFILE.register("jpeg_compression")
+def jpeg_compression(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Round trip through PIL's JPEG encoder at a low quality."""
+    quality = (80, 65, 58, 50, 40)[severity - 1]
+    buffer = BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return np.asarray(decoded.convert("RGB"))

@@ -1,0 +1,233 @@
+"""Apply corruptions to images and batches, deterministically and in parallel.
+
+Determinism contract: the output for one image depends only on its pixels and on
+(dataset index, corruption, severity, seed, profile). Each image gets its own generator,
+``default_rng(SeedSequence([seed, index, corruption_id, severity]))``, so results are
+identical whatever the batch composition, chunking or number of worker processes.
+"""
+from __future__ import annotations
+
+import math
+import multiprocessing
+import sys
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+from tqdm import tqdm
+
+from corruptions.cifar_profile import CIFAR_PROFILE
+from corruptions.imagenet_profile import IMAGENET_PROFILE, MINIMUM_SIDE
+from corruptions.registry import PROFILES, CorruptionFunction, check_severity, corruption_id
+from robustbench_lift.errors import UserError
+from robustbench_lift.registry import Registry
+
+Condition = Tuple[str, int]
+
+PROFILE_REGISTRY: Registry[Registry[CorruptionFunction]] = Registry("corruption profile")
+PROFILE_REGISTRY.add("cifar", CIFAR_PROFILE)
+PROFILE_REGISTRY.add("imagenet", IMAGENET_PROFILE)
+assert tuple(PROFILE_REGISTRY.names()) == PROFILES, "PROFILES and the profile registry disagree"
+
+# Minimum image side per profile (imagecorruptions rejects images under 32 px).
+_MINIMUM_SIDE = {"cifar": 1, "imagenet": MINIMUM_SIDE}
+# Upper bounds for one task: small enough to balance load, large enough that the
+# per-task overhead (pickling, scheduling) stays negligible next to the work.
+_MAX_IMAGES_PER_TASK = 128
+_MAX_BYTES_PER_TASK = 8 * 2**20
+
+
+def image_generator(seed: int, index: int, corruption: str, severity: int) -> np.random.Generator:
+    """The random generator for one image; a pure function of its arguments."""
+    return np.random.default_rng(np.random.SeedSequence([seed, index, corruption_id(corruption), severity]))
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _check_profile(profile: str) -> Registry[CorruptionFunction]:
+    return PROFILE_REGISTRY.get(profile)
+
+
+def _check_condition(corruption: str, severity: object) -> Condition:
+    corruption_id(corruption)  # raises UserError listing the known names
+    return corruption, check_severity(corruption, severity)
+
+
+def _check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UserError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def _check_image_array(images: object, batch: bool, profile: str) -> np.ndarray:
+    what = "images" if batch else "image"
+    expected = "NxHxWx3" if batch else "HxWx3"
+    if not isinstance(images, np.ndarray):
+        raise UserError(f"{what} must be a numpy array ({expected} uint8), got {type(images).__name__}")
+    if images.dtype != np.uint8:
+        raise UserError(f"{what} must have dtype uint8, got {images.dtype}")
+    if images.ndim != (4 if batch else 3) or images.shape[-1] != 3:
+        raise UserError(f"{what} must have shape {expected}, got {images.shape}")
+    height, width = images.shape[-3:-1]
+    minimum = _MINIMUM_SIDE[profile]
+    if height < minimum or width < minimum:
+        raise UserError(f"the {profile!r} profile needs images of at least {minimum}x{minimum} px, got {height}x{width}")
+    return images
+
+
+def _check_indices(indices: Optional[np.ndarray], count: int) -> np.ndarray:
+    if indices is None:
+        return np.arange(count, dtype=np.int64)
+    indices = np.asarray(indices)
+    if indices.shape != (count,):
+        raise UserError(f"indices must have shape ({count},) to match the images, got {indices.shape}")
+    if count and (not np.issubdtype(indices.dtype, np.integer) or indices.min() < 0):
+        raise UserError("indices must be non-negative integers")
+    return indices.astype(np.int64)
+
+
+# ---------------------------------------------------------------- work
+
+
+def _apply(function: CorruptionFunction, image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    result = np.asarray(function(image, severity, rng))
+    if result.shape != image.shape:
+        raise RuntimeError(f"corruption {function.__name__} returned shape {result.shape} for {image.shape}")
+    if result.dtype == np.uint8:
+        return result
+    # Truncate, not round: the reference generators convert with np.uint8(...).
+    return np.clip(result, 0, 255).astype(np.uint8)
+
+
+def _corrupt_chunk(
+    images: np.ndarray, indices: np.ndarray, corruption: str, severity: int, profile: str, seed: int
+) -> np.ndarray:
+    function = PROFILE_REGISTRY.get(profile).get(corruption)
+    corrupted = np.empty_like(images)
+    for position, (image, index) in enumerate(zip(images, indices)):
+        rng = image_generator(seed, int(index), corruption, severity)
+        corrupted[position] = _apply(function, image, severity, rng)
+    return corrupted
+
+
+def _worker_setup() -> None:
+    # One process per core already; OpenCV's own thread pool would only oversubscribe.
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # fork is cheap and safe here (no torch/CUDA state in the tasks); elsewhere use spawn,
+    # which works because tasks are module-level functions with picklable arguments.
+    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+
+
+def _images_per_task(count: int, condition_count: int, workers: int, image_bytes: int) -> int:
+    # Aim for several tasks per worker so the pool stays busy until the end.
+    balanced = math.floor(count * condition_count / (4 * max(workers, 1)))
+    largest = min(_MAX_IMAGES_PER_TASK, max(1, _MAX_BYTES_PER_TASK // max(image_bytes, 1)))
+    return max(1, min(balanced, largest))
+
+
+def _unique(conditions: Iterable[Condition]) -> List[Condition]:
+    return list(dict.fromkeys(conditions))
+
+
+# ---------------------------------------------------------------- public API
+
+
+def corrupt_image(
+    image: np.ndarray, corruption: str, severity: int, *, profile: str = "cifar", seed: int = 0, index: int = 0
+) -> np.ndarray:
+    """Corrupt one HxWx3 uint8 image; the same arguments always give identical bytes."""
+    functions = _check_profile(profile)
+    corruption, severity = _check_condition(corruption, severity)
+    image = _check_image_array(image, batch=False, profile=profile)
+    seed = _check_seed(seed)
+    index = int(_check_indices(np.array([index]), 1)[0])
+    return _apply(functions.get(corruption), image, severity, image_generator(seed, index, corruption, severity))
+
+
+def corrupt_batch(
+    images: np.ndarray,
+    corruption: str,
+    severity: int,
+    *,
+    profile: str = "cifar",
+    seed: int = 0,
+    indices: Optional[np.ndarray] = None,
+    workers: int = 1,
+    progress: bool = False,
+) -> np.ndarray:
+    """Corrupt an NxHxWx3 uint8 batch; image i depends only on (indices[i], corruption, severity, seed, profile)."""
+    condition = _check_condition(corruption, severity)
+    results = corrupt_many(
+        images, [condition], profile=profile, seed=seed, indices=indices, workers=workers, progress=progress
+    )
+    return results[condition]
+
+
+def corrupt_many(
+    images: np.ndarray,
+    conditions: Sequence[Tuple[str, int]],
+    *,
+    profile: str = "cifar",
+    seed: int = 0,
+    indices: Optional[np.ndarray] = None,
+    workers: int = 1,
+    progress: bool = False,
+) -> Dict[Condition, np.ndarray]:
+    """Corrupt a batch under every (corruption, severity) condition, sharing one process pool.
+
+    Tasks are chunks of images times conditions, so all conditions load-balance together.
+    ``workers <= 1`` runs in this process. Returns ``{(corruption, severity): NxHxWx3 uint8}``.
+    """
+    _check_profile(profile)
+    checked = _unique(_check_condition(corruption, severity) for corruption, severity in conditions)
+    images = _check_image_array(images, batch=True, profile=profile)
+    seed = _check_seed(seed)
+    count = images.shape[0]
+    indices = _check_indices(indices, count)
+
+    results = {condition: np.empty_like(images) for condition in checked}
+    if count == 0 or not checked:
+        return results
+
+    image_bytes = int(np.prod(images.shape[1:]))
+    chunk = _images_per_task(count, len(checked), workers, image_bytes)
+    tasks = [(condition, start, min(start + chunk, count)) for condition in checked for start in range(0, count, chunk)]
+
+    with tqdm(
+        total=count * len(checked), desc=f"corrupting ({profile})", unit="image", file=sys.stderr, disable=not progress
+    ) as bar:
+        if workers <= 1 or len(tasks) == 1:
+            for (corruption, severity), start, stop in tasks:
+                results[(corruption, severity)][start:stop] = _corrupt_chunk(
+                    images[start:stop], indices[start:stop], corruption, severity, profile, seed
+                )
+                bar.update(stop - start)
+            return results
+
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(tasks)), mp_context=_pool_context(), initializer=_worker_setup
+        ) as executor:
+            pending: Dict[Future, Tuple[Condition, int, int]] = {
+                executor.submit(
+                    _corrupt_chunk, images[start:stop], indices[start:stop], corruption, severity, profile, seed
+                ): ((corruption, severity), start, stop)
+                for (corruption, severity), start, stop in tasks
+            }
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    condition, start, stop = pending.pop(future)
+                    try:
+                        results[condition][start:stop] = future.result()
+                    except BaseException:
+                        for other in pending:
+                            other.cancel()
+                        raise
+                    bar.update(stop - start)
+    return results

@@ -1,0 +1,173 @@
+"""Run configuration: defaults, YAML loading and validation.
+
+Every key of a YAML config is a field of :class:`RunConfig`; unknown keys and wrong
+types are refused with one line, so a typo never silently runs the default.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union, get_args, get_origin, get_type_hints
+
+from robustbench_lift.errors import UserError
+
+DEFAULT_SAMPLE_SIZE = 1000
+QUICK_SAMPLE_SIZE = 200
+
+
+@dataclass
+class RunConfig:
+    """What a benchmark run evaluates and where it writes.
+
+    models: zoo names (``small_cnn-lift`` or ``lift``) or checkpoint paths; empty = the whole zoo.
+    dataset / split / data_dir / download: the clean data (see ``robustbench_lift.datasets``).
+    sample_size: test images drawn (seeded) from the split; null = all of it.
+    suites: which suites to run (``robustbench-lift list suites``).
+    corruptions: names, or ``common`` / ``extra`` / ``all``; severities: subset of 1..5.
+    profile: corruption severity table, ``cifar`` (32 px) or ``imagenet`` (224 px).
+    reference_model: the model that normalises CE/mCE; null = the max-pooling model.
+    seed: the one seed every random draw derives from.
+    workers: processes that generate corrupted inputs; batch_size: inference batch.
+    output_dir / run_name: results go to ``<output_dir>/<run_name>/``.
+    """
+
+    models: List[str] = field(default_factory=list)
+    dataset: str = "fashion_mnist"
+    split: str = "test"
+    data_dir: Optional[str] = None
+    download: bool = False
+    sample_size: Optional[int] = DEFAULT_SAMPLE_SIZE
+    suites: List[str] = field(default_factory=lambda: ["corruption"])
+    corruptions: Union[str, List[str]] = "all"
+    severities: List[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    profile: str = "cifar"
+    reference_model: Optional[str] = None
+    seed: int = 0
+    workers: int = 2
+    batch_size: int = 500
+    device: str = "cpu"
+    output_dir: str = "reports"
+    run_name: str = "builtin"
+
+    @classmethod
+    def quick(cls) -> "RunConfig":
+        """The small CI preset: fewer images and severities, all corruptions."""
+        return cls(sample_size=QUICK_SAMPLE_SIZE, severities=[1, 3, 5], run_name="quick")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def run_directory(self) -> Path:
+        return Path(self.output_dir) / self.run_name
+
+
+def _check_type(name: str, value: Any, expected: Any) -> Any:
+    origin = get_origin(expected)
+    if origin is Union:
+        options = get_args(expected)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check_type(name, value, option)
+            except UserError as error:
+                errors.append(str(error))
+        raise UserError(errors[0] if errors else f"config key {name!r} has the wrong type")
+    if origin in (list, List):
+        if not isinstance(value, list):
+            raise UserError(f"config key {name!r} must be a list, got {type(value).__name__}")
+        (item_type,) = get_args(expected)
+        return [_check_type(name, item, item_type) for item in value]
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"config key {name!r} must be true or false, got {value!r}")
+        return value
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"config key {name!r} must be an integer, got {value!r}")
+        return value
+    if expected is str:
+        if not isinstance(value, str):
+            raise UserError(f"config key {name!r} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def config_from_mapping(values: Dict[str, Any], base: Optional[RunConfig] = None) -> RunConfig:
+    """A RunConfig from a mapping, every key checked against the dataclass's fields."""
+    base = base or RunConfig()
+    hints = get_type_hints(RunConfig)
+    known = {item.name for item in dataclasses.fields(RunConfig)}
+    checked = {}
+    for key, value in values.items():
+        if key not in known:
+            raise UserError(f"unknown config key {key!r}; known: {', '.join(sorted(known))}")
+        checked[key] = _check_type(key, value, hints[key])
+    config = dataclasses.replace(base, **checked)
+    validate(config)
+    return config
+
+
+def load_config(path: str | Path, base: Optional[RunConfig] = None) -> RunConfig:
+    """Reads a YAML config file."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"config file {path} is not valid YAML{where}") from None
+    if not isinstance(values, dict):
+        raise UserError(f"config file {path} must hold a mapping of keys, got {type(values).__name__}")
+    return config_from_mapping(values, base)
+
+
+def validate(config: RunConfig) -> None:
+    """Checks values that types alone do not (ranges, names of suites and corruptions)."""
+    import corruptions
+    from robustbench_lift.datasets import DATASETS
+    from robustbench_lift.suites import SUITES
+
+    if config.sample_size is not None and config.sample_size <= 0:
+        raise UserError(f"sample_size must be positive, got {config.sample_size}")
+    for severity in config.severities:
+        if severity not in corruptions.SEVERITIES:
+            raise UserError(f"severity {severity} outside 1..5")
+    if not config.severities:
+        raise UserError("severities must not be empty")
+    for suite in config.suites:
+        SUITES.get(suite)
+    DATASETS.get(config.dataset)
+    if config.profile not in corruptions.PROFILES:
+        raise UserError(f"unknown corruption profile {config.profile!r}; known: {', '.join(corruptions.PROFILES)}")
+    selected_corruptions(config)
+    if config.workers < 1 or config.batch_size < 1:
+        raise UserError("workers and batch_size must be at least 1")
+    if not config.run_name or "/" in config.run_name or config.run_name.startswith("."):
+        raise UserError(f"run_name {config.run_name!r} must be a plain folder name")
+
+
+def selected_corruptions(config: RunConfig) -> List[str]:
+    """The corruption names a config asks for, validated."""
+    import corruptions
+
+    if isinstance(config.corruptions, str):
+        if config.corruptions in ("common", "extra", "all"):
+            return corruptions.corruption_names(config.corruptions)
+        names = [config.corruptions]
+    else:
+        names = list(config.corruptions)
+    known = corruptions.corruption_names("all")
+    for name in names:
+        if name not in known:
+            raise UserError(f"unknown corruption {name!r}; known: {', '.join(known)}")
+    return names

@@ -1,0 +1,155 @@
+"""Model builders: one registry, every architecture built by :func:`build_model` with a
+pooling kind, and the wrapper that puts input normalisation inside the model.
+
+Inputs of every model this package hands out are float images in [0, 1]; the
+normalisation lives in :class:`NormalizedModel` so attacks and corruptions work in pixel
+space.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from robustbench_lift.pooling import PoolGeometry, make_pooling
+from robustbench_lift.registry import Registry
+
+ModelBuilder = Callable[..., nn.Module]
+MODELS: Registry[ModelBuilder] = Registry("architecture")
+
+
+class NormalizedModel(nn.Module):
+    """Standardises [0, 1] inputs with fixed per-channel mean/std, then runs ``model``."""
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class SmallCNN(nn.Module):
+    """The built-in benchmark's network for 32-px inputs: three conv-BN-ReLU stages, each
+    followed by one pooling layer (32 -> 16 -> 8 -> 4), then global average pooling and a
+    linear classifier. The pooling layers are the only thing that differs across the zoo.
+
+    One convolution per stage keeps a zoo of seven models trainable on two CPU cores in
+    minutes; deeper backbones are ``resnet18_cifar`` and ``vgg13_cifar``."""
+
+    def __init__(self, num_classes: int = 10, pooling: str = "max", pooling_options: Optional[Dict[str, Any]] = None, widths: Sequence[int] = (16, 32, 64)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_channels = 3
+        for width in widths:
+            layers += [_conv_bn_relu(in_channels, width), make_pooling(pooling, width, **(pooling_options or {}))]
+            in_channels = width
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(in_channels, num_classes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+class BasicBlock(nn.Module):
+    """CIFAR ResNet basic block; a downsampling block pools instead of striding.
+
+    As in the LiftPool paper's CIFAR ResNets, a stride-2 convolution becomes a stride-1
+    convolution followed by the pooling under test, on both the main path and the
+    shortcut, so the pooling is the only downsampling operator.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, downsample: bool, pooling: str, pooling_options: Dict[str, Any]) -> None:
+        super().__init__()
+        main: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)]
+        if downsample:
+            main.append(make_pooling(pooling, out_channels, **pooling_options))
+        main += [nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True), nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels)]
+        self.main = nn.Sequential(*main)
+        shortcut: list[nn.Module] = []
+        if downsample:
+            shortcut.append(make_pooling(pooling, in_channels, **pooling_options))
+        if downsample or in_channels != out_channels:
+            shortcut += [nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)]
+        self.shortcut = nn.Sequential(*shortcut)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(self.main(x) + self.shortcut(x))
+
+
+class CifarResNet18(nn.Module):
+    """ResNet-18 for 32-px inputs (3x3 stem, no stem pooling, stages 64-128-256-512)."""
+
+    def __init__(self, num_classes: int = 10, pooling: str = "max", pooling_options: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__()
+        options = dict(pooling_options or {})
+        self.stem = _conv_bn_relu(3, 64)
+        blocks: list[nn.Module] = []
+        in_channels = 64
+        for stage, width in enumerate((64, 128, 256, 512)):
+            for index in range(2):
+                blocks.append(BasicBlock(in_channels, width, downsample=stage > 0 and index == 0, pooling=pooling, pooling_options=options))
+                in_channels = width
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.blocks(self.stem(x)))
+
+
+VGG13_LAYOUT = (64, 64, "pool", 128, 128, "pool", 256, 256, "pool", 512, 512, "pool", 512, 512, "pool")
+
+
+class CifarVGG13(nn.Module):
+    """VGG-13 with batch norm for 32-px inputs: five pooling stages down to 1x1."""
+
+    def __init__(self, num_classes: int = 10, pooling: str = "max", pooling_options: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_channels = 3
+        for item in VGG13_LAYOUT:
+            if item == "pool":
+                layers.append(make_pooling(pooling, in_channels, PoolGeometry(2, 2, 0), **(pooling_options or {})))
+            else:
+                layers.append(_conv_bn_relu(in_channels, int(item)))
+                in_channels = int(item)
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(512, num_classes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+MODELS.add("small_cnn", SmallCNN)
+MODELS.add("resnet18_cifar", CifarResNet18)
+MODELS.add("vgg13_cifar", CifarVGG13)
+
+
+def build_model(
+    architecture: str,
+    pooling: str = "max",
+    num_classes: int = 10,
+    pooling_options: Optional[Dict[str, Any]] = None,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+) -> nn.Module:
+    """Builds ``architecture`` with every pooling layer of kind ``pooling``.
+
+    With ``mean``/``std`` the network is wrapped in :class:`NormalizedModel` and takes
+    [0, 1] inputs.
+    """
+    network = MODELS.get(architecture)(num_classes=num_classes, pooling=pooling, pooling_options=pooling_options)
+    if mean is not None and std is not None:
+        return NormalizedModel(network, mean, std)
+    return network

@@ -1,0 +1,228 @@
+"""The pooling kinds compared by the benchmark (SPEC §2), in one registry.
+
+Every kind is built from the geometry of the pooling layer it stands in for (kernel,
+stride, padding of a torch MaxPool2d/AvgPool2d) so that it keeps that layer's output
+shape, whether it is placed by a model builder or swapped into a built model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Mapping, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from robustbench_lift.errors import UserError
+from robustbench_lift.lifting import LiftDownPool
+from robustbench_lift.registry import Registry
+
+
+@dataclass(frozen=True)
+class PoolGeometry:
+    """Kernel, stride and padding of the downsampling layer being replaced."""
+
+    kernel_size: int = 2
+    stride: int = 2
+    padding: int = 0
+    ceil_mode: bool = False
+
+    def output_length(self, length: int) -> int:
+        """torch's pooling output length for an input of ``length``."""
+        span = length + 2 * self.padding - self.kernel_size
+        if not self.ceil_mode:
+            return span // self.stride + 1
+        out = -(-span // self.stride) + 1
+        # torch drops a last window that would start inside the right padding.
+        if (out - 1) * self.stride >= length + self.padding:
+            out -= 1
+        return out
+
+
+@dataclass(frozen=True)
+class PoolingKind:
+    """A registered pooling kind: a builder and the options it accepts (with defaults)."""
+
+    name: str
+    description: str
+    build: Callable[..., nn.Module]
+    options: Mapping[str, Tuple[Any, str]] = field(default_factory=dict)  # name -> (default, help)
+    supports_stride: Tuple[int, ...] = (2,)
+
+
+POOLINGS: Registry[PoolingKind] = Registry("pooling kind")
+
+
+class CropToGeometry(nn.Module):
+    """Runs a stride-2 pooling and crops its output to the replaced layer's output size.
+
+    Lifting and strided subsampling give ceil(H/2); a 2x2 stride-2 max pool gives
+    floor(H/2). Cropping the last row/column (never padding) keeps shapes identical.
+    """
+
+    def __init__(self, pool: nn.Module, geometry: PoolGeometry) -> None:
+        super().__init__()
+        self.pool = pool
+        self.geometry = geometry
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.pool(x)
+        height = self.geometry.output_length(x.shape[-2])
+        width = self.geometry.output_length(x.shape[-1])
+        if out.shape[-2] != height or out.shape[-1] != width:
+            out = out[..., :height, :width]
+        return out
+
+
+class StridedSubsample(nn.Module):
+    """Keeps every second sample in H and W: the downsampling of a strided convolution."""
+
+    def __init__(self, stride: int = 2) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x[..., :: self.stride, :: self.stride]
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}"
+
+
+def _build_max(channels: int, geometry: PoolGeometry) -> nn.Module:
+    return nn.MaxPool2d(geometry.kernel_size, geometry.stride, geometry.padding, ceil_mode=geometry.ceil_mode)
+
+
+def _build_avg(channels: int, geometry: PoolGeometry) -> nn.Module:
+    # count_include_pad=False so a padded stem average does not darken the border.
+    return nn.AvgPool2d(geometry.kernel_size, geometry.stride, geometry.padding, ceil_mode=geometry.ceil_mode, count_include_pad=False)
+
+
+def _build_skip(channels: int, geometry: PoolGeometry) -> nn.Module:
+    return CropToGeometry(StridedSubsample(geometry.stride), geometry)
+
+
+def _blur_pool_class() -> type:
+    import antialiased_cnns
+    import torch.nn.functional as F
+
+    class BlurPool(antialiased_cnns.BlurPool):
+        """antialiased-cnns' BlurPool, replicating instead of reflecting on maps too
+        small to reflect (VGG's last 2x2 -> 1x1 stage)."""
+
+        def forward(self, x: Tensor) -> Tensor:
+            if min(x.shape[-2:]) > max(self.pad_sizes) or self.filt_size == 1:
+                return super().forward(x)
+            padded = F.pad(x, self.pad_sizes, mode="replicate")
+            return F.conv2d(padded, self.filt, stride=self.stride, groups=x.shape[1])
+
+    return BlurPool
+
+
+def _build_blur(channels: int, geometry: PoolGeometry, filter_size: int = 3) -> nn.Module:
+    """Zhang's MaxBlurPool: dense max (same kernel, stride 1) then blur + subsample.
+
+    Keeping the replaced kernel and padding at stride 1 makes the output size match the
+    original layer's for every kernel/padding combination torchvision uses.
+    """
+    if filter_size not in range(1, 8):
+        raise UserError(f"blur filter_size must be 1..7, got {filter_size}")
+    layers: list[nn.Module] = []
+    if geometry.ceil_mode:
+        # A ceil-mode window may hang over the bottom/right edge: one replicated row and
+        # column give the dense max that extra position.
+        layers.append(nn.ReplicationPad2d((0, 1, 0, 1)))
+    return nn.Sequential(
+        *layers,
+        nn.MaxPool2d(geometry.kernel_size, stride=1, padding=geometry.padding),
+        _blur_pool_class()(channels, filt_size=filter_size, stride=geometry.stride),
+    )
+
+
+_GROUPS = {"depthwise": None, "dense": 1}
+
+
+def _build_lift(channels: int, geometry: PoolGeometry, combine: str = "sum", kernel_size: int = 3, groups: str = "depthwise") -> nn.Module:
+    if groups not in _GROUPS:
+        raise UserError(f"lift groups must be 'depthwise' or 'dense', got {groups!r}")
+    if kernel_size not in (1, 3, 5, 7):
+        raise UserError(f"lift kernel_size must be 1, 3, 5 or 7, got {kernel_size}")
+    return _lift_layer(channels, geometry, "learned", combine, kernel_size, _GROUPS[groups])
+
+
+def _lift_layer(channels: int, geometry: PoolGeometry, scheme: str, combine: str, kernel_size: int = 3, groups: int | None = None) -> nn.Module:
+    if combine not in ("sum", "LL", "LH", "HL", "HH"):
+        raise UserError(f"combine must be one of sum, LL, LH, HL, HH for a pooling layer, got {combine!r}")
+    return CropToGeometry(LiftDownPool(channels, combine=combine, kernel_size=kernel_size, groups=groups, scheme=scheme), geometry)
+
+
+def _build_haar(channels: int, geometry: PoolGeometry, combine: str = "sum") -> nn.Module:
+    return _lift_layer(channels, geometry, "haar", combine)
+
+
+def _build_lift53(channels: int, geometry: PoolGeometry, combine: str = "sum") -> nn.Module:
+    return _lift_layer(channels, geometry, "cdf53", combine)
+
+
+_COMBINE_HELP = "sub-band combination: sum (LL+LH+HL+HH, the paper's), LL, LH, HL or HH"
+
+POOLINGS.add("max", PoolingKind("max", "max pooling (torch MaxPool2d)", _build_max, supports_stride=(1, 2, 3, 4)))
+POOLINGS.add("avg", PoolingKind("avg", "average pooling (torch AvgPool2d)", _build_avg, supports_stride=(1, 2, 3, 4)))
+POOLINGS.add("skip", PoolingKind("skip", "strided subsampling: keep every 2nd sample", _build_skip))
+POOLINGS.add(
+    "blur",
+    PoolingKind(
+        "blur",
+        "anti-aliased max pooling: dense max then BlurPool (antialiased-cnns, Zhang 2019)",
+        _build_blur,
+        {"filter_size": (3, "binomial blur filter taps (3 or 5 in the paper's tables)")},
+    ),
+)
+POOLINGS.add(
+    "lift",
+    PoolingKind(
+        "lift",
+        "learned LiftDownPool (Zhao & Snoek 2021)",
+        _build_lift,
+        {
+            "combine": ("sum", _COMBINE_HELP),
+            "kernel_size": (3, "taps of the predict/update convolution along the lifting axis: 3, 5 or 7"),
+            "groups": ("depthwise", "predict/update K-tap convolution: depthwise or dense"),
+        },
+    ),
+)
+POOLINGS.add("haar", PoolingKind("haar", "fixed Haar lifting (LL = 2x2 average)", _build_haar, {"combine": ("sum", _COMBINE_HELP)}))
+POOLINGS.add(
+    "lift53", PoolingKind("lift53", "fixed CDF 5/3 (LeGall) lifting", _build_lift53, {"combine": ("sum", _COMBINE_HELP)})
+)
+
+
+def resolve_options(kind: str, options: Mapping[str, Any] | None) -> Dict[str, Any]:
+    """The full option set of ``kind``: defaults overridden by ``options``; unknown keys rejected."""
+    spec = POOLINGS.get(kind)
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        known = ", ".join(spec.options) or "none"
+        raise UserError(f"pooling {kind!r} has no option {unknown[0]!r}; its options: {known}")
+    resolved = {name: default for name, (default, _) in spec.options.items()}
+    for name, value in options.items():
+        default = spec.options[name][0]
+        resolved[name] = type(default)(value) if default is not None else value
+    return resolved
+
+
+def make_pooling(kind: str, channels: int, geometry: PoolGeometry = PoolGeometry(), **options: Any) -> nn.Module:
+    """Builds a pooling layer of ``kind`` standing in for a layer of ``geometry``."""
+    spec = POOLINGS.get(kind)
+    if geometry.stride not in spec.supports_stride:
+        raise UserError(f"pooling {kind!r} cannot replace a stride-{geometry.stride} layer (it supports {spec.supports_stride})")
+    return spec.build(channels, geometry, **resolve_options(kind, options))
+
+
+def pooling_table() -> list[dict]:
+    """One row per kind with its options, for ``robustbench-lift list poolings``."""
+    rows = []
+    for name in POOLINGS:
+        spec = POOLINGS.get(name)
+        options = "; ".join(f"{key}={default!r} ({text})" for key, (default, text) in spec.options.items())
+        rows.append({"kind": name, "description": spec.description, "options": options or "-"})
+    return rows

@@ -1,0 +1,54 @@
+"""The shipped model zoo: Fashion-MNIST small_cnn models that differ only in pooling.
+
+The weights are trained by ``scripts/train_zoo.py`` and ship as package data; each file
+carries its metadata (training config, clean test accuracy, versions).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+from torch import nn
+
+from robustbench_lift.checkpoints import load_checkpoint, read_checkpoint
+from robustbench_lift.errors import UserError
+
+ZOO_DIRECTORY = Path(__file__).parent / "zoo_weights"
+ZOO_KINDS = ("max", "avg", "skip", "blur", "lift", "haar", "lift53")
+ZOO_ARCHITECTURE = "small_cnn"
+ZOO_DATASET = "fashion_mnist"
+
+
+def zoo_model_name(kind: str) -> str:
+    return f"{ZOO_ARCHITECTURE}-{kind}"
+
+
+def zoo_checkpoint_path(kind: str) -> Path:
+    return ZOO_DIRECTORY / f"{ZOO_DATASET}-{ZOO_ARCHITECTURE}-{kind}.safetensors"
+
+
+def zoo_names() -> List[str]:
+    """Names of the zoo models whose weights are present, e.g. ``small_cnn-lift``."""
+    return [zoo_model_name(kind) for kind in ZOO_KINDS if zoo_checkpoint_path(kind).exists()]
+
+
+def _kind_of(name: str) -> str:
+    prefix = f"{ZOO_ARCHITECTURE}-"
+    kind = name[len(prefix) :] if name.startswith(prefix) else name
+    if kind not in ZOO_KINDS:
+        raise UserError(f"unknown zoo model {name!r}; known: {', '.join(zoo_model_name(k) for k in ZOO_KINDS)}")
+    return kind
+
+
+def load_zoo_model(name: str) -> Tuple[nn.Module, Dict[str, Any]]:
+    """Loads a zoo model (``small_cnn-max`` or just ``max``) in eval mode with its metadata."""
+    kind = _kind_of(name)
+    path = zoo_checkpoint_path(kind)
+    if not path.exists():
+        raise UserError(f"zoo weights {path} are missing; run scripts/train_zoo.py --kinds {kind}")
+    return load_checkpoint(path, expect={"architecture": ZOO_ARCHITECTURE, "pooling": kind, "dataset": ZOO_DATASET})
+
+
+def zoo_metadata(name: str) -> Dict[str, Any]:
+    """The metadata record of a zoo model, without building it."""
+    return read_checkpoint(zoo_checkpoint_path(_kind_of(name)))[1]
