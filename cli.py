@@ -30,6 +30,20 @@ def _parse_options(pairs: List[str]) -> Dict[str, Any]:
     return options
 
 
+def _parse_epsilons(pairs: List[str]) -> Dict[str, List[float]]:
+    """``attack=0,0.01,0.03`` pairs -> {attack: [epsilons]}."""
+    grid: Dict[str, List[float]] = {}
+    for pair in pairs:
+        attack, separator, values = pair.partition("=")
+        if not separator:
+            raise UserError(f"--epsilons {pair!r} must look like attack=0,0.01,0.03")
+        try:
+            grid[attack] = [float(value) for value in values.split(",") if value]
+        except ValueError:
+            raise UserError(f"--epsilons {pair!r}: epsilons must be numbers") from None
+    return grid
+
+
 def command_run(arguments: argparse.Namespace) -> int:
     from robustbench_lift.config import RunConfig, config_from_mapping, load_config
     from robustbench_lift.runner import run_benchmark
@@ -52,7 +66,15 @@ def command_run(arguments: argparse.Namespace) -> int:
         "reference_model": arguments.reference_model,
         "device": arguments.device,
         "batch_size": arguments.batch_size,
+        "threads": arguments.threads,
         "dataset": arguments.dataset,
+        "perturbations": arguments.perturbations,
+        "difficulty": arguments.difficulty,
+        "perturbation_sample_size": arguments.perturbation_sample_size,
+        "shift_max": arguments.shift_max,
+        "attacks": arguments.attacks,
+        "attack_sample_size": arguments.attack_sample_size,
+        "attack_epsilons": _parse_epsilons(arguments.epsilons) if arguments.epsilons else None,
     }
     config = config_from_mapping({key: value for key, value in overrides.items() if value is not None}, config)
     directory = run_benchmark(config)
@@ -124,6 +146,14 @@ def _listing(what: str) -> List[Dict[str, Any]]:
         from robustbench_lift.suites import SUITES
 
         return [{"suite": name, "description": SUITES.get(name).description} for name in SUITES]
+    if what == "perturbations":
+        from corruptions import perturbations
+
+        return [{"perturbation": name, "set": "main (in mFR)" if name in perturbations.MAIN_PERTURBATIONS else "extra", "frames (cifar)": perturbations.frame_count(name, "cifar"), "rule": "noise: vs first frame" if name in perturbations.NOISE_PERTURBATIONS else "consecutive frames"} for name in perturbations.perturbation_names("all")]
+    if what == "attacks":
+        from robustbench_lift.attacks import ATTACKS
+
+        return [{"attack": name, "norm": ATTACKS.get(name).norm, "minimisation": ATTACKS.get(name).minimization, "default epsilons": ", ".join(f"{value:.4g}" for value in ATTACKS.get(name).default_epsilons), "headline": f"{ATTACKS.get(name).headline_epsilon:.4g}"} for name in ATTACKS]
     if what == "datasets":
         from robustbench_lift.datasets import DATASETS
 
@@ -131,7 +161,7 @@ def _listing(what: str) -> List[Dict[str, Any]]:
     raise UserError(f"cannot list {what!r}")
 
 
-LISTABLE = ("poolings", "architectures", "zoo", "corruptions", "suites", "datasets")
+LISTABLE = ("poolings", "architectures", "zoo", "corruptions", "perturbations", "attacks", "suites", "datasets")
 
 
 def command_list(arguments: argparse.Namespace) -> int:
@@ -155,11 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int)
     run.add_argument("--workers", type=int, help="processes generating corrupted inputs")
     run.add_argument("--batch-size", type=int)
+    run.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     run.add_argument("--dataset")
     run.add_argument("--data-dir")
     run.add_argument("--download", action="store_true", help="let torchvision download missing data")
     run.add_argument("--profile", choices=None, help="corruption severity profile: cifar or imagenet")
     run.add_argument("--reference-model", help="model normalising CE (default: the max-pooling model)")
+    run.add_argument("--perturbations", nargs="+", help="perturbation names, or main / extra / all")
+    run.add_argument("--difficulty", type=int, help="compare perturbation frames this far apart (default 1)")
+    run.add_argument("--perturbation-sample-size", type=int, help="sequences per perturbation (default 200)")
+    run.add_argument("--shift-max", type=int, help="largest shift in px for shift consistency (default 4)")
+    run.add_argument("--attacks", nargs="+", help="attack names (see 'list attacks')")
+    run.add_argument("--attack-sample-size", type=int, help="images attacked (default 100)")
+    run.add_argument("--epsilons", nargs="+", metavar="ATTACK=EPS,EPS", help="epsilon grid per attack, e.g. pgd_linf=0,0.01,0.03")
     run.add_argument("--device")
     run.add_argument("--output-dir")
     run.add_argument("--run-name")
@@ -182,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", required=True, help="checkpoint path (.safetensors)")
     train.set_defaults(handler=command_train)
 
-    listing = commands.add_parser("list", help="list poolings, architectures, zoo, corruptions, suites, datasets")
+    listing = commands.add_parser("list", help="list " + ", ".join(LISTABLE))
     listing.add_argument("what", choices=LISTABLE)
     listing.set_defaults(handler=command_list)
     return parser

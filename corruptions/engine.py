@@ -119,9 +119,13 @@ def _worker_setup() -> None:
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
-    # fork is cheap and safe here (no torch/CUDA state in the tasks); elsewhere use spawn,
-    # which works because tasks are module-level functions with picklable arguments.
-    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    # Not "fork": a forked child inherits the parent's thread pools mid-use, and we saw a
+    # child hang forever in OpenCV after the parent had used OpenCV's threads (torch's
+    # OpenMP pool has the same problem). "forkserver" forks workers from a clean,
+    # single-threaded server process; "spawn" is the portable fallback. Either way the
+    # caller's main module is re-imported in workers, so scripts need a __main__ guard.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 def _images_per_task(count: int, condition_count: int, workers: int, image_bytes: int) -> int:
@@ -146,7 +150,9 @@ def corrupt_image(
     corruption, severity = _check_condition(corruption, severity)
     image = _check_image_array(image, batch=False, profile=profile)
     seed = _check_seed(seed)
-    index = int(_check_indices(np.array([index]), 1)[0])
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
+        raise UserError(f"index must be a non-negative integer, got {index!r}")
+    index = int(index)
     return _apply(functions.get(corruption), image, severity, image_generator(seed, index, corruption, severity))
 
 

@@ -29,7 +29,14 @@ class RunConfig:
     reference_model: the model that normalises CE/mCE; null = the max-pooling model.
     seed: the one seed every random draw derives from.
     workers: processes that generate corrupted inputs; batch_size: inference batch.
+    threads: torch threads for inference and attacks (null = torch's default).
     output_dir / run_name: results go to ``<output_dir>/<run_name>/``.
+    perturbations / difficulty / perturbation_sample_size: the perturbation suite
+    (names or ``main`` / ``extra`` / ``all``; frames compared ``difficulty`` apart;
+    sequences drawn from the first images of the sample).
+    shift_max: largest shift (px) of the shift-consistency suite.
+    attacks / attack_epsilons / attack_sample_size: the adversarial suite (attack names;
+    epsilons per attack name, null = each attack's default grid; images attacked).
     """
 
     models: List[str] = field(default_factory=list)
@@ -38,7 +45,7 @@ class RunConfig:
     data_dir: Optional[str] = None
     download: bool = False
     sample_size: Optional[int] = DEFAULT_SAMPLE_SIZE
-    suites: List[str] = field(default_factory=lambda: ["corruption"])
+    suites: List[str] = field(default_factory=lambda: ["corruption", "perturbation", "shift", "adversarial"])
     corruptions: Union[str, List[str]] = "all"
     severities: List[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
     profile: str = "cifar"
@@ -47,13 +54,21 @@ class RunConfig:
     workers: int = 2
     batch_size: int = 500
     device: str = "cpu"
+    threads: Optional[int] = None
     output_dir: str = "reports"
     run_name: str = "builtin"
+    perturbations: Union[str, List[str]] = "all"
+    difficulty: int = 1
+    perturbation_sample_size: Optional[int] = 200
+    shift_max: int = 4
+    attacks: List[str] = field(default_factory=lambda: ["fgsm", "pgd_linf", "pgd_l2", "deepfool_l2", "cw_l2"])
+    attack_epsilons: Optional[Dict[str, List[float]]] = None
+    attack_sample_size: Optional[int] = 100
 
     @classmethod
     def quick(cls) -> "RunConfig":
         """The small CI preset: fewer images and severities, all corruptions."""
-        return cls(sample_size=QUICK_SAMPLE_SIZE, severities=[1, 3, 5], run_name="quick")
+        return cls(sample_size=QUICK_SAMPLE_SIZE, severities=[1, 3, 5], run_name="quick", perturbation_sample_size=50, attack_sample_size=50)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -78,6 +93,15 @@ def _check_type(name: str, value: Any, expected: Any) -> Any:
             except UserError as error:
                 errors.append(str(error))
         raise UserError(errors[0] if errors else f"config key {name!r} has the wrong type")
+    if origin in (dict, Dict):
+        if not isinstance(value, dict):
+            raise UserError(f"config key {name!r} must be a mapping, got {type(value).__name__}")
+        key_type, item_type = get_args(expected)
+        return {_check_type(name, key, key_type): _check_type(name, item, item_type) for key, item in value.items()}
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"config key {name!r} must be a number, got {value!r}")
+        return float(value)
     if origin in (list, List):
         if not isinstance(value, list):
             raise UserError(f"config key {name!r} must be a list, got {type(value).__name__}")
@@ -154,6 +178,25 @@ def validate(config: RunConfig) -> None:
         raise UserError("workers and batch_size must be at least 1")
     if not config.run_name or "/" in config.run_name or config.run_name.startswith("."):
         raise UserError(f"run_name {config.run_name!r} must be a plain folder name")
+    for key in ("perturbation_sample_size", "attack_sample_size"):
+        value = getattr(config, key)
+        if value is not None and value <= 0:
+            raise UserError(f"{key} must be positive, got {value}")
+    if config.difficulty < 1:
+        raise UserError(f"difficulty must be at least 1, got {config.difficulty}")
+    if config.shift_max < 1:
+        raise UserError(f"shift_max must be at least 1, got {config.shift_max}")
+    if "perturbation" in config.suites:
+        from corruptions.perturbations import validate_difficulty
+
+        validate_difficulty(selected_perturbations(config), config.difficulty, config.profile)
+    if "adversarial" in config.suites:
+        from robustbench_lift.attacks import ATTACKS, validate_epsilons
+
+        for attack in config.attacks:
+            ATTACKS.get(attack)
+        for attack, epsilons in (config.attack_epsilons or {}).items():
+            validate_epsilons(ATTACKS.get(attack).norm, epsilons)
 
 
 def selected_corruptions(config: RunConfig) -> List[str]:
@@ -170,4 +213,18 @@ def selected_corruptions(config: RunConfig) -> List[str]:
     for name in names:
         if name not in known:
             raise UserError(f"unknown corruption {name!r}; known: {', '.join(known)}")
+    return names
+
+
+def selected_perturbations(config: RunConfig) -> List[str]:
+    """The perturbation names a config asks for, validated."""
+    from corruptions import perturbations
+
+    if isinstance(config.perturbations, str) and config.perturbations in ("main", "extra", "all"):
+        return perturbations.perturbation_names(config.perturbations)
+    names = [config.perturbations] if isinstance(config.perturbations, str) else list(config.perturbations)
+    known = perturbations.perturbation_names("all")
+    for name in names:
+        if name not in known:
+            raise UserError(f"unknown perturbation {name!r}; known: {', '.join(known)}")
     return names

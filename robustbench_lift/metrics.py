@@ -48,7 +48,9 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> Tuple[f
     denominator = 1 + z * z / n
     centre = (proportion + z * z / (2 * n)) / denominator
     half_width = z * math.sqrt(proportion * (1 - proportion) / n + z * z / (4 * n * n)) / denominator
-    return (max(0.0, centre - half_width), min(1.0, centre + half_width))
+    # The interval always contains the proportion; clamping keeps rounding (0/n giving a
+    # lower bound of 1e-17) from excluding it.
+    return (max(0.0, min(proportion, centre - half_width)), min(1.0, max(proportion, centre + half_width)))
 
 
 def _normal_quantile(probability: float) -> float:

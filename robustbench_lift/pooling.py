@@ -56,7 +56,10 @@ class CropToGeometry(nn.Module):
     """Runs a stride-2 pooling and crops its output to the replaced layer's output size.
 
     Lifting and strided subsampling give ceil(H/2); a 2x2 stride-2 max pool gives
-    floor(H/2). Cropping the last row/column (never padding) keeps shapes identical.
+    floor(H/2). Cropping the last row/column keeps shapes identical. A padded ceil-mode
+    layer (3x3, stride 2, padding 1, ceil_mode=True) has one output more than ceil(H/2)
+    on even sizes: the input is then first replicate-padded at the bottom/right just
+    enough for that last output, which sees the border sample.
     """
 
     def __init__(self, pool: nn.Module, geometry: PoolGeometry) -> None:
@@ -65,9 +68,13 @@ class CropToGeometry(nn.Module):
         self.geometry = geometry
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.pool(x)
         height = self.geometry.output_length(x.shape[-2])
         width = self.geometry.output_length(x.shape[-1])
+        extra_height = max(0, self.geometry.stride * (height - 1) + 1 - x.shape[-2])
+        extra_width = max(0, self.geometry.stride * (width - 1) + 1 - x.shape[-1])
+        if extra_height or extra_width:
+            x = torch.nn.functional.pad(x, (0, extra_width, 0, extra_height), mode="replicate")
+        out = self.pool(x)
         if out.shape[-2] != height or out.shape[-1] != width:
             out = out[..., :height, :width]
         return out

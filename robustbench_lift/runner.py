@@ -67,6 +67,8 @@ def _versions() -> Dict[str, str]:
 def run_benchmark(config: RunConfig) -> Path:
     """Runs every suite of ``config`` on every model; returns the run folder."""
     validate(config)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     started = time.perf_counter()
     timings: Dict[str, Any] = {"prepare": {}, "evaluate": {}}
     models = resolve_models(config.models)

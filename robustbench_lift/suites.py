@@ -17,10 +17,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from robustbench_lift.config import RunConfig, selected_corruptions
+from robustbench_lift.config import RunConfig, selected_corruptions, selected_perturbations
 from robustbench_lift.datasets import ImageDataset
 from robustbench_lift.inference import predict_logits
-from robustbench_lift.metrics import ALEXNET_IMAGENET_C_ERRORS, corruption_summary, error_with_interval, flip_share
+from robustbench_lift.metrics import ALEXNET_IMAGENET_C_ERRORS, corruption_summary, error_with_interval, flip_probability, flip_share, top5_distance, wilson_interval
 from robustbench_lift.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -224,3 +224,211 @@ class CorruptionSuite(Suite):
 
 
 SUITES.add("corruption", CorruptionSuite())
+
+
+def _first(context: RunContext, size: Optional[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first ``size`` images of the run's sample (images, labels, dataset indices)."""
+    count = len(context.dataset) if size is None else min(size, len(context.dataset))
+    return context.dataset.images[:count], context.dataset.labels[:count], context.indices[:count]
+
+
+def _reference_name(entry: ModelEntry, models: List[ModelEntry], config: RunConfig) -> Optional[str]:
+    return CorruptionSuite().reference_for(entry, models, config) if config.reference_model != "alexnet" else None
+
+
+def _bootstrap_interval(samples: np.ndarray) -> tuple[float, float]:
+    finite = samples[np.isfinite(samples)]
+    if finite.size == 0:
+        return (math.nan, math.nan)
+    low, high = np.percentile(finite, [2.5, 97.5])
+    return float(low), float(high)
+
+
+class PerturbationSuite(Suite):
+    """ImageNet-P-style stability: flip probability, flip rate, top-5 distance (SPEC §4).
+
+    Needs no labels. Frames are generated once per run and shared by all models.
+    """
+
+    name = "perturbation"
+    description = "flip probability / flip rate (mFR) and top-5 distance (mT5D) on perturbation sequences"
+
+    def prepare(self, context: RunContext) -> Dict[str, np.ndarray]:
+        from corruptions import perturbations
+
+        config = context.config
+        images, _, indices = _first(context, config.perturbation_sample_size)
+        return perturbations.perturb_many(
+            images, selected_perturbations(config), profile=config.profile, difficulty=config.difficulty, seed=config.seed, indices=indices, workers=config.workers, progress=True
+        )
+
+    def evaluate(self, entry: ModelEntry, prepared: Dict[str, np.ndarray], context: RunContext) -> SuiteOutput:
+        from corruptions.perturbations import NOISE_PERTURBATIONS
+
+        config = context.config
+        rows: List[Dict[str, Any]] = []
+        per_image: Dict[str, np.ndarray] = {}
+        for name, sequences in prepared.items():
+            count, frames = sequences.shape[:2]
+            logits = predict_logits(entry.model, sequences.reshape(-1, *sequences.shape[2:]), config.batch_size, config.device)
+            condition = f"{name}/d{config.difficulty}"
+            if not torch.isfinite(logits).all():
+                rows.append(_failed_row(condition, name, float(config.difficulty), count) | {"suite": self.name})
+                continue
+            logits_array = logits.numpy().reshape(count, frames, -1)
+            predictions = logits_array.argmax(2)
+            noise = name in NOISE_PERTURBATIONS
+            per_sequence_flips = np.array([flip_probability(predictions[i : i + 1], noise, config.difficulty) for i in range(count)])
+            per_sequence_distance = np.array([top5_distance(logits_array[i : i + 1], noise, config.difficulty) for i in range(count)])
+            rows.append(
+                {
+                    "suite": self.name,
+                    "condition": condition,
+                    "family": name,
+                    "level": float(config.difficulty),
+                    "status": "ok",
+                    "n": count,
+                    "frames": frames,
+                    "flip_probability": flip_probability(predictions, noise, config.difficulty),
+                    "top5_distance": top5_distance(logits_array, noise, config.difficulty),
+                }
+            )
+            per_image[f"{name}/flips"] = per_sequence_flips
+            per_image[f"{name}/top5"] = per_sequence_distance
+        return SuiteOutput(rows, per_image)
+
+    def summarize(self, results: pd.DataFrame, per_image: Dict[str, Dict[str, np.ndarray]], models: List[ModelEntry], context: RunContext) -> pd.DataFrame:
+        from corruptions.perturbations import MAIN_PERTURBATIONS
+
+        config = context.config
+        main = [name for name in selected_perturbations(config) if name in MAIN_PERTURBATIONS]
+        table = results[(results["suite"] == self.name) & (results["status"] == "ok")]
+        rng = np.random.default_rng(config.seed + 1)
+        summary = []
+        for entry in models:
+            row: Dict[str, Any] = {"model": entry.name}
+            model_table = table[table["model"] == entry.name].set_index("family")
+            usable = [name for name in main if name in model_table.index]
+            row["mean_flip_probability"] = float(model_table.loc[usable, "flip_probability"].mean()) if usable else math.nan
+            row["mean_top5_distance"] = float(model_table.loc[usable, "top5_distance"].mean()) if usable else math.nan
+            row |= {"mfr": math.nan, "mfr_low": math.nan, "mfr_high": math.nan, "mt5d": math.nan, "mt5d_low": math.nan, "mt5d_high": math.nan}
+            reference = _reference_name(entry, models, config)
+            reference_table = table[table["model"] == reference].set_index("family") if reference else None
+            if reference_table is not None and usable and all(name in reference_table.index for name in usable):
+                own, theirs = per_image.get(entry.name, {}), per_image.get(reference, {})
+                for metric, key, column in (("mfr", "flips", "flip_probability"), ("mt5d", "top5", "top5_distance")):
+                    # A perturbation on which the reference never flips gives no ratio; it is
+                    # left out of the mean (and counted in mfr_perturbations) rather than
+                    # turning the whole mFR infinite.
+                    reference_values = reference_table.loc[usable, column].to_numpy()
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        ratios = np.where(reference_values > 0, model_table.loc[usable, column].to_numpy() / reference_values, np.nan)
+                    row[metric] = float(np.nanmean(ratios)) if np.isfinite(ratios).any() else math.nan
+                    row[f"{metric}_perturbations"] = int(np.isfinite(ratios).sum())
+                    # Paired bootstrap over sequences for the interval.
+                    count = len(own[f"{usable[0]}/{key}"])
+                    draws = rng.integers(0, count, size=(BOOTSTRAP_SAMPLES, count))
+                    model_means = np.stack([own[f"{name}/{key}"][draws].mean(axis=1) for name in usable], axis=1)
+                    reference_means = np.stack([theirs[f"{name}/{key}"][draws].mean(axis=1) for name in usable], axis=1)
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        samples = np.nanmean(np.where(reference_means > 0, model_means / reference_means, np.nan), axis=1)
+                    row[f"{metric}_low"], row[f"{metric}_high"] = _bootstrap_interval(samples)
+            summary.append(row)
+        return pd.DataFrame(summary).set_index("model")
+
+
+class ShiftSuite(Suite):
+    """Shift consistency (Zhang 2019): how often two random shifts of an image get the same class."""
+
+    name = "shift"
+    description = "shift consistency: same prediction under two random shifts of up to shift_max px"
+
+    def prepare(self, context: RunContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from corruptions.perturbations import shift_pairs
+
+        config = context.config
+        return shift_pairs(context.dataset.images, max_shift=config.shift_max, seed=config.seed, indices=context.indices)
+
+    def evaluate(self, entry: ModelEntry, prepared: tuple[np.ndarray, np.ndarray, np.ndarray], context: RunContext) -> SuiteOutput:
+        config = context.config
+        first, second, _ = prepared
+        condition = f"shift/{config.shift_max}px"
+        predictions_first = finite_predictions(predict_logits(entry.model, first, config.batch_size, config.device))
+        predictions_second = finite_predictions(predict_logits(entry.model, second, config.batch_size, config.device))
+        if predictions_first is None or predictions_second is None:
+            return SuiteOutput([_failed_row(condition, "shift", float(config.shift_max), len(first)) | {"suite": self.name}])
+        same = predictions_first == predictions_second
+        low, high = wilson_interval(int(same.sum()), len(same))
+        row = {"suite": self.name, "condition": condition, "family": "shift", "level": float(config.shift_max), "status": "ok", "n": len(same), "consistency": float(same.mean()), "consistency_low": low, "consistency_high": high}
+        return SuiteOutput([row], {"same": same})
+
+    def summarize(self, results: pd.DataFrame, per_image: Dict[str, Dict[str, np.ndarray]], models: List[ModelEntry], context: RunContext) -> pd.DataFrame:
+        table = results[(results["suite"] == self.name) & (results["status"] == "ok")].set_index("model")
+        rows = []
+        for entry in models:
+            if entry.name in table.index:
+                found = table.loc[entry.name]
+                rows.append({"model": entry.name, "shift_consistency": found["consistency"], "shift_consistency_low": found["consistency_low"], "shift_consistency_high": found["consistency_high"]})
+            else:
+                rows.append({"model": entry.name, "shift_consistency": math.nan, "shift_consistency_low": math.nan, "shift_consistency_high": math.nan})
+        return pd.DataFrame(rows).set_index("model")
+
+
+class AdversarialSuite(Suite):
+    """Adversarial robustness over foolbox 3 (SPEC §5), with gradient-masking checks."""
+
+    name = "adversarial"
+    description = "robust accuracy per attack and epsilon (foolbox 3), success rate, flips, median perturbation"
+
+    def prepare(self, context: RunContext) -> tuple[np.ndarray, np.ndarray]:
+        images, labels, _ = _first(context, context.config.attack_sample_size)
+        return images, labels
+
+    def evaluate(self, entry: ModelEntry, prepared: tuple[np.ndarray, np.ndarray], context: RunContext) -> SuiteOutput:
+        from robustbench_lift.attacks import evaluate_attack, sanity_warnings
+        from robustbench_lift.datasets import to_tensor
+
+        config = context.config
+        pixels, label_array = prepared
+        images, labels = to_tensor(pixels), torch.from_numpy(label_array)
+        attack_rows: List[Dict[str, Any]] = []
+        for attack in config.attacks:
+            epsilons = (config.attack_epsilons or {}).get(attack)
+            attack_rows += evaluate_attack(entry.model, images, labels, attack, epsilons, batch_size=config.batch_size, device=config.device, seed=config.seed)
+        predictions = finite_predictions(predict_logits(entry.model, pixels, config.batch_size, config.device))
+        clean_accuracy = float((predictions == label_array).mean()) if predictions is not None else math.nan
+        for warning in sanity_warnings(attack_rows, clean_accuracy):
+            log.warning("%s: %s", entry.name, warning)
+        rows = []
+        for attack_row in attack_rows:
+            row = {"suite": self.name, "condition": f"{attack_row['attack']}/eps={attack_row['epsilon']:.5g}", "family": attack_row["attack"], "level": float(attack_row["epsilon"])}
+            row |= {key: value for key, value in attack_row.items() if key not in ("attack", "epsilon")}
+            rows.append(row)
+        return SuiteOutput(rows)
+
+    def summarize(self, results: pd.DataFrame, per_image: Dict[str, Dict[str, np.ndarray]], models: List[ModelEntry], context: RunContext) -> pd.DataFrame:
+        from robustbench_lift.attacks import ATTACKS
+
+        table = results[results["suite"] == self.name]
+        rows = []
+        for entry in models:
+            row: Dict[str, Any] = {"model": entry.name}
+            for attack in context.config.attacks:
+                spec = ATTACKS.get(attack)
+                cells = table[(table["model"] == entry.name) & (table["family"] == attack) & (table["status"] == "ok")]
+                match = cells[np.isclose(cells["level"], spec.headline_epsilon)]
+                column = f"robust_accuracy_{attack}"
+                row[column] = float(match["robust_accuracy"].iloc[0]) if len(match) else math.nan
+                row[f"{column}_low"] = float(match["robust_accuracy_low"].iloc[0]) if len(match) else math.nan
+                row[f"{column}_high"] = float(match["robust_accuracy_high"].iloc[0]) if len(match) else math.nan
+                if spec.minimization:
+                    row[f"median_perturbation_{attack}"] = float(cells["median_perturbation"].dropna().iloc[0]) if cells["median_perturbation"].notna().any() else math.nan
+            warnings = table[(table["model"] == entry.name) & table["warning"].fillna("").astype(bool)] if "warning" in table else table.iloc[0:0]
+            row["adversarial_warnings"] = int(len(warnings))
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("model")
+
+
+SUITES.add("perturbation", PerturbationSuite())
+SUITES.add("shift", ShiftSuite())
+SUITES.add("adversarial", AdversarialSuite())

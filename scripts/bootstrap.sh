@@ -54,6 +54,16 @@ if [ ! -e /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] && [ -z 
   fi
 fi
 
+# Headless Chromium for the HTML report's browser test (test job only). Where apt is not
+# usable the set-up goes on and that test skips, saying why.
+if [ "$job" = test ] && [ ! -x /usr/bin/chromium ]; then
+  if apt_install chromium chromium-driver; then
+    log "installed Debian's chromium and chromium-driver (browser test of the HTML report)"
+  else
+    log "chromium not installed: the report's browser test will be skipped; on Debian/Ubuntu run 'apt-get install chromium chromium-driver'"
+  fi
+fi
+
 case "$job" in
   setup) log "ready: $venv/bin/robustbench-lift" ;;
   benchmark) exec "$venv/bin/robustbench-lift" run "$@" ;;

@@ -203,6 +203,8 @@ def test_bad_arguments_raise_user_errors() -> None:
         corrupt_image(image[:16, :16], "fog", 1, profile="imagenet")
     with pytest.raises(UserError, match="seed"):
         corrupt_image(image, "fog", 1, seed=-1)
+    with pytest.raises(UserError, match="index"):
+        corrupt_image(image, "fog", 1, index=-1)
     with pytest.raises(UserError, match="indices"):
         corrupt_batch(image[None], "fog", 1, indices=np.arange(2))
     with pytest.raises(UserError, match="unknown corruption 'mist'"):
@@ -218,3 +220,23 @@ def test_progress_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     captured = capsys.readouterr()
     assert captured.out == "" and "corrupting" in captured.err
     assert corruptions.corrupt_many(images[:0], [("fog", 1)])[("fog", 1)].shape == (0, 32, 32, 3)
+
+
+def test_clipped_zoom_matches_scipy_crop_zoom_trim() -> None:
+    from scipy import ndimage
+
+    def generator_zoom(image: np.ndarray, zoom_factor: float) -> np.ndarray:
+        height, width = image.shape[:2]
+        crop_height, crop_width = int(np.ceil(height / zoom_factor)), int(np.ceil(width / zoom_factor))
+        top, left = (height - crop_height) // 2, (width - crop_width) // 2
+        zoomed = ndimage.zoom(image[top : top + crop_height, left : left + crop_width], (zoom_factor, zoom_factor, 1), order=1)
+        trim_top, trim_left = (zoomed.shape[0] - height) // 2, (zoomed.shape[1] - width) // 2
+        return zoomed[trim_top : trim_top + height, trim_left : trim_left + width]
+
+    rng = np.random.default_rng(0)
+    for shape in [(32, 32, 3), (24, 40, 3), (32, 32, 1)]:
+        image = rng.random(shape).astype(np.float32)
+        for zoom_factor in [1.0, 1.01, 1.07, 1.13, 1.25, 1.75, 2.25]:
+            ours = cifar_profile.clipped_zoom(image, zoom_factor)
+            assert ours.dtype == image.dtype
+            np.testing.assert_allclose(ours, generator_zoom(image, zoom_factor), atol=1e-6)

@@ -1,0 +1,73 @@
+"""End to end on the real built-in data: the shipped zoo and a --quick run."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from robustbench_lift.datasets import DEBIAN_FASHION_MNIST, load_dataset
+from robustbench_lift.inference import accuracy
+from robustbench_lift.zoo import ZOO_KINDS, load_zoo_model, zoo_checkpoint_path
+
+ROOT = Path(__file__).resolve().parents[1]
+needs_data = pytest.mark.skipif(not (DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz").exists(), reason="Fashion-MNIST (Debian dataset-fashion-mnist) not installed")
+
+
+def test_every_zoo_kind_ships_weights():
+    missing = [kind for kind in ZOO_KINDS if not zoo_checkpoint_path(kind).exists()]
+    assert not missing, f"zoo weights missing for {missing}"
+
+
+@needs_data
+@pytest.mark.parametrize("kind", ZOO_KINDS)
+def test_zoo_checkpoint_reproduces_recorded_accuracy(kind):
+    test_set = load_dataset("fashion_mnist", "test")
+    model, metadata = load_zoo_model(kind)
+    assert metadata["pooling"] == kind and metadata["architecture"] == "small_cnn"
+    measured = accuracy(model, test_set.images, test_set.labels)
+    # Float summation order differs across machines; allow a handful of the 10000
+    # test images to change class, nothing more.
+    assert abs(measured - metadata["clean_test_accuracy"]) <= 0.001
+    assert measured > 0.85
+
+
+@needs_data
+def test_quick_run_writes_complete_tidy_results(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "cli", "run", "--quick", "--suites", "corruption", "--output-dir", str(tmp_path), "--run-name", "e2e"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    run = tmp_path / "e2e"
+    results = pd.read_csv(run / "results.csv")
+    summary = pd.read_csv(run / "summary.csv")
+    record = json.loads((run / "run.json").read_text())
+    models = sorted(summary["model"])
+    assert models == sorted(f"small_cnn-{kind}" for kind in ZOO_KINDS)
+    # One row per model x suite x condition: clean + 19 corruptions x 3 severities.
+    assert not results.duplicated(["model", "suite", "condition"]).any()
+    assert (results.groupby("model").size() == 1 + 19 * 3).all()
+    assert (results["n"] == 200).all() and (results["status"] == "ok").all()
+    assert ((results["error_low"] <= results["error"]) & (results["error"] <= results["error_high"])).all()
+    for column in ("clean_error", "mce", "relative_mce", "mean_corruption_error", "clean_error_low", "mce_low", "mce_high", "mean_corruption_error_high"):
+        assert summary[column].notna().all(), column
+    reference = summary.set_index("model").loc["small_cnn-max"]
+    assert reference["mce"] == pytest.approx(1.0) and reference["relative_mce"] == pytest.approx(1.0)
+    assert (summary["mce_low"] <= summary["mce"]).all() and (summary["mce"] <= summary["mce_high"]).all()
+    assert record["sample_size"] == 200 and record["timings"]["total_seconds"] > 0
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")], "staging folders left behind"
+
+
+@needs_data
+def test_same_command_gives_same_numbers(tmp_path):
+    arguments = ["run", "--models", "max", "lift", "--corruptions", "gaussian_noise", "glass_blur", "--severities", "2", "--sample-size", "60", "--suites", "corruption", "--output-dir", str(tmp_path)]
+    tables = []
+    for name in ("first", "second"):
+        subprocess.run([sys.executable, "-m", "cli", *arguments, "--run-name", name], cwd=ROOT, check=True, capture_output=True, timeout=600)
+        tables.append(pd.read_csv(tmp_path / name / "results.csv").drop(columns="run"))
+    pd.testing.assert_frame_equal(tables[0], tables[1])

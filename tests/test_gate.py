@@ -1,0 +1,274 @@
+"""The regression gate and the run comparison, on synthetic TEST-FIXTURE runs.
+
+The runs are small tables in the results.csv / summary.csv / run.json schema with made-up
+numbers; regressions are planted by editing copies of them.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pandas as pd
+import pytest
+import yaml
+
+from robustbench_lift.comparison import build_comparison, compare_runs
+from robustbench_lift.errors import UserError
+from robustbench_lift.gate import DEFAULT_POLICY, EXIT_PASSED, EXIT_REGRESSION, check_run, load_policy, read_baseline, write_baseline
+from robustbench_lift.metrics import wilson_interval
+from robustbench_lift.runner import write_run
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+MODELS = {"small_cnn-max": 20, "small_cnn-lift": 16, "odd|name <b>": 24}  # clean errors out of 200
+N, ATTACK_N = 200, 50
+POLICY_METRICS = ["clean_error", "mce", "mfr", "shift_consistency", "robust_accuracy_pgd_linf"]
+
+
+# ------------------------------------------------------------------ synthetic runs (test fixtures)
+
+
+def _interval(successes: int, n: int) -> Dict[str, float]:
+    low, high = wilson_interval(successes, n)
+    return {"value": successes / n, "low": low, "high": high}
+
+
+def make_run(directory: Path) -> Path:
+    """A finished run with clean, shift and PGD rows and the summary the gate reads."""
+    results: List[Dict[str, Any]] = []
+    summary: List[Dict[str, Any]] = []
+    for model, clean_errors in MODELS.items():
+        base = {"run": directory.name, "model": model, "architecture": "small_cnn", "pooling": model.split("-")[-1], "dataset": "fashion_mnist"}
+        clean, shift, robust = _interval(clean_errors, N), _interval(N - clean_errors, N), _interval(20, ATTACK_N)
+        results.append(base | {"suite": "clean", "condition": "clean", "family": "clean", "level": 0.0, "status": "ok", "n": N, "errors": clean_errors, "error": clean["value"], "error_low": clean["low"], "error_high": clean["high"]})
+        results.append(base | {"suite": "shift", "condition": "shift/4px", "family": "shift", "level": 4.0, "status": "ok", "n": N, "consistency": shift["value"], "consistency_low": shift["low"], "consistency_high": shift["high"]})
+        results.append(base | {"suite": "adversarial", "condition": "pgd_linf/eps=0.031373", "family": "pgd_linf", "level": 8 / 255, "status": "ok", "n": ATTACK_N, "norm": "linf", "robust_accuracy": robust["value"], "robust_accuracy_low": robust["low"], "robust_accuracy_high": robust["high"]})
+        row: Dict[str, Any] = {"model": model, "architecture": "small_cnn", "pooling": base["pooling"], "n": N, "clean_error": clean["value"], "clean_error_low": clean["low"], "clean_error_high": clean["high"], "reference_model": "small_cnn-max"}
+        for metric in ("mce", "relative_mce", "mfr", "mt5d", "mean_corruption_error"):
+            row |= {metric: 1.0, f"{metric}_low": 0.97, f"{metric}_high": 1.03}
+        row |= {"shift_consistency": shift["value"], "shift_consistency_low": shift["low"], "shift_consistency_high": shift["high"]}
+        row |= {"robust_accuracy_pgd_linf": robust["value"], "robust_accuracy_pgd_linf_low": robust["low"], "robust_accuracy_pgd_linf_high": robust["high"]}
+        summary.append(row)
+    record = {"run_name": directory.name, "config": {"dataset": "fashion_mnist", "split": "test", "profile": "cifar", "severities": [1, 3, 5], "suites": ["corruption", "shift", "adversarial"]}, "seed": 0, "sample_size": N, "models": {model: {} for model in MODELS}, "versions": {"robustbench_lift": "0.1.0"}}
+    return write_run(directory, pd.DataFrame(results), pd.DataFrame(summary), record)
+
+
+def edit_summary(run: Path, model: str, **values: float) -> None:
+    summary = pd.read_csv(run / "summary.csv")
+    for column, value in values.items():
+        summary.loc[summary["model"] == model, column] = value
+    summary.to_csv(run / "summary.csv", index=False)
+
+
+def write_policy(path: Path, policy: Dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(policy))
+    return path
+
+
+@pytest.fixture(scope="module")
+def baseline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_run(tmp_path_factory.mktemp("gate") / "baseline-run")
+
+
+@pytest.fixture()
+def candidate(baseline_run: Path, tmp_path: Path) -> Path:
+    """An identical copy of the baseline run, to be edited by a test."""
+    return Path(shutil.copytree(baseline_run, tmp_path / "candidate"))
+
+
+@pytest.fixture()
+def baseline(baseline_run: Path, tmp_path: Path) -> Path:
+    return write_baseline(baseline_run, tmp_path / "baselines" / "quick.csv")
+
+
+@pytest.fixture()
+def policy() -> Path:
+    return REPOSITORY / "reports" / "policy.yaml"
+
+
+@pytest.fixture(autouse=True)
+def no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
+# ------------------------------------------------------------------ gate
+
+
+def test_identical_runs_pass(candidate: Path, baseline: Path, policy: Path) -> None:
+    result = check_run(candidate, baseline, policy)
+    assert result.passed and result.failures == [] and result.exit_code == EXIT_PASSED
+    assert len(result.checks) == len(MODELS) * len(POLICY_METRICS)
+    assert "passed" in result.markdown
+
+
+def test_planted_regression_fails(candidate: Path, baseline: Path, policy: Path, tmp_path: Path) -> None:
+    # Clean error 8 % -> 20 % on n = 200: far beyond 2 pp and beyond z * SE (about 6.6 pp).
+    edit_summary(candidate, "small_cnn-lift", clean_error=0.20, clean_error_low=0.15, clean_error_high=0.26)
+    # mCE 100 -> 130 with tight bootstrap intervals.
+    edit_summary(candidate, "small_cnn-max", mce=1.30, mce_low=1.27, mce_high=1.33)
+    result = check_run(candidate, baseline, policy, junit_path=tmp_path / "gate.xml")
+    assert not result.passed and result.exit_code == EXIT_REGRESSION
+    assert len(result.failures) == 2
+    assert any("small_cnn-lift" in failure and "clean_error" in failure for failure in result.failures)
+    assert any("small_cnn-max" in failure and "mce" in failure for failure in result.failures)
+    assert "**FAIL**" in result.markdown
+
+
+def test_change_within_sampling_noise_passes(candidate: Path, baseline: Path, policy: Path) -> None:
+    # +3 pp clean error is beyond the 2 pp tolerance but within 1.96 SE of n = 200 runs.
+    edit_summary(candidate, "small_cnn-lift", clean_error=0.11)
+    # mCE +6 points is beyond 0.05 but its bootstrap intervals are wide (SE 0.1 per run).
+    edit_summary(candidate, "small_cnn-max", mce=1.06, mce_low=0.86, mce_high=1.25)
+    baseline_with_wide_interval = candidate.parent / "wide.csv"
+    records, _ = read_baseline(baseline)
+    text = baseline.read_text().replace("small_cnn-max,mce,1,0.97,1.03,", "small_cnn-max,mce,1,0.8,1.2,")
+    baseline_with_wide_interval.write_text(text)
+    assert read_baseline(baseline_with_wide_interval)[0].set_index(["model", "metric"]).loc[("small_cnn-max", "mce"), "low"] == 0.8
+    result = check_run(candidate, baseline_with_wide_interval, policy)
+    assert result.passed, result.failures
+
+
+def test_change_within_tolerance_passes_even_when_significant(candidate: Path, baseline: Path, tmp_path: Path) -> None:
+    edit_summary(candidate, "small_cnn-max", mfr=1.04, mfr_low=1.039, mfr_high=1.041)
+    result = check_run(candidate, baseline, write_policy(tmp_path / "policy.yaml", {"metrics": {"mfr": {"tolerance": 0.05}}}))
+    assert result.passed
+
+
+def test_relative_tolerance_and_model_list(candidate: Path, baseline: Path, tmp_path: Path) -> None:
+    edit_summary(candidate, "small_cnn-max", mce=1.08, mce_low=1.079, mce_high=1.081)
+    edit_summary(candidate, "small_cnn-lift", mce=1.20, mce_low=1.199, mce_high=1.201)
+    policy = write_policy(tmp_path / "policy.yaml", {"models": ["small_cnn-max"], "metrics": {"mce": {"relative_tolerance": 0.10}}})
+    result = check_run(candidate, baseline, policy)
+    assert result.passed and [check.model for check in result.checks] == ["small_cnn-max"]
+
+
+def test_missing_metric_fails_with_clear_message(candidate: Path, baseline: Path, policy: Path) -> None:
+    summary = pd.read_csv(candidate / "summary.csv").drop(columns=["mfr", "mfr_low", "mfr_high"])
+    summary.to_csv(candidate / "summary.csv", index=False)
+    result = check_run(candidate, baseline, policy)
+    assert not result.passed
+    assert len(result.failures) == len(MODELS)
+    assert all("mfr missing from the run" in failure for failure in result.failures)
+
+
+def test_missing_model_fails(candidate: Path, baseline: Path, policy: Path) -> None:
+    summary = pd.read_csv(candidate / "summary.csv")
+    summary[summary["model"] != "small_cnn-lift"].to_csv(candidate / "summary.csv", index=False)
+    result = check_run(candidate, baseline, policy)
+    assert any("small_cnn-lift: model missing from the run" == failure for failure in result.failures)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("metrics: [unclosed", "not valid YAML"),
+        ("- just\n- a list\n", "must be a mapping"),
+        ("metrics: {}\n", "non-empty mapping"),
+        ("metrics:\n  clean_error: {tolerance: -1}\n", "non-negative"),
+        ("metrics:\n  clean_error: {direction: sideways}\n", "direction"),
+        ("metrics:\n  my_score: {tolerance: 0.1}\n", "needs direction"),
+        ("metrics:\n  clean_error: {tolerence: 0.1}\n", "unknown option"),
+        ("thresholds: 1\nmetrics:\n  clean_error: {}\n", "unknown key"),
+        ("z: 0\nmetrics:\n  clean_error: {}\n", "z must be"),
+        ("models: max\nmetrics:\n  clean_error: {}\n", "models must be"),
+    ],
+)
+def test_malformed_policy_is_user_error(candidate: Path, baseline: Path, tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=match):
+        check_run(candidate, baseline, path)
+
+
+def test_missing_policy_file_is_user_error(candidate: Path, baseline: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="does not exist"):
+        check_run(candidate, baseline, tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        (None, "does not exist"),
+        ("", "not a baseline CSV"),
+        ("# only a header\n", "not a baseline CSV"),
+        ("name,score\nx,1\n", "lacks column"),
+        ("model,metric,value\nsmall_cnn-max,clean_error,lots\n", "non-numeric"),
+        ("model,metric,value\n", "no rows"),
+        ("model,metric,value\na,clean_error,0.1\na,clean_error,0.2\n", "twice"),
+    ],
+)
+def test_malformed_baseline_is_user_error(candidate: Path, policy: Path, tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "baseline.csv"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(UserError, match=match):
+        check_run(candidate, path, policy)
+
+
+def test_run_without_results_is_user_error(baseline: Path, policy: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty-run").mkdir()
+    with pytest.raises(UserError, match="holds no finished run"):
+        check_run(tmp_path / "empty-run", baseline, policy)
+
+
+def test_junit_xml_is_well_formed(candidate: Path, baseline: Path, policy: Path, tmp_path: Path) -> None:
+    edit_summary(candidate, "odd|name <b>", clean_error=0.3, clean_error_low=0.24, clean_error_high=0.37)
+    junit = tmp_path / "reports" / "gate.xml"
+    check_run(candidate, baseline, policy, junit_path=junit)
+    root = ElementTree.parse(junit).getroot()
+    cases = root.findall(".//testcase")
+    assert len(cases) == len(MODELS) * len(POLICY_METRICS)
+    assert {(case.get("classname"), case.get("name")) for case in cases} == {(model, metric) for model in MODELS for metric in POLICY_METRICS}
+    failed = [case for case in cases if case.find("failure") is not None]
+    assert [(case.get("classname"), case.get("name")) for case in failed] == [("odd|name <b>", "clean_error")]
+    assert root.find("testsuite").get("failures") == "1"
+
+
+def test_step_summary_is_appended(candidate: Path, baseline: Path, policy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    summary_file = tmp_path / "step_summary.md"
+    summary_file.write_text("previous step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary_file))
+    result = check_run(candidate, baseline, policy)
+    text = summary_file.read_text()
+    assert text.startswith("previous step\n") and result.markdown in text
+    # A pipe in a model name must not break the Markdown table.
+    assert "odd\\|name &lt;b&gt;" in result.markdown
+
+
+def test_baseline_is_human_diffable_and_round_trips(baseline: Path, baseline_run: Path) -> None:
+    lines = baseline.read_text().splitlines()
+    assert lines[0].startswith("# robustbench-lift baseline")
+    assert "# sample_size: 200" in lines
+    assert "model,metric,value,low,high,n" in lines
+    assert "small_cnn-max,clean_error,0.1,0.0656704,0.149406,200" in lines
+    records, header = read_baseline(baseline)
+    assert header["run_name"] == "baseline-run"
+    pgd = records.set_index(["model", "metric"]).loc[("small_cnn-lift", "robust_accuracy_pgd_linf")]
+    assert pgd["value"] == pytest.approx(0.4) and pgd["n"] == ATTACK_N
+
+
+def test_default_policy_matches_reports_policy_yaml(policy: Path) -> None:
+    assert yaml.safe_load(policy.read_text()) == DEFAULT_POLICY
+    assert [rule.metric for rule in load_policy(policy).rules] == POLICY_METRICS
+
+
+# ------------------------------------------------------------------ comparison
+
+
+def test_compare_runs_difference_and_interval(baseline_run: Path, candidate: Path, tmp_path: Path) -> None:
+    edit_summary(candidate, "small_cnn-lift", clean_error=0.12)
+    comparison = build_comparison(baseline_run, candidate)
+    clean = next(difference for difference in comparison.differences if difference.model == "small_cnn-lift" and difference.spec.name == "clean_error")
+    expected_error = math.sqrt(0.08 * 0.92 / N + 0.12 * 0.88 / N)
+    assert clean.difference == pytest.approx(0.04)
+    assert clean.standard_error == pytest.approx(expected_error)
+    assert clean.low == pytest.approx(0.04 - 1.96 * expected_error)
+    mce = next(difference for difference in comparison.differences if difference.model == "small_cnn-max" and difference.spec.name == "mce")
+    assert mce.standard_error == pytest.approx(math.hypot(0.06 / 3.92, 0.06 / 3.92))
+    markdown_path, html_path = compare_runs(baseline_run, candidate, tmp_path / "comparison")
+    markdown = markdown_path.read_text()
+    assert "| small_cnn-lift | clean error | 8.00 % | 12.00 % | +4.00 pp |" in markdown
+    html = html_path.read_text()
+    assert "odd|name &lt;b&gt;" in html and "<b>" not in html

@@ -1,0 +1,205 @@
+"""Tests for the metrics of SPEC §3 and §6 (robustbench_lift/metrics.py)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from robustbench_lift.metrics import (
+    ALEXNET_IMAGENET_C_ERRORS,
+    corruption_error,
+    corruption_summary,
+    error_with_interval,
+    flip_share,
+    relative_corruption_error,
+    wilson_interval,
+)
+
+Z95 = 1.959963984540054  # standard normal 97.5 % quantile
+
+
+def textbook_wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """(p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)."""
+    p = successes / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - spread) / (1 + z * z / n), (centre + spread) / (1 + z * z / n)
+
+
+# ---------------------------------------------------------------- Wilson interval
+
+
+def test_wilson_eight_of_ten() -> None:
+    low, high = wilson_interval(8, 10)
+    # Published value for 8/10 at 95 %: 0.4902 .. 0.9433.
+    assert low == pytest.approx(0.49016, abs=1e-4)
+    assert high == pytest.approx(0.94332, abs=1e-4)
+    expected = textbook_wilson(8, 10)
+    assert (low, high) == pytest.approx(expected, abs=1e-9)
+
+
+def test_wilson_zero_of_twenty() -> None:
+    low, high = wilson_interval(0, 20)
+    # With no successes the upper bound is z^2/n / (1 + z^2/n).
+    assert low == 0.0  # exactly: the interval must contain the observed 0
+    assert high == pytest.approx((Z95**2 / 20) / (1 + Z95**2 / 20), abs=1e-9)
+    assert high == pytest.approx(0.1611, abs=1e-4)
+
+
+def test_wilson_all_successes_mirrors_no_successes() -> None:
+    low, high = wilson_interval(20, 20)
+    assert high == 1.0
+    assert low == pytest.approx(1 - wilson_interval(0, 20)[1], abs=1e-12)
+
+
+def test_wilson_other_confidence() -> None:
+    z90 = 1.6448536269514722
+    assert wilson_interval(3, 12, confidence=0.9) == pytest.approx(textbook_wilson(3, 12, z90), abs=1e-9)
+    # A lower confidence gives a narrower interval.
+    low90, high90 = wilson_interval(3, 12, confidence=0.9)
+    low95, high95 = wilson_interval(3, 12)
+    assert low95 < low90 and high90 < high95
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 5000).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))))
+def test_wilson_bounds_are_ordered_and_inside_unit_interval(case) -> None:
+    successes, n = case
+    low, high = wilson_interval(successes, n)
+    assert 0.0 <= low <= successes / n <= high <= 1.0
+    assert (low, high) == pytest.approx(textbook_wilson(successes, n), abs=1e-9)
+
+
+def test_wilson_narrows_with_more_samples() -> None:
+    small = wilson_interval(8, 10)
+    large = wilson_interval(800, 1000)
+    assert large[1] - large[0] < (small[1] - small[0]) / 5
+
+
+def test_wilson_degenerate_inputs() -> None:
+    assert all(math.isnan(bound) for bound in wilson_interval(0, 0))
+    with pytest.raises(ValueError):
+        wilson_interval(11, 10)
+    with pytest.raises(ValueError):
+        wilson_interval(-1, 10)
+
+
+def test_error_with_interval_counts_wrong_predictions() -> None:
+    result = error_with_interval(np.array([0, 1, 2, 3, 4]), np.array([0, 1, 0, 0, 4]))
+    assert result["n"] == 5 and result["errors"] == 2
+    assert result["error"] == pytest.approx(0.4)
+    assert (result["error_low"], result["error_high"]) == pytest.approx(textbook_wilson(2, 5), abs=1e-9)
+
+
+# ---------------------------------------------------------------- flips
+
+
+def test_flip_share() -> None:
+    assert flip_share(np.array([1, 2, 3, 4]), np.array([1, 0, 3, 0])) == pytest.approx(0.5)
+    assert flip_share(np.array([7, 7, 7]), np.array([7, 7, 7])) == 0.0
+    assert flip_share(np.array([1, 2]), np.array([2, 1])) == 1.0
+    assert math.isnan(flip_share(np.array([], dtype=int), np.array([], dtype=int)))
+
+
+# ---------------------------------------------------------------- CE / mCE
+
+# Two models x two corruptions x two severities, plus a held-out corruption that must
+# not enter the averages.
+#             c1 s1  c1 s2  c2 s1  c2 s2   clean
+# max (ref)   0.20   0.40   0.30   0.50    0.10
+# lift        0.10   0.30   0.30   0.60    0.05
+ERRORS = {
+    ("max", "c1"): [0.20, 0.40],
+    ("max", "c2"): [0.30, 0.50],
+    ("lift", "c1"): [0.10, 0.30],
+    ("lift", "c2"): [0.30, 0.60],
+    ("max", "held_out"): [0.90, 0.90],
+    ("lift", "held_out"): [0.10, 0.10],
+}
+CLEAN = {"max": 0.10, "lift": 0.05}
+
+# CE(lift, c1) = (0.1 + 0.3) / (0.2 + 0.4) = 2/3; CE(lift, c2) = 0.9 / 0.8 = 1.125
+LIFT_MCE = (2 / 3 + 1.125) / 2
+# relative CE(lift, c1) = (0.05 + 0.25) / (0.1 + 0.3) = 0.75
+# relative CE(lift, c2) = (0.25 + 0.55) / (0.2 + 0.4) = 4/3
+LIFT_RELATIVE_MCE = (0.75 + 4 / 3) / 2
+LIFT_MEAN_ERROR = (0.1 + 0.3 + 0.3 + 0.6) / 4
+MAX_MEAN_ERROR = (0.2 + 0.4 + 0.3 + 0.5) / 4
+
+
+def error_table(shuffle_seed: int = 0) -> pd.DataFrame:
+    rows = [
+        {"model": model, "corruption": corruption, "severity": severity, "error": error}
+        for (model, corruption), errors in ERRORS.items()
+        for severity, error in zip((1, 2), errors)
+    ]
+    # Row order must not matter (severities are matched by value).
+    return pd.DataFrame(rows).sample(frac=1, random_state=shuffle_seed).reset_index(drop=True)
+
+
+def test_corruption_error_by_hand() -> None:
+    assert corruption_error([0.1, 0.3], [0.2, 0.4]) == pytest.approx(2 / 3)
+    assert corruption_error([0.3, 0.6], [0.3, 0.5]) == pytest.approx(1.125)
+    assert math.isnan(corruption_error([0.1], [0.0]))
+
+
+def test_relative_corruption_error_by_hand() -> None:
+    assert relative_corruption_error([0.1, 0.3], 0.05, [0.2, 0.4], 0.1) == pytest.approx(0.75)
+    assert relative_corruption_error([0.3, 0.6], 0.05, [0.3, 0.5], 0.1) == pytest.approx(4 / 3)
+    # A reference that does not degrade leaves the relative CE undefined.
+    assert math.isnan(relative_corruption_error([0.3], 0.1, [0.1], 0.1))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_corruption_summary_with_a_reference_model(seed) -> None:
+    summary = corruption_summary(error_table(seed), CLEAN, "max", ["c1", "c2"]).set_index("model")
+    assert set(summary.index) == {"max", "lift"}
+    assert summary.loc["lift", "mce"] == pytest.approx(LIFT_MCE)
+    assert summary.loc["lift", "relative_mce"] == pytest.approx(LIFT_RELATIVE_MCE)
+    assert summary.loc["lift", "mean_corruption_error"] == pytest.approx(LIFT_MEAN_ERROR)
+    # The reference normalises itself to exactly 1.
+    assert summary.loc["max", "mce"] == pytest.approx(1.0)
+    assert summary.loc["max", "relative_mce"] == pytest.approx(1.0)
+    assert summary.loc["max", "mean_corruption_error"] == pytest.approx(MAX_MEAN_ERROR)
+
+
+def test_corruption_summary_other_reference() -> None:
+    summary = corruption_summary(error_table(), CLEAN, "lift", ["c1", "c2"]).set_index("model")
+    # CE(max vs lift) = (0.6/0.4 + 0.8/0.9) / 2
+    assert summary.loc["max", "mce"] == pytest.approx((0.6 / 0.4 + 0.8 / 0.9) / 2)
+    assert summary.loc["lift", "mce"] == pytest.approx(1.0)
+
+
+def test_corruption_summary_with_the_alexnet_table() -> None:
+    rows = [
+        {"model": "net", "corruption": "gaussian_noise", "severity": 1, "error": 0.5},
+        {"model": "net", "corruption": "gaussian_noise", "severity": 2, "error": 0.7},
+        {"model": "net", "corruption": "brightness", "severity": 2, "error": 0.4},
+        {"model": "net", "corruption": "brightness", "severity": 1, "error": 0.2},
+    ]
+    summary = corruption_summary(pd.DataFrame(rows), {"net": 0.1}, ALEXNET_IMAGENET_C_ERRORS, ["gaussian_noise", "brightness"])
+    row = summary.set_index("model").loc["net"]
+    # CE = mean model error / AlexNet's mean error, per corruption.
+    expected = (0.6 / 0.886428 + 0.3 / 0.564592) / 2
+    assert row["mce"] == pytest.approx(expected)
+    assert math.isnan(row["relative_mce"])
+    assert row["mean_corruption_error"] == pytest.approx(0.45)
+
+
+def test_alexnet_table_matches_the_spec() -> None:
+    assert ALEXNET_IMAGENET_C_ERRORS == {
+        "gaussian_noise": 0.886428, "shot_noise": 0.894468, "impulse_noise": 0.922640,
+        "defocus_blur": 0.819880, "glass_blur": 0.826268, "motion_blur": 0.785948,
+        "zoom_blur": 0.798360, "snow": 0.866816, "frost": 0.826572, "fog": 0.819324,
+        "brightness": 0.564592, "contrast": 0.853204, "elastic_transform": 0.646056,
+        "pixelate": 0.717840, "jpeg_compression": 0.606500,
+    }  # fmt: skip
+
+
+def test_corruption_summary_refuses_a_missing_corruption() -> None:
+    with pytest.raises(ValueError, match="c3"):
+        corruption_summary(error_table(), CLEAN, "max", ["c1", "c3"])
