@@ -110,6 +110,53 @@ def command_train(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def command_corrupt(arguments: argparse.Namespace) -> int:
+    import corruptions
+    from robustbench_lift.datasets import load_dataset
+    from robustbench_lift.published_layouts import write_corruption_set
+
+    dataset = load_dataset(arguments.dataset, arguments.split, arguments.data_dir, arguments.download)
+    indices = None
+    if arguments.sample_size:
+        dataset, indices = dataset.sample(arguments.sample_size, arguments.seed)
+    names = arguments.corruptions or ["all"]
+    if len(names) == 1 and names[0] in ("common", "extra", "all"):
+        names = corruptions.corruption_names(names[0])
+    root = write_corruption_set(
+        dataset, arguments.output, arguments.layout, names, arguments.severities,
+        profile=arguments.profile, seed=arguments.seed, workers=arguments.workers, image_format=arguments.image_format, indices=indices,
+    )
+    print(root)
+    return 0
+
+
+def command_report(arguments: argparse.Namespace) -> int:
+    from robustbench_lift.reports import write_report
+
+    print(write_report(arguments.run_directory))
+    return 0
+
+
+def command_compare(arguments: argparse.Namespace) -> int:
+    from robustbench_lift.comparison import compare_runs
+
+    markdown, html = compare_runs(arguments.run_a, arguments.run_b, arguments.output)
+    print(markdown.read_text())
+    print(f"written: {markdown} {html}", file=sys.stderr)
+    return 0
+
+
+def command_check(arguments: argparse.Namespace) -> int:
+    from robustbench_lift.gate import check_run, write_baseline
+
+    if arguments.update_baseline:
+        print(f"baseline written: {write_baseline(arguments.run_directory, arguments.baseline)}")
+        return 0
+    result = check_run(arguments.run_directory, arguments.baseline, arguments.policy, arguments.junit)
+    print(result.markdown)
+    return result.exit_code
+
+
 def _print_table(rows: List[Dict[str, Any]]) -> None:
     if not rows:
         return
@@ -219,6 +266,40 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--download", action="store_true")
     train.add_argument("--output", required=True, help="checkpoint path (.safetensors)")
     train.set_defaults(handler=command_train)
+
+    corrupt = commands.add_parser("corrupt", help="write a corruption data set (ImageNet-C or CIFAR-10-C layout); resumable")
+    corrupt.add_argument("--output", required=True, help="folder to write (re-running resumes it)")
+    corrupt.add_argument("--layout", default="cifar-c", help="cifar-c, imagenet-c or tiny-imagenet-c")
+    corrupt.add_argument("--dataset", default="fashion_mnist")
+    corrupt.add_argument("--split", default="test")
+    corrupt.add_argument("--data-dir")
+    corrupt.add_argument("--download", action="store_true")
+    corrupt.add_argument("--corruptions", nargs="+", help="names, or common / extra / all (default all)")
+    corrupt.add_argument("--severities", nargs="+", type=int, default=[1, 2, 3, 4, 5])
+    corrupt.add_argument("--profile", default="cifar")
+    corrupt.add_argument("--seed", type=int, default=0)
+    corrupt.add_argument("--sample-size", type=int, help="seeded subset of the split (default: all of it)")
+    corrupt.add_argument("--workers", type=int, default=2)
+    corrupt.add_argument("--image-format", default="jpeg", help="jpeg (quality 85, as published) or png (lossless), image layouts only")
+    corrupt.set_defaults(handler=command_corrupt)
+
+    report = commands.add_parser("report", help="rebuild the HTML report and plots of a finished run")
+    report.add_argument("run_directory")
+    report.set_defaults(handler=command_report)
+
+    compare = commands.add_parser("compare", help="difference per model and metric between two runs (B - A), with intervals")
+    compare.add_argument("run_a")
+    compare.add_argument("run_b")
+    compare.add_argument("--output", help="folder for comparison.md / .html (default: RUN_B/comparison)")
+    compare.set_defaults(handler=command_compare)
+
+    check = commands.add_parser("check", help="regression gate: exit 0 pass, 1 regression, 2 usage or data error")
+    check.add_argument("run_directory")
+    check.add_argument("--baseline", required=True, help="committed baseline file (CSV)")
+    check.add_argument("--policy", help="gate policy YAML (default: reports/policy.yaml)")
+    check.add_argument("--junit", help="also write JUnit XML here")
+    check.add_argument("--update-baseline", action="store_true", help="write the baseline from this run instead of checking")
+    check.set_defaults(handler=command_check)
 
     listing = commands.add_parser("list", help="list " + ", ".join(LISTABLE))
     listing.add_argument("what", choices=LISTABLE)

@@ -15,7 +15,7 @@ Policy (YAML; ``reports/policy.yaml`` is the documented default)::
     models: all             # "all" (every model of the baseline) or a list of names
     metrics:                # summary.csv columns
       clean_error:
-        direction: lower    # lower or higher is better (optional for known metrics)
+        direction: lower    # lower or higher is better (optional: each metric has its default)
         tolerance: 0.02     # absolute allowance, in the metric's unit (0.02 = 2 pp)
       mce:
         relative_tolerance: 0.05   # allowance as a share of the baseline value
@@ -49,6 +49,7 @@ import pandas as pd
 from robustbench_lift import __version__
 from robustbench_lift.comparison import (
     DEFAULT_Z,
+    FIXED_METRICS,
     RECORD_COLUMNS,
     MetricSpec,
     difference_standard_error,
@@ -136,7 +137,9 @@ def _metric_rule(metric: Any, options: Any, where: str) -> MetricRule:
     if unknown:
         raise UserError(f"{where}: metric {metric} has unknown option(s) {', '.join(sorted(map(str, unknown)))}; allowed: {', '.join(sorted(_METRIC_KEYS))}")
     spec = metric_spec(metric)
-    direction = options.get("direction", spec.better if spec else None)
+    if spec is None:
+        raise UserError(f"{where}: {metric!r} is not a metric the gate knows; use a summary.csv metric column: {', '.join(FIXED_METRICS)}, robust_accuracy_<attack> or median_perturbation_<attack>")
+    direction = options.get("direction", spec.better)
     if direction not in ("lower", "higher"):
         raise UserError(f"{where}: metric {metric} needs direction 'lower' or 'higher' (lower/higher is better), got {direction!r}")
     return MetricRule(
@@ -309,10 +312,7 @@ class GateResult:
 
 def _spec_for(rule: MetricRule) -> MetricSpec:
     known = metric_spec(rule.metric)
-    if known is not None:
-        return MetricSpec(known.name, known.label, known.kind, rule.direction, known.percent)
-    # Unknown columns have no uncertainty model: tolerance alone judges them.
-    return MetricSpec(rule.metric, rule.metric, "plain", rule.direction, percent=False)
+    return MetricSpec(known.name, known.label, known.kind, rule.direction, known.percent)
 
 
 def _missing_reason(row: Optional[Mapping[str, Any]]) -> str:

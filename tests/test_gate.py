@@ -168,7 +168,7 @@ def test_missing_model_fails(candidate: Path, baseline: Path, policy: Path) -> N
         ("metrics: {}\n", "non-empty mapping"),
         ("metrics:\n  clean_error: {tolerance: -1}\n", "non-negative"),
         ("metrics:\n  clean_error: {direction: sideways}\n", "direction"),
-        ("metrics:\n  my_score: {tolerance: 0.1}\n", "needs direction"),
+        ("metrics:\n  my_score: {tolerance: 0.1}\n", "not a metric the gate knows"),
         ("metrics:\n  clean_error: {tolerence: 0.1}\n", "unknown option"),
         ("thresholds: 1\nmetrics:\n  clean_error: {}\n", "unknown key"),
         ("z: 0\nmetrics:\n  clean_error: {}\n", "z must be"),

@@ -20,7 +20,7 @@ import subprocess
 import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 import pandas as pd
@@ -253,7 +253,7 @@ class HeadlessChromium:
 
 
 @pytest.fixture(scope="module")
-def browser(report: Path, tmp_path_factory: pytest.TempPathFactory) -> HeadlessChromium:
+def browser(report: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HeadlessChromium]:
     if not CHROMIUM.exists():
         pytest.skip(f"headless browser check skipped: {CHROMIUM} is not installed (apt-get install chromium chromium-driver, or run bash scripts/bootstrap.sh test as root)")
     chromium = HeadlessChromium(CHROMIUM, tmp_path_factory.mktemp("chromium-profile"))
@@ -379,3 +379,13 @@ def test_corruption_grid_omitted_with_note_when_data_missing(report: Path, tmp_p
 def test_write_report_without_run_is_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="holds no finished run"):
         reports.write_report(tmp_path)
+
+
+def test_comparison_page_opens_without_errors(browser: HeadlessChromium, report: Path, tmp_path: Path) -> None:
+    from robustbench_lift.comparison import compare_runs
+
+    _, html_path = compare_runs(report.parent, report.parent, tmp_path / "comparison")
+    browser.events.clear()
+    browser.open(html_path.resolve().as_uri())
+    assert browser.problems() == []
+    assert browser.evaluate("document.querySelectorAll('#comparison-table tbody tr').length") > len(MODELS)
