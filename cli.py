@@ -75,6 +75,13 @@ def command_run(arguments: argparse.Namespace) -> int:
         "attacks": arguments.attacks,
         "attack_sample_size": arguments.attack_sample_size,
         "attack_epsilons": _parse_epsilons(arguments.epsilons) if arguments.epsilons else None,
+        "executor": arguments.executor,
+        "ray_address": arguments.ray_address,
+        "cache_dir": arguments.cache_dir,
+        "corruption_data": arguments.corruption_data,
+        "corruption_layout": arguments.corruption_layout,
+        "perturbation_data": arguments.perturbation_data,
+        "perturbation_layout": arguments.perturbation_layout,
     }
     config = config_from_mapping({key: value for key, value in overrides.items() if value is not None}, config)
     directory = run_benchmark(config)
@@ -245,9 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--attacks", nargs="+", help="attack names (see 'list attacks')")
     run.add_argument("--attack-sample-size", type=int, help="images attacked (default 100)")
     run.add_argument("--epsilons", nargs="+", metavar="ATTACK=EPS,EPS", help="epsilon grid per attack, e.g. pgd_linf=0,0.01,0.03")
-    run.add_argument("--device")
+    run.add_argument("--device", help="auto (default: CUDA when available, else CPU), cpu, cuda or cuda:N")
     run.add_argument("--output-dir")
-    run.add_argument("--run-name")
+    run.add_argument("--run-name", help="results go to OUTPUT_DIR/RUN_NAME; rerunning the same command resumes an interrupted run")
+    run.add_argument("--executor", help="local (default: this process) or ray (cells as Ray tasks)")
+    run.add_argument("--ray-address", help="Ray cluster to attach to, host:port or auto (default: start a local one)")
+    run.add_argument("--cache-dir", help="cache the corruption suite's generated inputs here (default: no cache)")
+    run.add_argument("--corruption-data", help="read corrupted images from this pre-made set instead of generating them")
+    run.add_argument("--corruption-layout", help="layout of --corruption-data, e.g. cifar-c (default: detect)")
+    run.add_argument("--perturbation-data", help="read perturbation sequences from this pre-made set instead of generating them")
+    run.add_argument("--perturbation-layout", help="layout of --perturbation-data, e.g. cifar-p (default: detect)")
     run.set_defaults(handler=command_run)
 
     train = commands.add_parser("train", help="train a model and write a checkpoint with metadata")

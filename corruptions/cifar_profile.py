@@ -407,6 +407,26 @@ def fog(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarra
     return np.clip(x * max_value / (max_value + strength), 0, 1) * 255
 
 
+def spatter_wetness(liquid: np.ndarray, intensity: float) -> np.ndarray:
+    """The water branch of spatter: embossed distance-to-drop-edge map of a liquid layer,
+    scaled to ``intensity`` (shared with the spatter perturbation sequence)."""
+    # Clip before the 8-bit cast: the generator let rare values above 1 wrap around,
+    # which numpy 2 leaves platform-dependent.
+    liquid_8bit = (np.clip(liquid, 0, 1) * 255).astype(np.uint8)
+    distance = 255 - cv2.Canny(liquid_8bit, 50, 150)
+    distance = cv2.distanceTransform(distance, cv2.DIST_L2, 5)
+    _, distance = cv2.threshold(distance, 20, 20, cv2.THRESH_TRUNC)
+    distance = cv2.blur(distance, (3, 3)).astype(np.uint8)
+    distance = cv2.equalizeHist(distance)
+    emboss = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float32)
+    distance = cv2.filter2D(distance, cv2.CV_8U, emboss)
+    distance = cv2.blur(distance, (3, 3)).astype(np.float32)
+    wetness = liquid_8bit * distance
+    peak = wetness.max()
+    # An image without any drop would divide 0 by 0 in the generator; leave it clean.
+    return wetness / peak * intensity if peak > 0 else wetness
+
+
 @CIFAR_PROFILE.register("spatter")
 def spatter(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Water drops (severities 1-3) or mud (4-5) splashed over the image."""
@@ -422,22 +442,7 @@ def spatter(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.nd
     liquid[liquid < threshold] = 0
 
     if not is_mud:
-        # Clip before the 8-bit cast: the generator let rare values above 1 wrap around,
-        # which numpy 2 leaves platform-dependent.
-        liquid_8bit = (np.clip(liquid, 0, 1) * 255).astype(np.uint8)
-        distance = 255 - cv2.Canny(liquid_8bit, 50, 150)
-        distance = cv2.distanceTransform(distance, cv2.DIST_L2, 5)
-        _, distance = cv2.threshold(distance, 20, 20, cv2.THRESH_TRUNC)
-        distance = cv2.blur(distance, (3, 3)).astype(np.uint8)
-        distance = cv2.equalizeHist(distance)
-        emboss = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float32)
-        distance = cv2.filter2D(distance, cv2.CV_8U, emboss)
-        distance = cv2.blur(distance, (3, 3)).astype(np.float32)
-
-        wetness = liquid_8bit * distance
-        peak = wetness.max()
-        # An image without any drop would divide 0 by 0 in the generator; leave it clean.
-        wetness = wetness / peak * intensity if peak > 0 else wetness
+        wetness = spatter_wetness(liquid, intensity)
         # Pale turquoise (175, 238, 238). The generator builds it as "BGR" but adds it to
         # the RGB image channel by channel, so it lands in RGB order; we do the same.
         water = np.array([175, 238, 238], dtype=np.float32) / 255

@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 import multiprocessing
 import sys
+import atexit
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from concurrent.futures.process import BrokenProcessPool
+from typing import Callable, Dict, Hashable, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -129,8 +131,10 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 
 def _images_per_task(count: int, condition_count: int, workers: int, image_bytes: int) -> int:
-    # Aim for several tasks per worker so the pool stays busy until the end.
-    balanced = math.floor(count * condition_count / (4 * max(workers, 1)))
+    # Split every condition across all workers (twice over): conditions differ in cost
+    # by 100x (glass blur vs brightness), so whole-condition tasks leave a worker idle
+    # while the other finishes the slowest one.
+    balanced = math.ceil(count / (2 * max(workers, 1)))
     largest = min(_MAX_IMAGES_PER_TASK, max(1, _MAX_BYTES_PER_TASK // max(image_bytes, 1)))
     return max(1, min(balanced, largest))
 
@@ -140,6 +144,65 @@ def _unique(conditions: Iterable[Condition]) -> List[Condition]:
 
 
 # ---------------------------------------------------------------- public API
+
+
+_POOLS: Dict[int, ProcessPoolExecutor] = {}
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """The process pool of ``workers`` workers, started once per process and reused.
+
+    Starting workers costs about a second (imports) plus imagecorruptions' numba
+    compilation in each fresh worker; a run generates corruptions and perturbations in
+    several calls, so one long-lived pool pays that once. Shut down at interpreter exit.
+    """
+    pool = _POOLS.get(workers)
+    if pool is None:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_worker_setup)
+        _POOLS[workers] = pool
+        atexit.register(pool.shutdown, wait=False, cancel_futures=True)
+    return pool
+
+
+def run_chunks(
+    function: Callable[..., np.ndarray],
+    tasks: Sequence[Tuple[Hashable, int, int, tuple]],
+    results: Dict[Hashable, np.ndarray],
+    workers: int,
+    bar: tqdm,
+) -> None:
+    """Runs ``function(*arguments)`` for each ``(key, start, stop, arguments)`` task and
+    stores the output in ``results[key][start:stop]``, in this process (``workers <= 1``)
+    or in one pool of worker processes. The first failing task cancels the rest and its
+    exception propagates. Shared by corruption and perturbation generation.
+    """
+    if workers <= 1 or len(tasks) == 1:
+        for key, start, stop, arguments in tasks:
+            results[key][start:stop] = function(*arguments)
+            bar.update(stop - start)
+        return
+    executor = worker_pool(workers)
+    try:
+        pending: Dict[Future, Tuple[Hashable, int, int]] = {
+            executor.submit(function, *arguments): (key, start, stop) for key, start, stop, arguments in tasks
+        }
+    except BrokenProcessPool:
+        _POOLS.pop(workers, None)
+        raise
+    try:
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                key, start, stop = pending.pop(future)
+                results[key][start:stop] = future.result()
+                bar.update(stop - start)
+    except BaseException as error:
+        for other in pending:
+            other.cancel()
+        if isinstance(error, BrokenProcessPool):
+            # A worker died (killed, out of memory): the next call starts a fresh pool.
+            _POOLS.pop(workers, None)
+        raise
 
 
 def corrupt_image(
@@ -205,35 +268,12 @@ def corrupt_many(
     chunk = _images_per_task(count, len(checked), workers, image_bytes)
     tasks = [(condition, start, min(start + chunk, count)) for condition in checked for start in range(0, count, chunk)]
 
+    work = [
+        ((corruption, severity), start, stop, (images[start:stop], indices[start:stop], corruption, severity, profile, seed))
+        for (corruption, severity), start, stop in tasks
+    ]
     with tqdm(
         total=count * len(checked), desc=f"corrupting ({profile})", unit="image", file=sys.stderr, disable=not progress
     ) as bar:
-        if workers <= 1 or len(tasks) == 1:
-            for (corruption, severity), start, stop in tasks:
-                results[(corruption, severity)][start:stop] = _corrupt_chunk(
-                    images[start:stop], indices[start:stop], corruption, severity, profile, seed
-                )
-                bar.update(stop - start)
-            return results
-
-        with ProcessPoolExecutor(
-            max_workers=min(workers, len(tasks)), mp_context=_pool_context(), initializer=_worker_setup
-        ) as executor:
-            pending: Dict[Future, Tuple[Condition, int, int]] = {
-                executor.submit(
-                    _corrupt_chunk, images[start:stop], indices[start:stop], corruption, severity, profile, seed
-                ): ((corruption, severity), start, stop)
-                for (corruption, severity), start, stop in tasks
-            }
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in done:
-                    condition, start, stop = pending.pop(future)
-                    try:
-                        results[condition][start:stop] = future.result()
-                    except BaseException:
-                        for other in pending:
-                            other.cancel()
-                        raise
-                    bar.update(stop - start)
+        run_chunks(_corrupt_chunk, work, results, workers, bar)
     return results

@@ -59,7 +59,6 @@ not rescaled for other image sizes: any size works, but the imagenet profile is 
 from __future__ import annotations
 
 import sys
-from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -68,8 +67,8 @@ import numpy as np
 from skimage import color as skimage_color
 from tqdm import tqdm
 
-from corruptions.cifar_profile import clipped_zoom, gaussian_filter
-from corruptions.engine import _check_indices, _check_seed, _images_per_task, _pool_context, _worker_setup
+from corruptions.cifar_profile import clipped_zoom, gaussian_filter, spatter_wetness
+from corruptions.engine import _check_indices, _check_seed, _images_per_task, run_chunks
 from robustbench_lift.errors import UserError
 from robustbench_lift.registry import Registry
 
@@ -372,28 +371,6 @@ def _gaussian_blur_frames(
     return np.stack([_truncate_to_uint8(gaussian_filter(x, sigma, truncate=truncate)) for sigma in sigmas])
 
 
-def _water_overlay(liquid: np.ndarray, intensity: float) -> np.ndarray:
-    """Spatter's embossed water drops (the CIFAR-10-C recipe) as an HxW weight map.
-
-    Same steps as the water branch of :func:`corruptions.cifar_profile.spatter`, which
-    keeps them inline; here they run once per frame on a moving liquid layer.
-    """
-    # Clip before the 8-bit cast: the generator let values above 1 wrap around.
-    liquid_8bit = (np.clip(liquid, 0, 1) * 255).astype(np.uint8)
-    distance = 255 - cv2.Canny(liquid_8bit, 50, 150)
-    distance = cv2.distanceTransform(distance, cv2.DIST_L2, 5)
-    _, distance = cv2.threshold(distance, 20, 20, cv2.THRESH_TRUNC)
-    distance = cv2.blur(distance, (3, 3)).astype(np.uint8)
-    distance = cv2.equalizeHist(distance)
-    emboss = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float32)
-    distance = cv2.filter2D(distance, cv2.CV_8U, emboss)
-    distance = cv2.blur(distance, (3, 3)).astype(np.float32)
-    wetness = liquid_8bit * distance
-    peak = wetness.max()
-    # No drop at all would be 0/0 in the generator; leave such a frame clean.
-    return wetness / peak * intensity if peak > 0 else wetness
-
-
 def _drip(liquid: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """``np.convolve(column, kernel, mode="same")`` down every column, vectorised.
 
@@ -433,7 +410,7 @@ def _spatter_frames(
     liquid[liquid < threshold] = 0
     frames = np.empty((len(steps),) + image.shape, dtype=np.uint8)
     for position in range(len(steps)):
-        frames[position] = _truncate_to_uint8(x + _water_overlay(liquid, intensity)[..., np.newaxis] * water)
+        frames[position] = _truncate_to_uint8(x + spatter_wetness(liquid, intensity)[..., np.newaxis] * water)
         liquid = _drip(liquid, kernel)
     return frames
 
@@ -702,37 +679,11 @@ def perturb_many(
     chunk = _images_per_task(count, len(names), workers, largest_sequence_bytes)
     tasks = [(name, start, min(start + chunk, count)) for name in names for start in range(0, count, chunk)]
 
+    work = [(name, start, stop, (images[start:stop], indices[start:stop], name, profile, difficulty, seed)) for name, start, stop in tasks]
     with tqdm(
         total=count * len(names), desc=f"perturbing ({profile})", unit="sequence", file=sys.stderr, disable=not progress
     ) as bar:
-        if workers <= 1 or len(tasks) == 1:
-            for name, start, stop in tasks:
-                results[name][start:stop] = _perturb_chunk(
-                    images[start:stop], indices[start:stop], name, profile, difficulty, seed
-                )
-                bar.update(stop - start)
-            return results
-
-        with ProcessPoolExecutor(
-            max_workers=min(workers, len(tasks)), mp_context=_pool_context(), initializer=_worker_setup
-        ) as executor:
-            pending: Dict[Future, Tuple[str, int, int]] = {
-                executor.submit(
-                    _perturb_chunk, images[start:stop], indices[start:stop], name, profile, difficulty, seed
-                ): (name, start, stop)
-                for name, start, stop in tasks
-            }
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in done:
-                    name, start, stop = pending.pop(future)
-                    try:
-                        results[name][start:stop] = future.result()
-                    except BaseException:
-                        for other in pending:
-                            other.cancel()
-                        raise
-                    bar.update(stop - start)
+        run_chunks(_perturb_chunk, work, results, workers, bar)
     return results
 
 

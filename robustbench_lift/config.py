@@ -28,9 +28,18 @@ class RunConfig:
     profile: corruption severity table, ``cifar`` (32 px) or ``imagenet`` (224 px).
     reference_model: the model that normalises CE/mCE; null = the max-pooling model.
     seed: the one seed every random draw derives from.
-    workers: processes that generate corrupted inputs; batch_size: inference batch.
+    workers: processes that generate corrupted inputs; batch_size: inference batch
+    (halved automatically on out-of-memory).
+    device: ``auto`` (CUDA when torch sees a GPU, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
     threads: torch threads for inference and attacks (null = torch's default).
-    output_dir / run_name: results go to ``<output_dir>/<run_name>/``.
+    output_dir / run_name: results go to ``<output_dir>/<run_name>/``; a run interrupted
+    part-way resumes from its store when the same command runs again (see runner).
+    executor: ``local`` (this process) or ``ray`` (cells as Ray tasks); ray_address: the
+    Ray cluster to attach to (null = start a local one).
+    cache_dir: folder caching the corruption suite's generated inputs (null = no cache).
+    corruption_data / corruption_layout: a pre-made corruption set (CIFAR-10-C style) to
+    read instead of generating (null = generate); layout null = detect it.
+    perturbation_data / perturbation_layout: the same for perturbation sequences.
     perturbations / difficulty / perturbation_sample_size: the perturbation suite
     (names or ``main`` / ``extra`` / ``all``; frames compared ``difficulty`` apart;
     sequences drawn from the first images of the sample).
@@ -53,10 +62,17 @@ class RunConfig:
     seed: int = 0
     workers: int = 2
     batch_size: int = 500
-    device: str = "cpu"
+    device: str = "auto"
     threads: Optional[int] = None
     output_dir: str = "reports"
     run_name: str = "builtin"
+    executor: str = "local"
+    ray_address: Optional[str] = None
+    cache_dir: Optional[str] = None
+    corruption_data: Optional[str] = None
+    corruption_layout: Optional[str] = None
+    perturbation_data: Optional[str] = None
+    perturbation_layout: Optional[str] = None
     perturbations: Union[str, List[str]] = "all"
     difficulty: int = 1
     perturbation_sample_size: Optional[int] = 200
@@ -182,6 +198,25 @@ def validate(config: RunConfig) -> None:
         value = getattr(config, key)
         if value is not None and value <= 0:
             raise UserError(f"{key} must be positive, got {value}")
+    if config.device != "auto":
+        import torch
+
+        try:
+            torch.device(config.device)
+        except (RuntimeError, ValueError):
+            raise UserError(f"unknown device {config.device!r}; use auto, cpu, cuda or cuda:N") from None
+    from robustbench_lift.executors import EXECUTORS
+
+    EXECUTORS.get(config.executor)
+    if config.ray_address is not None and config.executor != "ray":
+        raise UserError("ray_address needs executor ray (--executor ray)")
+    for key in ("corruption_data", "perturbation_data"):
+        value = getattr(config, key)
+        if value is not None and not Path(value).is_dir():
+            raise UserError(f"{key} {value} is not a folder")
+    for key in ("corruption_layout", "perturbation_layout"):
+        if getattr(config, key) is not None and getattr(config, key.replace("_layout", "_data")) is None:
+            raise UserError(f"{key} needs {key.replace('_layout', '_data')} (the folder to read)")
     if config.difficulty < 1:
         raise UserError(f"difficulty must be at least 1, got {config.difficulty}")
     if config.shift_max < 1:
@@ -203,12 +238,9 @@ def selected_corruptions(config: RunConfig) -> List[str]:
     """The corruption names a config asks for, validated."""
     import corruptions
 
-    if isinstance(config.corruptions, str):
-        if config.corruptions in ("common", "extra", "all"):
-            return corruptions.corruption_names(config.corruptions)
-        names = [config.corruptions]
-    else:
-        names = list(config.corruptions)
+    names = [config.corruptions] if isinstance(config.corruptions, str) else list(config.corruptions)
+    if len(names) == 1 and names[0] in ("common", "extra", "all"):
+        return corruptions.corruption_names(names[0])
     known = corruptions.corruption_names("all")
     for name in names:
         if name not in known:
@@ -220,9 +252,9 @@ def selected_perturbations(config: RunConfig) -> List[str]:
     """The perturbation names a config asks for, validated."""
     from corruptions import perturbations
 
-    if isinstance(config.perturbations, str) and config.perturbations in ("main", "extra", "all"):
-        return perturbations.perturbation_names(config.perturbations)
     names = [config.perturbations] if isinstance(config.perturbations, str) else list(config.perturbations)
+    if len(names) == 1 and names[0] in ("main", "extra", "all"):
+        return perturbations.perturbation_names(names[0])
     known = perturbations.perturbation_names("all")
     for name in names:
         if name not in known:

@@ -1,21 +1,81 @@
-"""Batched inference on uint8 image arrays."""
+"""Batched inference on uint8 image arrays, device resolution and out-of-memory back-off."""
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import torch
 from torch import nn
 
 from robustbench_lift.datasets import to_tensor
+from robustbench_lift.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; other names are checked.
+
+    Raises a one-line UserError for a malformed name or a CUDA device this machine lacks.
+    """
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device {device!r} asked for, but torch sees no CUDA GPU on this machine (use --device auto or cpu)")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise UserError(f"device {device!r} asked for, but torch sees {torch.cuda.device_count()} CUDA GPU(s)")
+    return str(parsed)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for torch's CUDA OOM error and for RuntimeErrors that say "out of memory"."""
+    out_of_memory = getattr(torch.cuda, "OutOfMemoryError", None)
+    if out_of_memory is not None and isinstance(error, out_of_memory):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def _release_cached_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 500, device: str | torch.device = "cpu") -> torch.Tensor:
-    """Logits of ``model`` (eval mode) for uint8 N x H x W x 3 ``images``, on the CPU."""
+    """Logits of ``model`` (eval mode) for uint8 N x H x W x 3 ``images``, on the CPU.
+
+    On out-of-memory the batch is halved and retried (down to 1 image); the smaller size
+    is kept for the rest of this call. Each image's logits do not depend on the batch it
+    was in, so the result is the same whatever size finally fits.
+    """
     model.eval()
     outputs = []
-    for start in range(0, images.shape[0], batch_size):
-        batch = to_tensor(images[start : start + batch_size]).to(device)
-        outputs.append(model(batch).float().cpu())
+    start = 0
+    size = max(1, int(batch_size))
+    while start < images.shape[0]:
+        try:
+            pixels = images[start : start + size]
+            if not pixels.flags.writeable:  # shared read-only (Ray's object store): torch warns
+                pixels = pixels.copy()
+            batch = to_tensor(pixels).to(device)
+            outputs.append(model(batch).float().cpu())
+        except RuntimeError as error:
+            if not is_out_of_memory(error):
+                raise
+            del error  # drop the traceback's references to the failed batch's tensors
+            batch = None
+            _release_cached_memory()
+            if size == 1:
+                raise UserError(f"out of memory on {device} even with a batch of one image") from None
+            size = max(1, size // 2)
+            log.warning("out of memory on %s; retrying with batch size %d", device, size)
+            continue
+        start += batch.shape[0]
     return torch.cat(outputs) if outputs else torch.empty(0)
 
 

@@ -1,8 +1,18 @@
-"""The evaluation runner: resolves models, prepares every suite's inputs once, evaluates
-each model on them, and writes results.csv, summary.csv and run.json atomically.
+"""The evaluation runner: resolves models, evaluates every cell (model x suite x condition)
+through an executor, commits each cell to the run's store as it finishes, and writes
+results.csv, summary.csv and run.json (derived from the store) atomically.
 
-Results are written into a hidden temporary folder beside the target and renamed into
-place at the end, so an interrupted or failed run never leaves partial result files.
+Cells are the unit: a suite names its conditions from the config alone, so the runner
+knows which cells the store already holds before preparing anything, prepares inputs only
+for the conditions still pending (once, in this process), and hands the pending cells to
+the executor (``local`` or ``ray``, see :mod:`robustbench_lift.executors`). Rerunning
+the same command resumes: finished cells are skipped (see :mod:`robustbench_lift.store`
+for the store and the resume rule).
+
+Results are written into a hidden temporary folder beside the target, together with a
+copy of the store, and renamed into place at the end, so an interrupted or failed run
+never leaves partial result files; the cells it finished stay in
+``<output_dir>/.<run_name>.inprogress/store.sqlite`` until a rerun completes the run.
 """
 from __future__ import annotations
 
@@ -14,7 +24,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -26,7 +36,9 @@ from robustbench_lift.checkpoints import load_checkpoint
 from robustbench_lift.config import RunConfig, validate
 from robustbench_lift.datasets import load_dataset
 from robustbench_lift.errors import UserError
-from robustbench_lift.suites import SUITES, ModelEntry, RunContext
+from robustbench_lift.executors import EXECUTORS, Cell
+from robustbench_lift.store import STORE_NAME, RunStore, config_hash, model_fingerprint
+from robustbench_lift.suites import SUITES, ModelEntry, RunContext, Suite
 from robustbench_lift.zoo import ZOO_KINDS, load_zoo_model, zoo_model_name, zoo_names
 
 log = logging.getLogger(__name__)
@@ -36,7 +48,10 @@ RESULT_COLUMNS = ["run", "model", "architecture", "pooling", "dataset", "suite",
 
 
 def resolve_models(names: List[str]) -> List[ModelEntry]:
-    """Zoo names (``small_cnn-lift``, ``lift``) or checkpoint paths -> loaded models."""
+    """Zoo names (``small_cnn-lift``, ``lift``), checkpoint paths, or pretrained-model specs
+    (``torchvision:resnet18:IMAGENET1K_V1``, see :mod:`robustbench_lift.pretrained`) -> loaded models."""
+    from robustbench_lift.pretrained import SPECS, load_pretrained
+
     if not names:
         names = zoo_names()
         if not names:
@@ -44,7 +59,10 @@ def resolve_models(names: List[str]) -> List[ModelEntry]:
     entries = []
     for name in names:
         path = Path(name)
-        if path.suffix in (".safetensors", ".pt", ".pth") or path.exists():
+        if name.partition(":")[0] in SPECS:
+            model, metadata = load_pretrained(name)
+            entries.append(ModelEntry(name, model, metadata))
+        elif path.suffix in (".safetensors", ".pt", ".pth") or path.exists():
             model, metadata = load_checkpoint(path)
             entries.append(ModelEntry(path.stem, model, metadata))
         else:
@@ -64,8 +82,27 @@ def _versions() -> Dict[str, str]:
     return {"robustbench_lift": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": np.__version__, "pandas": pd.__version__, "python": platform.python_version()}
 
 
+def _sample_digest(indices: np.ndarray, images: np.ndarray) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for array in (np.ascontiguousarray(indices, dtype=np.int64), np.ascontiguousarray(images)):
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
+
+
+def plan_cells(models: List[ModelEntry], suites: List[Suite], context: RunContext) -> List[Cell]:
+    """Every cell of a run, in result order (model, then suite, then condition)."""
+    conditions = {suite.name: suite.conditions(context) for suite in suites}
+    return [Cell(entry.name, suite.name, condition) for entry in models for suite in suites for condition in conditions[suite.name]]
+
+
 def run_benchmark(config: RunConfig) -> Path:
-    """Runs every suite of ``config`` on every model; returns the run folder."""
+    """Runs every suite of ``config`` on every model; returns the run folder.
+
+    Resumes from the run's store when the same config ran (part of) this run before.
+    """
     validate(config)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -78,33 +115,108 @@ def run_benchmark(config: RunConfig) -> Path:
         classes = int(entry.metadata.get("num_classes", len(full.classes)))
         if classes != len(full.classes):
             raise UserError(f"model {entry.name} predicts {classes} classes but {config.dataset} has {len(full.classes)}")
-    context = RunContext(config, dataset, indices)
-    log.info("run %s: %d models, %d images of %s/%s, suites %s", config.run_name, len(models), len(dataset), config.dataset, config.split, ", ".join(config.suites))
+    executor = EXECUTORS.get(config.executor)(config)
+    context = RunContext(config, dataset, indices, device=executor.context_device())
+    executor.start()  # connects (or fails with one line) before anything is written
+    try:
+        directory, computed, resumed = _run_cells(config, executor, models, dataset, indices, context, started, timings)
+    finally:
+        executor.close()
+    log.info("wrote %s in %.1f s (%d cells computed, %d resumed)", directory, timings["total_seconds"], computed, resumed)
+    return directory
 
+
+def _run_cells(config: RunConfig, executor: Any, models: List[ModelEntry], dataset: Any, indices: np.ndarray, context: RunContext, started: float, timings: Dict[str, Any]) -> Tuple[Path, int, int]:
+    """Resumes or opens the run's store, evaluates the pending cells, writes the run."""
     suites = [SUITES.get(name) for name in config.suites]
-    prepared = {}
-    for suite in suites:
-        tick = time.perf_counter()
-        prepared[suite.name] = suite.prepare(context)
-        timings["prepare"][suite.name] = round(time.perf_counter() - tick, 2)
-        log.info("prepared %s inputs in %.1f s", suite.name, timings["prepare"][suite.name])
+    plan = plan_cells(models, suites, context)
+    fingerprints = {entry.name: model_fingerprint(entry.model, entry.metadata) for entry in models}
+    hash_value = config_hash(config.to_dict(), {"version": __version__, "sample": _sample_digest(indices, dataset.images)})
+    log.info("run %s: %d models, %d images of %s/%s, suites %s, %d cells, executor %s", config.run_name, len(models), len(dataset), config.dataset, config.split, ", ".join(config.suites), len(plan), config.executor)
 
+    with RunStore.open(config.run_directory, hash_value, config.to_dict()) as run_store:
+        store = run_store.store
+        finished = store.finished()
+        stale = [cell.key for cell in plan if cell.key in finished and finished[cell.key] != fingerprints[cell.model]]
+        if stale:
+            log.warning("%d stored cells were computed with other weights of the same model name; recomputing them", len(stale))
+            store.discard(stale)
+            finished = store.finished()
+        pending = [cell for cell in plan if cell.key not in finished]
+        resumed = len(plan) - len(pending)
+        if resumed:
+            log.info("resuming from the %s: %d of %d cells done, %d to go", run_store.resumed_from, resumed, len(plan), len(pending))
+        if pending:
+            log.info("committing cells to %s as they finish; if interrupted, rerun the same command to resume", store.path)
+
+        prepared: Dict[str, Any] = {}
+        for suite in suites:
+            wanted = list(dict.fromkeys(cell.condition for cell in pending if cell.suite == suite.name))
+            if not wanted:
+                continue
+            tick = time.perf_counter()
+            prepared[suite.name] = suite.prepare(context, wanted)
+            timings["prepare"][suite.name] = round(time.perf_counter() - tick, 2)
+            log.info("prepared %s inputs (%d conditions) in %.1f s", suite.name, len(wanted), timings["prepare"][suite.name])
+
+        computed = 0
+        if pending:
+            with tqdm(total=len(pending), desc="cells", unit="cell") as bar:
+                for result in executor.run(pending, {entry.name: entry for entry in models}, prepared, context):
+                    store.commit_cell(result.cell.key, fingerprints[result.cell.model], result.rows, result.per_image, result.device, result.seconds)
+                    computed += 1
+                    bar.update()
+        prepared.clear()
+
+        results, summary, devices, timings["evaluate"] = _tables(config, models, suites, plan, store, context)
+        timings["total_seconds"] = round(time.perf_counter() - started, 2)
+        record = {
+            "run_name": config.run_name,
+            "config": config.to_dict(),
+            "config_hash": hash_value,
+            "seed": config.seed,
+            "sample_size": len(dataset),
+            "device": ",".join(devices),
+            "executor": config.executor,
+            "cells": {"total": len(plan), "computed": computed, "resumed": resumed},
+            "store": STORE_NAME,
+            "models": {entry.name: {key: entry.metadata.get(key) for key in ("architecture", "pooling", "pooling_options", "dataset", "clean_test_accuracy", "epochs", "seed")} | {"fingerprint": fingerprints[entry.name]} for entry in models},
+            "versions": _versions(),
+            "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+            "timings": timings,
+        }
+        directory = write_run(config.run_directory, results, summary.reset_index(), record, extra=lambda staging: store.copy_to(staging / STORE_NAME))
+        run_store.finished()
+    return directory, computed, resumed
+
+
+def _tables(config: RunConfig, models: List[ModelEntry], suites: List[Suite], plan: List[Cell], store: Any, context: RunContext) -> Tuple[pd.DataFrame, pd.DataFrame, List[str], Dict[str, float]]:
+    """results and summary tables, devices used and seconds per model/suite, from the store."""
+    records = store.load(cell.key for cell in plan)
+    missing = [cell for cell in plan if cell.key not in records]
+    if missing:
+        raise RuntimeError(f"{len(missing)} cells missing from the store after evaluation, e.g. {'/'.join(missing[0].key)}")
     rows: List[Dict[str, Any]] = []
     per_image: Dict[str, Dict[str, Dict[str, np.ndarray]]] = {suite.name: {} for suite in suites}
-    for entry in tqdm(models, desc="models", unit="model"):
-        entry.model.to(config.device).eval()
+    seconds: Dict[str, float] = {}
+    for entry in models:
         for suite in suites:
-            tick = time.perf_counter()
-            output = suite.evaluate(entry, prepared[suite.name], context)
-            timings["evaluate"][f"{entry.name}/{suite.name}"] = round(time.perf_counter() - tick, 2)
-            per_image[suite.name][entry.name] = output.per_image
-            for row in output.rows:
+            suite_rows: List[Dict[str, Any]] = []
+            arrays: Dict[str, np.ndarray] = {}
+            for cell in plan:
+                if cell.model == entry.name and cell.suite == suite.name:
+                    record = records[cell.key]
+                    suite_rows += record.rows
+                    arrays.update(record.per_image)
+                    seconds[f"{entry.name}/{suite.name}"] = seconds.get(f"{entry.name}/{suite.name}", 0.0) + record.seconds
+            per_image[suite.name][entry.name] = arrays
+            for row in suite.finalize(entry.name, suite_rows, arrays, context):
                 rows.append({"run": config.run_name, "model": entry.name, "architecture": entry.architecture, "pooling": entry.pooling, "dataset": config.dataset} | row)
-        entry.model.cpu()
+    devices = sorted({record.device for record in records.values()})
 
     results = pd.DataFrame(rows)
     columns = RESULT_COLUMNS + [column for column in results.columns if column not in RESULT_COLUMNS]
-    results = results[columns]
+    results = results.reindex(columns=columns)
     summary = pd.DataFrame(index=pd.Index([entry.name for entry in models], name="model"))
     summary["architecture"] = [entry.architecture for entry in models]
     summary["pooling"] = [entry.pooling for entry in models]
@@ -112,33 +224,23 @@ def run_benchmark(config: RunConfig) -> Path:
     for suite in suites:
         part = suite.summarize(results, per_image[suite.name], models, context)
         summary = summary.join(part, how="left")
-    timings["total_seconds"] = round(time.perf_counter() - started, 2)
-    record = {
-        "run_name": config.run_name,
-        "config": config.to_dict(),
-        "seed": config.seed,
-        "sample_size": len(dataset),
-        "models": {entry.name: {key: entry.metadata.get(key) for key in ("architecture", "pooling", "pooling_options", "dataset", "clean_test_accuracy", "epochs", "seed")} for entry in models},
-        "versions": _versions(),
-        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()},
-        "timings": timings,
-    }
-    directory = write_run(config.run_directory, results, summary.reset_index(), record)
-    log.info("wrote %s in %.1f s", directory, timings["total_seconds"])
-    return directory
+    return results, summary, devices, {key: round(value, 2) for key, value in seconds.items()}
 
 
-def write_run(directory: Path, results: pd.DataFrame, summary: pd.DataFrame, record: Dict[str, Any]) -> Path:
-    """Writes the three result files into a temporary folder, then swaps it into place."""
+def write_run(directory: Path, results: pd.DataFrame, summary: pd.DataFrame, record: Dict[str, Any], extra: Optional[Callable[[Path], None]] = None) -> Path:
+    """Writes the three result files (and whatever ``extra(staging)`` adds, such as the
+    store) into a temporary folder, then swaps it into place."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.staging-", dir=directory.parent))
     try:
         results.to_csv(staging / "results.csv", index=False)
         summary.to_csv(staging / "summary.csv", index=False)
         (staging / "run.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+        if extra is not None:
+            extra(staging)
         if directory.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
+            retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
             os.replace(directory, retired / directory.name)
             os.replace(staging, directory)
             shutil.rmtree(retired, ignore_errors=True)

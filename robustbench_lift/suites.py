@@ -1,16 +1,25 @@
 """Evaluation suites: each prepares its inputs once per run and evaluates any model on them.
 
-A suite is a small class over :class:`Suite`: ``prepare`` builds what all models share
-(corrupted images, perturbation frames), ``evaluate`` turns one model's predictions into
-result rows (one per condition), ``summarize`` turns the run's rows into per-model
-columns of ``summary.csv``. The runner knows nothing suite-specific.
+A suite is a small class over :class:`Suite`. The unit of evaluation is a *cell*: one
+model x suite x condition. ``conditions`` names a suite's cells (from the config alone,
+so a resumed run knows what is left before preparing anything); ``prepare`` builds what
+all models share for some conditions (corrupted images, perturbation frames);
+``evaluate_condition`` turns one model's predictions on one condition into result rows
+and per-image arrays; ``finalize`` completes one model's rows once all its cells exist
+(values that compare cells, such as flips against the clean predictions);
+``summarize`` turns the run's rows into per-model columns of ``summary.csv``. Cells are
+independent, so any executor may run them in any order, and the runner knows nothing
+suite-specific.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,7 +28,8 @@ from torch import nn
 
 from robustbench_lift.config import RunConfig, selected_corruptions, selected_perturbations
 from robustbench_lift.datasets import ImageDataset
-from robustbench_lift.inference import predict_logits
+from robustbench_lift.errors import UserError
+from robustbench_lift.inference import predict_logits, resolve_device
 from robustbench_lift.metrics import ALEXNET_IMAGENET_C_ERRORS, corruption_summary, error_with_interval, flip_probability, flip_share, top5_distance, wilson_interval
 from robustbench_lift.registry import Registry
 
@@ -30,11 +40,16 @@ BOOTSTRAP_SAMPLES = 1000
 
 @dataclass
 class RunContext:
-    """What every suite of a run sees: the config and the sampled clean data."""
+    """What every suite of a run sees: the config, the sampled clean data and the device."""
 
     config: RunConfig
     dataset: ImageDataset
     indices: np.ndarray  # positions of the sampled images in the full split; they seed corruptions
+    device: str = ""  # torch device for inference; empty = resolved from config.device
+
+    def __post_init__(self) -> None:
+        if not self.device:
+            self.device = resolve_device(self.config.device)
 
 
 @dataclass
@@ -56,23 +71,49 @@ class ModelEntry:
 
 @dataclass
 class SuiteOutput:
-    """One model's rows for a suite, plus per-image arrays kept for bootstrap summaries."""
+    """Rows of one cell (or of a whole suite for one model), plus per-image arrays kept for
+    bootstrap summaries (keys are unique across a suite's cells)."""
 
     rows: List[Dict[str, Any]]
     per_image: Dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Suite:
-    """Base of every suite; subclasses set ``name`` and implement the three steps."""
+    """Base of every suite; subclasses set ``name`` and implement the steps."""
 
     name: str = ""
     description: str = ""
 
-    def prepare(self, context: RunContext) -> Any:
+    def conditions(self, context: RunContext) -> List[str]:
+        """Names of this suite's cells for one model, in result order."""
+        raise NotImplementedError
+
+    def prepare(self, context: RunContext, conditions: Optional[Sequence[str]] = None) -> Any:
+        """Inputs every model shares, for ``conditions`` (None: all of them)."""
         return None
 
-    def evaluate(self, entry: ModelEntry, prepared: Any, context: RunContext) -> SuiteOutput:
+    def evaluate_condition(self, entry: ModelEntry, condition: str, prepared: Any, context: RunContext) -> SuiteOutput:
+        """One cell: ``entry`` on ``condition`` (the model is already on ``context.device``)."""
         raise NotImplementedError
+
+    def finalize(self, model: str, rows: List[Dict[str, Any]], per_image: Dict[str, np.ndarray], context: RunContext) -> List[Dict[str, Any]]:
+        """One model's rows of all its cells, completed where a value needs several cells."""
+        return rows
+
+    def prepared_conditions(self, prepared: Any, context: RunContext) -> List[str]:
+        """The conditions ``prepared`` holds inputs for (``evaluate``'s default)."""
+        return self.conditions(context)
+
+    def evaluate(self, entry: ModelEntry, prepared: Any, context: RunContext, conditions: Optional[Sequence[str]] = None) -> SuiteOutput:
+        """Cells of one model in this process, finalized (``conditions`` default: all that
+        ``prepared`` covers). The runner goes cell by cell instead; this is for scripts."""
+        rows: List[Dict[str, Any]] = []
+        per_image: Dict[str, np.ndarray] = {}
+        for condition in self.prepared_conditions(prepared, context) if conditions is None else conditions:
+            output = self.evaluate_condition(entry, condition, prepared, context)
+            rows += output.rows
+            per_image.update(output.per_image)
+        return SuiteOutput(self.finalize(entry.name, rows, per_image, context), per_image)
 
     def summarize(self, results: pd.DataFrame, per_image: Dict[str, Dict[str, np.ndarray]], models: List[ModelEntry], context: RunContext) -> pd.DataFrame:
         """Per-model summary columns (index: model name)."""
@@ -93,53 +134,169 @@ def _failed_row(condition: str, family: str, level: float, n: int) -> Dict[str, 
     return {"condition": condition, "family": family, "level": level, "n": n, "status": "failed", "message": "model returned NaN or inf"}
 
 
+def _digest(*arrays: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
+
+
+def _published_positions(root: str, layout: Optional[str], indices: np.ndarray) -> np.ndarray:
+    """Positions in a pre-made set of the run's sampled data-set ``indices``.
+
+    A published set holds the whole split in order (position = data-set index). A set we
+    wrote for a subset records that subset's indices in its manifest; we map through them.
+    """
+    from robustbench_lift.published_layouts import detect_layout, read_manifest
+
+    manifest = read_manifest(root) or {}
+    if "indices" not in manifest:
+        return np.asarray(indices, dtype=np.int64)
+    stored = np.asarray(manifest["indices"], dtype=np.int64)
+    if (layout or detect_layout(root)) != "cifar-c":
+        stored = np.sort(stored)  # image folders are read in data-set index order
+    lookup = {int(index): position for position, index in enumerate(stored)}
+    missing = [int(index) for index in indices if int(index) not in lookup]
+    if missing:
+        raise UserError(f"{root} holds no images for {len(missing)} of the sampled test images (e.g. index {missing[0]}); write it for this sample or sample fewer")
+    return np.array([lookup[int(index)] for index in indices], dtype=np.int64)
+
+
 class CorruptionSuite(Suite):
-    """Clean error and ImageNet-C-style corruption errors (SPEC §3)."""
+    """Clean error and ImageNet-C-style corruption errors (SPEC §3).
+
+    Cells: ``clean`` and ``<corruption>/<severity>``. Inputs come, in this order of
+    preference, from a pre-made set (``corruption_data``), the on-disk cache
+    (``cache_dir``), or :func:`corruptions.corrupt_many`; all three give the same pixels
+    for a set written by this package with the run's profile and seed.
+    """
 
     name = "corruption"
     description = "clean error, error per corruption x severity, CE / mCE / relative mCE"
 
-    def conditions(self, config: RunConfig) -> List[tuple[str, int]]:
+    def pairs(self, config: RunConfig) -> List[tuple[str, int]]:
         return [(corruption, severity) for corruption in selected_corruptions(config) for severity in config.severities]
 
-    def prepare(self, context: RunContext) -> Dict[tuple[str, int], np.ndarray]:
+    def conditions(self, context: RunContext) -> List[str]:
+        return ["clean"] + [f"{corruption}/{severity}" for corruption, severity in self.pairs(context.config)]
+
+    def prepared_conditions(self, prepared: Dict[tuple[str, int], np.ndarray], context: RunContext) -> List[str]:
+        return ["clean"] + [f"{corruption}/{severity}" for corruption, severity in prepared]
+
+    @staticmethod
+    def _pair(condition: str) -> tuple[str, int]:
+        corruption, severity = condition.rsplit("/", 1)
+        return corruption, int(severity)
+
+    def prepare(self, context: RunContext, conditions: Optional[Sequence[str]] = None) -> Dict[tuple[str, int], np.ndarray]:
+        config = context.config
+        wanted = self.pairs(config) if conditions is None else [self._pair(condition) for condition in conditions if condition != "clean"]
+        if not wanted:
+            return {}
+        if config.corruption_data:
+            return self._load_published(context, wanted)
+        if config.cache_dir:
+            return self._load_cached(context, wanted)
+        return self._generate(context, wanted)
+
+    def _generate(self, context: RunContext, pairs: List[tuple[str, int]]) -> Dict[tuple[str, int], np.ndarray]:
         import corruptions
 
         config = context.config
-        return corruptions.corrupt_many(
-            context.dataset.images,
-            self.conditions(config),
-            profile=config.profile,
-            seed=config.seed,
-            indices=context.indices,
-            workers=config.workers,
-            progress=True,
-        )
+        return corruptions.corrupt_many(context.dataset.images, pairs, profile=config.profile, seed=config.seed, indices=context.indices, workers=config.workers, progress=True)
 
-    def evaluate(self, entry: ModelEntry, prepared: Dict[tuple[str, int], np.ndarray], context: RunContext) -> SuiteOutput:
+    def _load_published(self, context: RunContext, pairs: List[tuple[str, int]]) -> Dict[tuple[str, int], np.ndarray]:
+        from robustbench_lift.published_layouts import load_corruption_set
+
+        config = context.config
+        positions = _published_positions(config.corruption_data, config.corruption_layout, context.indices)
+        images, labels = load_corruption_set(config.corruption_data, config.corruption_layout, pairs, positions, profile=config.profile, seed=config.seed)
+        if not np.array_equal(np.asarray(labels, dtype=np.int64), context.dataset.labels):
+            raise UserError(f"labels of corruption_data {config.corruption_data} differ from those of {config.dataset}/{config.split}; the set was made from other images")
+        shape = context.dataset.images.shape
+        for pair, array in images.items():
+            if array.shape != shape:
+                raise UserError(f"corruption_data {config.corruption_data}: {pair[0]}/{pair[1]} holds images of shape {array.shape[1:]}, the data set {shape[1:]}")
+        log.info("read %d corruption conditions from %s", len(images), config.corruption_data)
+        return images
+
+    def cache_path(self, context: RunContext, corruption: str, severity: int, sample_key: Optional[str] = None) -> Path:
+        """Where ``cache_dir`` keeps one condition's corrupted inputs.
+
+        The key covers everything the pixels depend on: data set, split, the sampled
+        indices and clean pixels (hashed), corruption, severity, profile, seed and the
+        package version. ``sample_key``: :meth:`sample_key` of the context, if known.
+        """
+        from robustbench_lift import __version__
+
+        config = context.config
+        key = "|".join([config.dataset, config.split, sample_key or self.sample_key(context), corruption, str(severity), config.profile, str(config.seed), __version__])
+        digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+        return Path(config.cache_dir) / "corruption" / f"{config.dataset}-{config.split}" / f"{corruption}-{severity}-{config.profile}-{digest}.npy"
+
+    @staticmethod
+    def sample_key(context: RunContext) -> str:
+        """Hash of the sampled indices and their clean pixels."""
+        return _digest(np.asarray(context.indices, dtype=np.int64), context.dataset.images)
+
+    def _load_cached(self, context: RunContext, pairs: List[tuple[str, int]]) -> Dict[tuple[str, int], np.ndarray]:
+        found: Dict[tuple[str, int], np.ndarray] = {}
+        shape = context.dataset.images.shape
+        sample_key = self.sample_key(context)
+        for pair in pairs:
+            path = self.cache_path(context, *pair, sample_key=sample_key)
+            if not path.is_file():
+                continue
+            try:
+                array = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as error:
+                log.warning("ignoring unreadable cache file %s (%s)", path, error)
+                continue
+            if array.shape == shape and array.dtype == np.uint8:
+                found[pair] = array
+            else:
+                log.warning("ignoring cache file %s: holds %s %s, expected uint8 %s", path, array.dtype, array.shape, shape)
+        missing = [pair for pair in pairs if pair not in found]
+        log.info("corruption cache %s: %d of %d conditions cached", context.config.cache_dir, len(found), len(pairs))
+        if missing:
+            generated = self._generate(context, missing)
+            for pair, array in generated.items():
+                path = self.cache_path(context, *pair, sample_key=sample_key)
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+                    with open(partial, "wb") as handle:
+                        np.save(handle, array, allow_pickle=False)
+                    os.replace(partial, path)
+                except OSError as error:
+                    raise UserError(f"cannot write to cache_dir {context.config.cache_dir}: {error.strerror or error}") from None
+            found.update(generated)
+        return {pair: found[pair] for pair in pairs}
+
+    def evaluate_condition(self, entry: ModelEntry, condition: str, prepared: Dict[tuple[str, int], np.ndarray], context: RunContext) -> SuiteOutput:
         config = context.config
         labels = context.dataset.labels
         n = len(labels)
-        clean = finite_predictions(predict_logits(entry.model, context.dataset.images, config.batch_size, config.device))
-        rows: List[Dict[str, Any]] = []
-        per_image: Dict[str, np.ndarray] = {}
-        if clean is None:
-            rows.append(_failed_row("clean", "clean", 0.0, n) | {"suite": "clean"})
+        if condition == "clean":
+            images, suite, family, level = context.dataset.images, "clean", "clean", 0.0
         else:
-            rows.append({"suite": "clean", "condition": "clean", "family": "clean", "level": 0.0, "status": "ok"} | error_with_interval(clean, labels))
-            per_image["clean"] = clean != labels
-        for (corruption, severity), images in prepared.items():
-            condition = f"{corruption}/{severity}"
-            predictions = finite_predictions(predict_logits(entry.model, images, config.batch_size, config.device))
-            if predictions is None:
-                rows.append(_failed_row(condition, corruption, float(severity), n) | {"suite": self.name})
-                continue
-            row = {"suite": self.name, "condition": condition, "family": corruption, "level": float(severity), "status": "ok"}
-            row |= error_with_interval(predictions, labels)
-            row["flip_share"] = flip_share(predictions, clean) if clean is not None else math.nan
-            rows.append(row)
-            per_image[condition] = predictions != labels
-        return SuiteOutput(rows, per_image)
+            corruption, severity = self._pair(condition)
+            images, suite, family, level = prepared[(corruption, severity)], self.name, corruption, float(severity)
+        predictions = finite_predictions(predict_logits(entry.model, images, config.batch_size, context.device))
+        if predictions is None:
+            return SuiteOutput([_failed_row(condition, family, level, n) | {"suite": suite}])
+        row = {"suite": suite, "condition": condition, "family": family, "level": level, "status": "ok"} | error_with_interval(predictions, labels)
+        return SuiteOutput([row], {condition: predictions != labels, f"{condition}/predictions": predictions})
+
+    def finalize(self, model: str, rows: List[Dict[str, Any]], per_image: Dict[str, np.ndarray], context: RunContext) -> List[Dict[str, Any]]:
+        """Adds ``flip_share``: how often a corruption changes the clean prediction."""
+        clean = per_image.get("clean/predictions")
+        for row in rows:
+            if row["suite"] == self.name and row["status"] == "ok":
+                row["flip_share"] = flip_share(per_image[f"{row['condition']}/predictions"], clean) if clean is not None else math.nan
+        return rows
 
     def reference_for(self, entry: ModelEntry, models: List[ModelEntry], config: RunConfig) -> Optional[str]:
         """The model (or the AlexNet table, 'alexnet') that normalises ``entry``'s CE."""
@@ -247,55 +404,66 @@ def _bootstrap_interval(samples: np.ndarray) -> tuple[float, float]:
 class PerturbationSuite(Suite):
     """ImageNet-P-style stability: flip probability, flip rate, top-5 distance (SPEC §4).
 
-    Needs no labels. Frames are generated once per run and shared by all models.
+    Needs no labels. Cells: ``<perturbation>/d<difficulty>``. Frames are generated once per
+    run (or read from ``perturbation_data``) and shared by all models.
     """
 
     name = "perturbation"
     description = "flip probability / flip rate (mFR) and top-5 distance (mT5D) on perturbation sequences"
 
-    def prepare(self, context: RunContext) -> Dict[str, np.ndarray]:
+    def conditions(self, context: RunContext) -> List[str]:
+        return [f"{name}/d{context.config.difficulty}" for name in selected_perturbations(context.config)]
+
+    def prepared_conditions(self, prepared: Dict[str, np.ndarray], context: RunContext) -> List[str]:
+        return [f"{name}/d{context.config.difficulty}" for name in prepared]
+
+    def prepare(self, context: RunContext, conditions: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
         from corruptions import perturbations
 
         config = context.config
+        names = selected_perturbations(config) if conditions is None else [condition.rsplit("/", 1)[0] for condition in conditions]
         images, _, indices = _first(context, config.perturbation_sample_size)
-        return perturbations.perturb_many(
-            images, selected_perturbations(config), profile=config.profile, difficulty=config.difficulty, seed=config.seed, indices=indices, workers=config.workers, progress=True
-        )
+        if not names:
+            return {}
+        if config.perturbation_data:
+            from robustbench_lift.published_layouts import load_perturbation_set
 
-    def evaluate(self, entry: ModelEntry, prepared: Dict[str, np.ndarray], context: RunContext) -> SuiteOutput:
+            positions = _published_positions(config.perturbation_data, config.perturbation_layout, indices)
+            sequences = load_perturbation_set(config.perturbation_data, config.perturbation_layout, names, config.difficulty, positions)
+            for name, array in sequences.items():
+                if array.shape[0] != len(images) or array.shape[2:] != images.shape[1:]:
+                    raise UserError(f"perturbation_data {config.perturbation_data}: {name} holds {array.shape}, expected {len(images)} sequences of {images.shape[1:]} frames")
+            log.info("read %d perturbations from %s", len(sequences), config.perturbation_data)
+            return sequences
+        return perturbations.perturb_many(images, names, profile=config.profile, difficulty=config.difficulty, seed=config.seed, indices=indices, workers=config.workers, progress=True)
+
+    def evaluate_condition(self, entry: ModelEntry, condition: str, prepared: Dict[str, np.ndarray], context: RunContext) -> SuiteOutput:
         from corruptions.perturbations import NOISE_PERTURBATIONS
 
         config = context.config
-        rows: List[Dict[str, Any]] = []
-        per_image: Dict[str, np.ndarray] = {}
-        for name, sequences in prepared.items():
-            count, frames = sequences.shape[:2]
-            logits = predict_logits(entry.model, sequences.reshape(-1, *sequences.shape[2:]), config.batch_size, config.device)
-            condition = f"{name}/d{config.difficulty}"
-            if not torch.isfinite(logits).all():
-                rows.append(_failed_row(condition, name, float(config.difficulty), count) | {"suite": self.name})
-                continue
-            logits_array = logits.numpy().reshape(count, frames, -1)
-            predictions = logits_array.argmax(2)
-            noise = name in NOISE_PERTURBATIONS
-            per_sequence_flips = np.array([flip_probability(predictions[i : i + 1], noise, config.difficulty) for i in range(count)])
-            per_sequence_distance = np.array([top5_distance(logits_array[i : i + 1], noise, config.difficulty) for i in range(count)])
-            rows.append(
-                {
-                    "suite": self.name,
-                    "condition": condition,
-                    "family": name,
-                    "level": float(config.difficulty),
-                    "status": "ok",
-                    "n": count,
-                    "frames": frames,
-                    "flip_probability": flip_probability(predictions, noise, config.difficulty),
-                    "top5_distance": top5_distance(logits_array, noise, config.difficulty),
-                }
-            )
-            per_image[f"{name}/flips"] = per_sequence_flips
-            per_image[f"{name}/top5"] = per_sequence_distance
-        return SuiteOutput(rows, per_image)
+        name = condition.rsplit("/", 1)[0]
+        sequences = prepared[name]
+        count, frames = sequences.shape[:2]
+        logits = predict_logits(entry.model, sequences.reshape(-1, *sequences.shape[2:]), config.batch_size, context.device)
+        if not torch.isfinite(logits).all():
+            return SuiteOutput([_failed_row(condition, name, float(config.difficulty), count) | {"suite": self.name}])
+        logits_array = logits.numpy().reshape(count, frames, -1)
+        predictions = logits_array.argmax(2)
+        noise = name in NOISE_PERTURBATIONS
+        per_sequence_flips = np.array([flip_probability(predictions[i : i + 1], noise, config.difficulty) for i in range(count)])
+        per_sequence_distance = np.array([top5_distance(logits_array[i : i + 1], noise, config.difficulty) for i in range(count)])
+        row = {
+            "suite": self.name,
+            "condition": condition,
+            "family": name,
+            "level": float(config.difficulty),
+            "status": "ok",
+            "n": count,
+            "frames": frames,
+            "flip_probability": flip_probability(predictions, noise, config.difficulty),
+            "top5_distance": top5_distance(logits_array, noise, config.difficulty),
+        }
+        return SuiteOutput([row], {f"{name}/flips": per_sequence_flips, f"{name}/top5": per_sequence_distance})
 
     def summarize(self, results: pd.DataFrame, per_image: Dict[str, Dict[str, np.ndarray]], models: List[ModelEntry], context: RunContext) -> pd.DataFrame:
         from corruptions.perturbations import MAIN_PERTURBATIONS
@@ -343,18 +511,20 @@ class ShiftSuite(Suite):
     name = "shift"
     description = "shift consistency: same prediction under two random shifts of up to shift_max px"
 
-    def prepare(self, context: RunContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def conditions(self, context: RunContext) -> List[str]:
+        return [f"shift/{context.config.shift_max}px"]
+
+    def prepare(self, context: RunContext, conditions: Optional[Sequence[str]] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from corruptions.perturbations import shift_pairs
 
         config = context.config
         return shift_pairs(context.dataset.images, max_shift=config.shift_max, seed=config.seed, indices=context.indices)
 
-    def evaluate(self, entry: ModelEntry, prepared: tuple[np.ndarray, np.ndarray, np.ndarray], context: RunContext) -> SuiteOutput:
+    def evaluate_condition(self, entry: ModelEntry, condition: str, prepared: tuple[np.ndarray, np.ndarray, np.ndarray], context: RunContext) -> SuiteOutput:
         config = context.config
         first, second, _ = prepared
-        condition = f"shift/{config.shift_max}px"
-        predictions_first = finite_predictions(predict_logits(entry.model, first, config.batch_size, config.device))
-        predictions_second = finite_predictions(predict_logits(entry.model, second, config.batch_size, config.device))
+        predictions_first = finite_predictions(predict_logits(entry.model, first, config.batch_size, context.device))
+        predictions_second = finite_predictions(predict_logits(entry.model, second, config.batch_size, context.device))
         if predictions_first is None or predictions_second is None:
             return SuiteOutput([_failed_row(condition, "shift", float(config.shift_max), len(first)) | {"suite": self.name}])
         same = predictions_first == predictions_second
@@ -375,36 +545,53 @@ class ShiftSuite(Suite):
 
 
 class AdversarialSuite(Suite):
-    """Adversarial robustness over foolbox 3 (SPEC §5), with gradient-masking checks."""
+    """Adversarial robustness over foolbox 3 (SPEC §5), with gradient-masking checks.
+
+    Cells: ``clean`` (predictions on the attacked images; no rows) and one per attack (a
+    row per epsilon). The gradient-masking checks compare attacks, so they run in
+    ``finalize`` once all of a model's cells exist.
+    """
 
     name = "adversarial"
     description = "robust accuracy per attack and epsilon (foolbox 3), success rate, flips, median perturbation"
 
-    def prepare(self, context: RunContext) -> tuple[np.ndarray, np.ndarray]:
+    def conditions(self, context: RunContext) -> List[str]:
+        return ["clean"] + list(context.config.attacks)
+
+    def prepare(self, context: RunContext, conditions: Optional[Sequence[str]] = None) -> tuple[np.ndarray, np.ndarray]:
         images, labels, _ = _first(context, context.config.attack_sample_size)
         return images, labels
 
-    def evaluate(self, entry: ModelEntry, prepared: tuple[np.ndarray, np.ndarray], context: RunContext) -> SuiteOutput:
-        from robustbench_lift.attacks import evaluate_attack, sanity_warnings
+    def evaluate_condition(self, entry: ModelEntry, condition: str, prepared: tuple[np.ndarray, np.ndarray], context: RunContext) -> SuiteOutput:
+        from robustbench_lift.attacks import evaluate_attack
         from robustbench_lift.datasets import to_tensor
 
         config = context.config
         pixels, label_array = prepared
-        images, labels = to_tensor(pixels), torch.from_numpy(label_array)
-        attack_rows: List[Dict[str, Any]] = []
-        for attack in config.attacks:
-            epsilons = (config.attack_epsilons or {}).get(attack)
-            attack_rows += evaluate_attack(entry.model, images, labels, attack, epsilons, batch_size=config.batch_size, device=config.device, seed=config.seed)
-        predictions = finite_predictions(predict_logits(entry.model, pixels, config.batch_size, config.device))
-        clean_accuracy = float((predictions == label_array).mean()) if predictions is not None else math.nan
-        for warning in sanity_warnings(attack_rows, clean_accuracy):
-            log.warning("%s: %s", entry.name, warning)
+        if condition == "clean":
+            predictions = finite_predictions(predict_logits(entry.model, pixels, config.batch_size, context.device))
+            return SuiteOutput([], {} if predictions is None else {"clean_correct": predictions == label_array})
+        epsilons = (config.attack_epsilons or {}).get(condition)
+        attack_rows = evaluate_attack(entry.model, to_tensor(pixels), torch.from_numpy(label_array), condition, epsilons, batch_size=config.batch_size, device=context.device, seed=config.seed)
         rows = []
         for attack_row in attack_rows:
             row = {"suite": self.name, "condition": f"{attack_row['attack']}/eps={attack_row['epsilon']:.5g}", "family": attack_row["attack"], "level": float(attack_row["epsilon"])}
             row |= {key: value for key, value in attack_row.items() if key not in ("attack", "epsilon")}
             rows.append(row)
         return SuiteOutput(rows)
+
+    def finalize(self, model: str, rows: List[Dict[str, Any]], per_image: Dict[str, np.ndarray], context: RunContext) -> List[Dict[str, Any]]:
+        from robustbench_lift.attacks import sanity_warnings
+
+        correct = per_image.get("clean_correct")
+        clean_accuracy = float(correct.mean()) if correct is not None else math.nan
+        views = [dict(row, attack=row["family"], epsilon=row["level"]) for row in rows]
+        for warning in sanity_warnings(views, clean_accuracy):
+            log.warning("%s: %s", model, warning)
+        for row, view in zip(rows, views):
+            if view.get("warning") != row.get("warning"):
+                row["warning"] = view["warning"]
+        return rows
 
     def summarize(self, results: pd.DataFrame, per_image: Dict[str, Dict[str, np.ndarray]], models: List[ModelEntry], context: RunContext) -> pd.DataFrame:
         from robustbench_lift.attacks import ATTACKS
@@ -424,7 +611,8 @@ class AdversarialSuite(Suite):
                 if spec.minimization:
                     row[f"median_perturbation_{attack}"] = float(cells["median_perturbation"].dropna().iloc[0]) if cells["median_perturbation"].notna().any() else math.nan
             warnings = table[(table["model"] == entry.name) & table["warning"].fillna("").astype(bool)] if "warning" in table else table.iloc[0:0]
-            row["adversarial_warnings"] = int(len(warnings))
+            # One warning text can sit on every epsilon row of its attack: count distinct ones.
+            row["adversarial_warnings"] = int(warnings["warning"].nunique()) if len(warnings) else 0
             rows.append(row)
         return pd.DataFrame(rows).set_index("model")
 

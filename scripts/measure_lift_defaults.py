@@ -72,7 +72,7 @@ def main() -> None:
     table = pd.DataFrame(rows)
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(OUTPUT, index=False)
-    print(table.to_markdown(index=False) if hasattr(table, "to_markdown") else table.to_string(index=False))
+    print(table.to_string(index=False))
 
 
 if __name__ == "__main__":

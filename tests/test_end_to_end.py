@@ -71,3 +71,21 @@ def test_same_command_gives_same_numbers(tmp_path):
         subprocess.run([sys.executable, "-m", "cli", *arguments, "--run-name", name], cwd=ROOT, check=True, capture_output=True, timeout=600)
         tables.append(pd.read_csv(tmp_path / name / "results.csv").drop(columns="run"))
     pd.testing.assert_frame_equal(tables[0], tables[1])
+
+
+@needs_data
+def test_run_accepts_a_pretrained_spec(tmp_path):
+    """A torchvision architecture from a checkpoint file, named by a spec, runs end to end."""
+    import torch
+    import torchvision
+
+    weights = tmp_path / "resnet18-fashion.pth"
+    torch.save({"state_dict": torchvision.models.resnet18(num_classes=10).state_dict()}, weights)
+    spec = f"checkpoint:resnet18:num_classes=10:{weights}"
+    completed = subprocess.run(
+        [sys.executable, "-m", "cli", "run", "--models", spec, "--suites", "corruption", "--corruptions", "contrast", "--severities", "1", "--sample-size", "20", "--output-dir", str(tmp_path), "--run-name", "spec"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    summary = pd.read_csv(tmp_path / "spec" / "summary.csv")
+    assert list(summary["model"]) == [spec] and summary["architecture"].iloc[0] == "resnet18"

@@ -1,0 +1,228 @@
+"""Executors: where the cells of a run are evaluated.
+
+An executor takes the pending cells (model x suite x condition), the models, the prepared
+inputs of every suite (built once, in the driver) and the run context, and yields one
+:class:`CellResult` per cell as each finishes, in any order; the runner commits each to
+the store as it arrives. Every executor evaluates a cell with :func:`evaluate_cell`, so
+results do not depend on the executor.
+
+``local``  this process, model by model (the model moves to the device once per model).
+``ray``    one Ray task per cell, on an existing cluster (``ray_address``) or a local one
+           started here. Prepared inputs, the context and each model are put in the
+           object store once and shared by reference; a task asks for one GPU where the
+           cluster has GPUs (and the device is not ``cpu``) and picks its device itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+from robustbench_lift.config import RunConfig
+from robustbench_lift.errors import UserError
+from robustbench_lift.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of evaluation."""
+
+    model: str
+    suite: str
+    condition: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.model, self.suite, self.condition)
+
+
+@dataclass
+class CellResult:
+    """What evaluating a cell gives: the suite's output, its wall time and device."""
+
+    cell: Cell
+    rows: List[Dict[str, Any]]
+    per_image: Dict[str, Any]
+    seconds: float
+    device: str
+
+
+def evaluate_cell(cell: Cell, entry: Any, prepared: Any, context: Any) -> CellResult:
+    """Evaluates one cell in this process; the model must be on ``context.device``."""
+    from robustbench_lift.suites import SUITES
+
+    tick = time.perf_counter()
+    output = SUITES.get(cell.suite).evaluate_condition(entry, cell.condition, prepared, context)
+    return CellResult(cell, output.rows, output.per_image, time.perf_counter() - tick, str(context.device))
+
+
+class Executor:
+    """Base of the executors; use as a context manager (``start`` / ``close``)."""
+
+    name = ""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+
+    def start(self) -> None:
+        """Connects or starts workers; a one-line UserError when that is impossible."""
+
+    def close(self) -> None:
+        """Releases what ``start`` acquired."""
+
+    def context_device(self) -> str:
+        """The device recorded in the driver's run context."""
+        from robustbench_lift.inference import resolve_device
+
+        return resolve_device(self.config.device)
+
+    def run(self, cells: Sequence[Cell], models: Dict[str, Any], prepared: Dict[str, Any], context: Any) -> Iterator[CellResult]:
+        raise NotImplementedError
+
+    def __enter__(self) -> "Executor":
+        self.start()
+        return self
+
+    def __exit__(self, *exception: Any) -> None:
+        self.close()
+
+
+EXECUTORS: Registry[type] = Registry("executor")
+
+
+@EXECUTORS.register("local")
+class LocalExecutor(Executor):
+    """Cells in this process, grouped by model."""
+
+    name = "local"
+
+    def run(self, cells: Sequence[Cell], models: Dict[str, Any], prepared: Dict[str, Any], context: Any) -> Iterator[CellResult]:
+        by_model: Dict[str, List[Cell]] = {}
+        for cell in cells:
+            by_model.setdefault(cell.model, []).append(cell)
+        for name, model_cells in by_model.items():
+            entry = models[name]
+            entry.model.to(context.device).eval()
+            try:
+                for cell in model_cells:
+                    yield evaluate_cell(cell, entry, prepared[cell.suite], context)
+            finally:
+                entry.model.cpu()
+
+
+def _ray_cell(cell: Cell, entry: Any, prepared: Any, context: Any, threads: Optional[int]) -> CellResult:
+    """The body of a Ray task: resolve the device here (the worker's GPUs), then evaluate."""
+    import torch
+
+    from robustbench_lift.inference import resolve_device
+
+    if threads:
+        torch.set_num_threads(threads)
+    context = dataclasses.replace(context, device=resolve_device(context.config.device))
+    entry.model.to(context.device).eval()
+    return evaluate_cell(cell, entry, prepared, context)
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fails fast (one line) when nothing listens at ``host:port``; Ray itself would
+    retry for minutes and then exit the process."""
+    target = address.split("://", 1)[-1]
+    host, separator, port = target.rpartition(":")
+    if not separator or not port.isdigit():
+        raise UserError(f"ray_address {address!r} must look like host:port, ray://host:port or auto")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise UserError(f"cannot reach the Ray cluster at {address}: {error.strerror or error}") from None
+
+
+@EXECUTORS.register("ray")
+class RayExecutor(Executor):
+    """One Ray task per cell; a local Ray instance unless ``ray_address`` names a cluster."""
+
+    name = "ray"
+
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__(config)
+        self._owns_ray = False
+        self._remote: Any = None
+        self._gpus = 0.0
+
+    def start(self) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UserError("the ray executor needs Ray: pip install 'robustbench-lift[distributed]'") from None
+        address = self.config.ray_address
+        if ray.is_initialized():
+            log.info("using the Ray instance this process already has")
+        else:
+            if address and address != "auto":
+                _check_reachable(address)
+            options: Dict[str, Any] = {"logging_level": logging.WARNING, "include_dashboard": False}
+            if not address:
+                options["num_cpus"] = max(1, self.config.workers)
+            try:
+                ray.init(address=address, **options)
+            except (Exception, SystemExit) as error:  # Ray exits the process when it gives up on a cluster
+                message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise UserError(f"cannot attach to the Ray cluster at {address or 'a new local instance'}: {message}") from None
+            self._owns_ray = True
+        resources = ray.cluster_resources()
+        self._gpus = 1.0 if self.config.device != "cpu" and resources.get("GPU", 0) > 0 else 0.0
+        self._remote = ray.remote(_ray_cell)
+        log.info("Ray cluster: %s CPUs, %s GPUs; %s GPU per task", resources.get("CPU", 0), resources.get("GPU", 0), self._gpus)
+
+    def close(self) -> None:
+        if self._owns_ray:
+            import ray
+
+            ray.shutdown()
+            self._owns_ray = False
+
+    def context_device(self) -> str:
+        # Tasks resolve the device on their worker; the driver only checks the name.
+        return "cpu" if self.config.device == "auto" else self.config.device
+
+    def run(self, cells: Sequence[Cell], models: Dict[str, Any], prepared: Dict[str, Any], context: Any) -> Iterator[CellResult]:
+        import ray
+        from ray.exceptions import RayError, RayTaskError
+
+        if not cells:
+            return
+        context_ref = ray.put(context)
+        prepared_refs = {suite: ray.put(prepared[suite]) for suite in dict.fromkeys(cell.suite for cell in cells)}
+        model_refs = {name: ray.put(models[name]) for name in dict.fromkeys(cell.model for cell in cells)}
+        task = self._remote.options(num_gpus=self._gpus, max_retries=0)
+        pending = {task.remote(cell, model_refs[cell.model], prepared_refs[cell.suite], context_ref, self.config.threads): cell for cell in cells}
+        cluster_lost = False
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                cell = pending.pop(ready[0])
+                try:
+                    result = ray.get(ready[0])
+                except RayTaskError as error:
+                    cause = getattr(error, "cause", None)
+                    if isinstance(cause, UserError):
+                        raise UserError(str(cause)) from None
+                    if isinstance(cause, BaseException):
+                        raise cause
+                    raise
+                except RayError as error:
+                    cluster_lost = True
+                    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    raise UserError(f"Ray failed on cell {'/'.join(cell.key)}: {first}") from None
+                yield result
+        finally:
+            if not cluster_lost:  # cancelling on a lost cluster only waits for it
+                for ref in pending:
+                    try:
+                        ray.cancel(ref, force=True)
+                    except Exception:  # best effort: the run is ending anyway
+                        pass
