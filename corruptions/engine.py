@@ -62,15 +62,21 @@ def _check_seed(seed: object) -> int:
     return int(seed)
 
 
-def _check_image_array(images: object, batch: bool, profile: str) -> np.ndarray:
+def check_uint8_images(images: object, batch: bool) -> np.ndarray:
+    """One image (HxWx3) or a batch (NxHxWx3) of uint8 pixels, else a one-line UserError."""
     what = "images" if batch else "image"
     expected = "NxHxWx3" if batch else "HxWx3"
     if not isinstance(images, np.ndarray):
         raise UserError(f"{what} must be a numpy array ({expected} uint8), got {type(images).__name__}")
     if images.dtype != np.uint8:
         raise UserError(f"{what} must have dtype uint8, got {images.dtype}")
-    if images.ndim != (4 if batch else 3) or images.shape[-1] != 3:
+    if images.ndim != (4 if batch else 3) or images.shape[-1] != 3 or min(images.shape[-3:-1], default=0) < 1:
         raise UserError(f"{what} must have shape {expected}, got {images.shape}")
+    return images
+
+
+def _check_image_array(images: object, batch: bool, profile: str) -> np.ndarray:
+    images = check_uint8_images(images, batch)
     height, width = images.shape[-3:-1]
     minimum = _MINIMUM_SIDE[profile]
     if height < minimum or width < minimum:

@@ -68,7 +68,7 @@ from skimage import color as skimage_color
 from tqdm import tqdm
 
 from corruptions.cifar_profile import clipped_zoom, gaussian_filter, spatter_wetness
-from corruptions.engine import _check_indices, _check_seed, _images_per_task, run_chunks
+from corruptions.engine import _check_indices, _check_seed, _images_per_task, check_uint8_images, run_chunks
 from robustbench_lift.errors import UserError
 from robustbench_lift.registry import Registry
 
@@ -540,18 +540,6 @@ def _check_difficulty(perturbation: str, recipe: Perturbation, difficulty: objec
     return difficulty
 
 
-def _check_images(images: object, batch: bool) -> np.ndarray:
-    what = "images" if batch else "image"
-    expected = "NxHxWx3" if batch else "HxWx3"
-    if not isinstance(images, np.ndarray):
-        raise UserError(f"{what} must be a numpy array ({expected} uint8), got {type(images).__name__}")
-    if images.dtype != np.uint8:
-        raise UserError(f"{what} must have dtype uint8, got {images.dtype}")
-    if images.ndim != (4 if batch else 3) or images.shape[-1] != 3 or min(images.shape[-3:-1], default=0) < 1:
-        raise UserError(f"{what} must have shape {expected}, got {images.shape}")
-    return images
-
-
 def _generator_level(recipe: Perturbation, difficulty: int) -> int:
     # Gradual sequences are the same video at every difficulty (only the metric's stride
     # changes), so difficulty enters their seed as 1; noise strength changes with it.
@@ -627,7 +615,7 @@ def perturbation_sequence(
     """
     recipe = _lookup(perturbation, profile)
     difficulty = _check_difficulty(perturbation, recipe, difficulty)
-    image = _check_images(image, batch=False)
+    image = check_uint8_images(image, batch=False)
     seed = _check_seed(seed)
     index = int(_check_indices(np.array([index]), 1)[0])
     return _generate(image, perturbation, recipe, difficulty, seed, index, profile)
@@ -664,7 +652,7 @@ def perturb_many(
     names = list(dict.fromkeys(perturbations))
     difficulty = validate_difficulty(names, difficulty, profile)
     recipes = {name: _lookup(name, profile) for name in names}
-    images = _check_images(images, batch=True)
+    images = check_uint8_images(images, batch=True)
     seed = _check_seed(seed)
     count = images.shape[0]
     indices = _check_indices(indices, count)
@@ -714,7 +702,7 @@ def shift_pairs(
     if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) or max_shift < 0:
         raise UserError(f"max_shift must be a non-negative integer, got {max_shift!r}")
     max_shift = int(max_shift)
-    images = _check_images(images, batch=True)
+    images = check_uint8_images(images, batch=True)
     seed = _check_seed(seed)
     count, height, width = images.shape[:3]
     indices = _check_indices(indices, count)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union, get_args, get_origin, get_type_hints
+from typing import Any, Callable, Dict, List, Optional, Union, get_args, get_origin, get_type_hints
 
 from robustbench_lift.errors import UserError
 
@@ -234,29 +234,27 @@ def validate(config: RunConfig) -> None:
             validate_epsilons(ATTACKS.get(attack).norm, epsilons)
 
 
+def _select(value: Union[str, List[str]], subsets: tuple[str, ...], names_of: Callable[[str], List[str]], what: str) -> List[str]:
+    """Expands a subset name (``all``...) or validates a list of names against the known ones."""
+    names = [value] if isinstance(value, str) else list(value)
+    if len(names) == 1 and names[0] in subsets:
+        return names_of(names[0])
+    known = names_of("all")
+    for name in names:
+        if name not in known:
+            raise UserError(f"unknown {what} {name!r}; known: {', '.join(known)}")
+    return names
+
+
 def selected_corruptions(config: RunConfig) -> List[str]:
     """The corruption names a config asks for, validated."""
     import corruptions
 
-    names = [config.corruptions] if isinstance(config.corruptions, str) else list(config.corruptions)
-    if len(names) == 1 and names[0] in ("common", "extra", "all"):
-        return corruptions.corruption_names(names[0])
-    known = corruptions.corruption_names("all")
-    for name in names:
-        if name not in known:
-            raise UserError(f"unknown corruption {name!r}; known: {', '.join(known)}")
-    return names
+    return _select(config.corruptions, ("common", "extra", "all"), corruptions.corruption_names, "corruption")
 
 
 def selected_perturbations(config: RunConfig) -> List[str]:
     """The perturbation names a config asks for, validated."""
     from corruptions import perturbations
 
-    names = [config.perturbations] if isinstance(config.perturbations, str) else list(config.perturbations)
-    if len(names) == 1 and names[0] in ("main", "extra", "all"):
-        return perturbations.perturbation_names(names[0])
-    known = perturbations.perturbation_names("all")
-    for name in names:
-        if name not in known:
-            raise UserError(f"unknown perturbation {name!r}; known: {', '.join(known)}")
-    return names
+    return _select(config.perturbations, ("main", "extra", "all"), perturbations.perturbation_names, "perturbation")
