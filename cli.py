@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Optional
 from robustbench_lift.errors import UserError
 
 EXIT_USAGE = 2
+EXIT_FAILED_CELLS = 1
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -46,7 +47,7 @@ def _parse_epsilons(pairs: List[str]) -> Dict[str, List[float]]:
 
 def command_run(arguments: argparse.Namespace) -> int:
     from robustbench_lift.config import RunConfig, config_from_mapping, load_config
-    from robustbench_lift.runner import run_benchmark
+    from robustbench_lift.runner import failed_cells, run_benchmark
 
     base = RunConfig.quick() if arguments.quick else RunConfig()
     config = load_config(arguments.config, base) if arguments.config else base
@@ -86,6 +87,11 @@ def command_run(arguments: argparse.Namespace) -> int:
     config = config_from_mapping({key: value for key, value in overrides.items() if value is not None}, config)
     directory = run_benchmark(config)
     print(directory)
+    failed = failed_cells(directory)
+    if failed:
+        # The run is complete and written; the failed cells are marked in results.csv.
+        print(f"robustbench-lift: error: {len(failed)} cells failed (model returned NaN or inf), e.g. {failed[0]}; see {directory}/results.csv", file=sys.stderr)
+        return EXIT_FAILED_CELLS
     return 0
 
 

@@ -263,3 +263,10 @@ def read_run(directory: str | Path) -> Tuple[pd.DataFrame, pd.DataFrame, Dict[st
         return pd.read_csv(files[0]), pd.read_csv(files[1]), json.loads(files[2].read_text())
     except (ValueError, pd.errors.ParserError) as error:
         raise UserError(f"{directory} has malformed result files: {error}") from None
+
+
+def failed_cells(directory: str | Path) -> List[str]:
+    """``model/suite/condition`` of every cell of a finished run whose status is failed."""
+    results, _, _ = read_run(directory)
+    failed = results[results["status"] == "failed"]
+    return [f"{row.model}/{row.suite}/{row.condition}" for row in failed.itertuples()]

@@ -89,3 +89,29 @@ def test_run_accepts_a_pretrained_spec(tmp_path):
     assert completed.returncode == 0, completed.stderr[-2000:]
     summary = pd.read_csv(tmp_path / "spec" / "summary.csv")
     assert list(summary["model"]) == [spec] and summary["architecture"].iloc[0] == "resnet18"
+
+
+@needs_data
+def test_a_model_returning_nan_fails_its_cells_and_the_run_completes(tmp_path):
+    import torch
+
+    from robustbench_lift.checkpoints import read_checkpoint, save_checkpoint
+    from robustbench_lift.models import build_model
+
+    state, metadata = read_checkpoint(zoo_checkpoint_path("avg"))
+    state = dict(state)
+    state["model.head.2.bias"] = torch.full_like(state["model.head.2.bias"], float("nan"))
+    broken = build_model("small_cnn", "avg", 10, {}, metadata["preprocessing"]["mean"], metadata["preprocessing"]["std"])
+    broken.load_state_dict(state)
+    path = tmp_path / "broken.safetensors"
+    save_checkpoint(broken, metadata, path)
+    completed = subprocess.run(
+        [sys.executable, "-m", "cli", "run", "--models", "max", str(path), "--suites", "corruption", "shift", "--corruptions", "contrast", "--severities", "1", "--sample-size", "30", "--output-dir", str(tmp_path), "--run-name", "nan"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert completed.returncode == 1
+    errors = [line for line in completed.stderr.splitlines() if line.startswith("robustbench-lift: error:")]
+    assert len(errors) == 1 and "NaN" in errors[0] and "Traceback" not in completed.stderr
+    results = pd.read_csv(tmp_path / "nan" / "results.csv")
+    assert (results[results["model"] == "broken"]["status"] == "failed").all()
+    assert (results[results["model"] == "small_cnn-max"]["status"] == "ok").all()
