@@ -115,3 +115,37 @@ def test_a_model_returning_nan_fails_its_cells_and_the_run_completes(tmp_path):
     results = pd.read_csv(tmp_path / "nan" / "results.csv")
     assert (results[results["model"] == "broken"]["status"] == "failed").all()
     assert (results[results["model"] == "small_cnn-max"]["status"] == "ok").all()
+
+
+def test_imagenet_c_layout_evaluates_end_to_end(tmp_path):
+    """Clean ImageNet validation folder + an ImageNet-C folder (published layouts), a
+    torchvision architecture from a checkpoint: the corruption suite reads the pre-made set."""
+    import torch
+    import torchvision
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    wnids = ["n01440764", "n01443537"]
+    clean_root, corrupted_root = tmp_path / "val", tmp_path / "imagenet-c"
+    for wnid in wnids:
+        for number in range(2):
+            name = f"ILSVRC2012_val_{wnid[-2:]}{number}.JPEG"
+            (clean_root / wnid).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(clean_root / wnid / name, format="JPEG")
+            for corruption in ("gaussian_noise", "contrast"):
+                for severity in (1, 2):
+                    folder = corrupted_root / corruption / str(severity) / wnid
+                    folder.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)).save(folder / name, format="JPEG")
+    weights = tmp_path / "resnet18-2.pth"
+    torch.save(torchvision.models.resnet18(num_classes=2).state_dict(), weights)
+    spec = f"checkpoint:resnet18:num_classes=2:{weights}"
+    completed = subprocess.run(
+        [sys.executable, "-m", "cli", "run", "--models", spec, "--dataset", "imagenet", "--data-dir", str(clean_root), "--corruption-data", str(corrupted_root),
+         "--suites", "corruption", "--corruptions", "gaussian_noise", "contrast", "--severities", "1", "2", "--sample-size", "4", "--batch-size", "4", "--output-dir", str(tmp_path), "--run-name", "inc"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    results = pd.read_csv(tmp_path / "inc" / "results.csv")
+    assert sorted(results["condition"]) == ["clean", "contrast/1", "contrast/2", "gaussian_noise/1", "gaussian_noise/2"]
+    assert (results["n"] == 4).all() and (results["status"] == "ok").all()
