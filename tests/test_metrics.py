@@ -14,8 +14,10 @@ from robustbench_lift.metrics import (
     corruption_error,
     corruption_summary,
     error_with_interval,
+    flip_probability,
     flip_share,
     relative_corruption_error,
+    top5_distance,
     wilson_interval,
 )
 
@@ -203,3 +205,55 @@ def test_alexnet_table_matches_the_spec() -> None:
 def test_corruption_summary_refuses_a_missing_corruption() -> None:
     with pytest.raises(ValueError, match="c3"):
         corruption_summary(error_table(), CLEAN, "max", ["c1", "c3"])
+
+
+# --- ImageNet-P stability metrics on hand-built sequences (SPEC §4) ---------------------
+
+def test_flip_probability_noise_rule_compares_with_the_first_frame() -> None:
+    predictions = np.array([[0, 0, 1, 0, 2]])
+    assert flip_probability(predictions, noise=True) == pytest.approx(2 / 4)
+    # Difficulty does not change the noise rule (it selects the noise strength instead).
+    assert flip_probability(predictions, noise=True, difficulty=3) == pytest.approx(2 / 4)
+
+
+def test_flip_probability_consecutive_rule_and_difficulty_steps() -> None:
+    predictions = np.array([[0, 0, 1, 0, 2]])
+    assert flip_probability(predictions, noise=False, difficulty=1) == pytest.approx(3 / 4)  # 0-0, 0-1, 1-0, 0-2
+    assert flip_probability(predictions, noise=False, difficulty=2) == pytest.approx(2 / 3)  # 0-1, 0-0, 1-2
+    assert np.isnan(flip_probability(predictions, noise=False, difficulty=5))
+    with pytest.raises(ValueError):
+        flip_probability(predictions, noise=False, difficulty=0)
+
+
+def test_flip_probability_averages_sequences_equally() -> None:
+    predictions = np.array([[1, 1, 1], [1, 2, 3]])
+    assert flip_probability(predictions, noise=False) == pytest.approx((0 + 1) / 2)
+
+
+def _frame(order: list[int]) -> np.ndarray:
+    """Logits over 10 classes whose ranking (best first) is ``order``."""
+    logits = np.zeros(10)
+    for rank, label in enumerate(order):
+        logits[label] = 10 - rank
+    return logits
+
+
+BASE = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+SWAPPED_TOP_TWO = [1, 0, 2, 3, 4, 5, 6, 7, 8, 9]
+TOP_DROPS_TO_LAST = [1, 2, 3, 4, 5, 6, 7, 8, 9, 0]
+
+
+def test_top5_distance_hand_computed_cases() -> None:
+    same = np.stack([_frame(BASE), _frame(BASE)])[None]
+    assert top5_distance(same, noise=False) == 0
+    swapped = np.stack([_frame(BASE), _frame(SWAPPED_TOP_TWO)])[None]
+    assert top5_distance(swapped, noise=False) == 2  # |0-1| + |1-0|
+    dropped = np.stack([_frame(BASE), _frame(TOP_DROPS_TO_LAST)])[None]
+    assert top5_distance(dropped, noise=False) == 9  # |0-5| + 4 x |k-(k-1)|
+
+
+def test_top5_distance_noise_rule_versus_consecutive_rule() -> None:
+    frames = np.stack([_frame(BASE), _frame(SWAPPED_TOP_TWO), _frame(SWAPPED_TOP_TWO)])[None]
+    assert top5_distance(frames, noise=True) == pytest.approx((2 + 2) / 2)  # both against frame 1
+    assert top5_distance(frames, noise=False) == pytest.approx((2 + 0) / 2)  # neighbours
+    assert top5_distance(frames, noise=False, difficulty=2) == pytest.approx(2)  # frame 1 vs frame 3
