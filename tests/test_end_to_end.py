@@ -149,3 +149,25 @@ def test_imagenet_c_layout_evaluates_end_to_end(tmp_path):
     results = pd.read_csv(tmp_path / "inc" / "results.csv")
     assert sorted(results["condition"]) == ["clean", "contrast/1", "contrast/2", "gaussian_noise/1", "gaussian_noise/2"]
     assert (results["n"] == 4).all() and (results["status"] == "ok").all()
+
+
+@needs_data
+def test_zoo_model_pgd_is_not_weaker_than_fgsm(tmp_path):
+    import torch
+
+    from robustbench_lift.attacks import evaluate_attack, sanity_warnings
+    from robustbench_lift.datasets import to_tensor
+
+    test_set = load_dataset("fashion_mnist", "test").subset(np.arange(48))
+    model, _ = load_zoo_model("lift")
+    images, labels = to_tensor(test_set.images), torch.from_numpy(test_set.labels)
+    clean = accuracy(model, test_set.images, test_set.labels)
+    fgsm = evaluate_attack(model, images, labels, "fgsm")
+    pgd = evaluate_attack(model, images, labels, "pgd_linf")
+    assert fgsm[0]["epsilon"] == 0 and fgsm[0]["robust_accuracy"] == pytest.approx(clean)
+    assert pgd[0]["robust_accuracy"] == pytest.approx(clean)
+    for fgsm_row, pgd_row in zip(fgsm, pgd):
+        assert pgd_row["robust_accuracy"] <= fgsm_row["robust_accuracy"] <= clean
+    accuracies = [row["robust_accuracy"] for row in pgd]
+    assert accuracies == sorted(accuracies, reverse=True)
+    assert sanity_warnings(fgsm + pgd, clean) == []
