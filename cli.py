@@ -46,8 +46,8 @@ def _parse_epsilons(pairs: List[str]) -> Dict[str, List[float]]:
 
 
 def command_run(arguments: argparse.Namespace) -> int:
-    from robustbench_lift.config import RunConfig, config_from_mapping, load_config
-    from robustbench_lift.runner import failed_cells, run_benchmark
+    from robustbench_lift.run.config import RunConfig, config_from_mapping, load_config
+    from robustbench_lift.run.runner import failed_cells, run_benchmark
 
     base = RunConfig.quick() if arguments.quick else RunConfig()
     config = load_config(arguments.config, base) if arguments.config else base
@@ -111,8 +111,8 @@ def command_train(arguments: argparse.Namespace) -> int:
         seed=arguments.seed,
         threads=arguments.threads,
     )
-    from robustbench_lift.models import MODELS
-    from robustbench_lift.pooling import resolve_options
+    from robustbench_lift.models.classifiers import MODELS
+    from robustbench_lift.nn.pooling import resolve_options
 
     MODELS.get(config.architecture)
     resolve_options(config.pooling, config.pooling_options)
@@ -125,8 +125,8 @@ def command_train(arguments: argparse.Namespace) -> int:
 
 def command_corrupt(arguments: argparse.Namespace) -> int:
     import corruptions
-    from robustbench_lift.datasets import load_dataset
-    from robustbench_lift.published_layouts import write_corruption_set
+    from robustbench_lift.data.datasets import load_dataset
+    from robustbench_lift.data.published import write_corruption_set
 
     dataset = load_dataset(arguments.dataset, arguments.split, arguments.data_dir, arguments.download)
     indices = None
@@ -144,14 +144,14 @@ def command_corrupt(arguments: argparse.Namespace) -> int:
 
 
 def command_report(arguments: argparse.Namespace) -> int:
-    from robustbench_lift.reports import write_report
+    from robustbench_lift.reporting.html import write_report
 
     print(write_report(arguments.run_directory))
     return 0
 
 
 def command_compare(arguments: argparse.Namespace) -> int:
-    from robustbench_lift.comparison import compare_runs
+    from robustbench_lift.reporting.comparison import compare_runs
 
     markdown, html = compare_runs(arguments.run_a, arguments.run_b, arguments.output)
     print(markdown.read_text())
@@ -160,7 +160,7 @@ def command_compare(arguments: argparse.Namespace) -> int:
 
 
 def command_check(arguments: argparse.Namespace) -> int:
-    from robustbench_lift.gate import check_run, write_baseline
+    from robustbench_lift.reporting.gate import check_run, write_baseline
 
     if arguments.update_baseline:
         print(f"baseline written: {write_baseline(arguments.run_directory, arguments.baseline)}")
@@ -182,15 +182,15 @@ def _print_table(rows: List[Dict[str, Any]]) -> None:
 
 def _listing(what: str) -> List[Dict[str, Any]]:
     if what == "poolings":
-        from robustbench_lift.pooling import pooling_table
+        from robustbench_lift.nn.pooling import pooling_table
 
         return pooling_table()
     if what == "architectures":
-        from robustbench_lift.models import MODELS
+        from robustbench_lift.models.classifiers import MODELS
 
         return [{"architecture": name} for name in MODELS]
     if what == "zoo":
-        from robustbench_lift.zoo import ZOO_KINDS, zoo_checkpoint_path, zoo_metadata, zoo_model_name
+        from robustbench_lift.models.zoo import ZOO_KINDS, zoo_checkpoint_path, zoo_metadata, zoo_model_name
 
         rows = []
         for kind in ZOO_KINDS:
@@ -203,7 +203,7 @@ def _listing(what: str) -> List[Dict[str, Any]]:
 
         return [{"corruption": name, "set": "common" if name in corruptions.COMMON_CORRUPTIONS else "extra (not in mCE)"} for name in corruptions.corruption_names("all")]
     if what == "suites":
-        from robustbench_lift.suites import SUITES
+        from robustbench_lift.evaluation.suites.base import SUITES
 
         return [{"suite": name, "description": SUITES.get(name).description} for name in SUITES]
     if what == "perturbations":
@@ -211,11 +211,11 @@ def _listing(what: str) -> List[Dict[str, Any]]:
 
         return [{"perturbation": name, "set": "main (in mFR)" if name in perturbations.MAIN_PERTURBATIONS else "extra", "frames (cifar)": perturbations.frame_count(name, "cifar"), "rule": "noise: vs first frame" if name in perturbations.NOISE_PERTURBATIONS else "consecutive frames"} for name in perturbations.perturbation_names("all")]
     if what == "attacks":
-        from robustbench_lift.attacks import ATTACKS
+        from robustbench_lift.evaluation.attacks.base import ATTACKS
 
         return [{"attack": name, "norm": ATTACKS.get(name).norm, "minimisation": ATTACKS.get(name).minimization, "default epsilons": ", ".join(f"{value:.4g}" for value in ATTACKS.get(name).default_epsilons), "headline": f"{ATTACKS.get(name).headline_epsilon:.4g}"} for name in ATTACKS]
     if what == "datasets":
-        from robustbench_lift.datasets import DATASETS
+        from robustbench_lift.data.datasets import DATASETS
 
         return [{"dataset": name} for name in DATASETS]
     raise UserError(f"cannot list {what!r}")

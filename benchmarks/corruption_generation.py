@@ -52,7 +52,7 @@ def main() -> int:
     import numpy as np
 
     import corruptions
-    from robustbench_lift.datasets import load_dataset
+    from robustbench_lift.data.datasets import load_dataset
 
     cv2_default_threads = cv2.getNumThreads()
     names = corruptions.corruption_names("all")

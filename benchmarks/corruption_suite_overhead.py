@@ -51,10 +51,10 @@ def main() -> int:
     import torch
 
     import corruptions
-    from robustbench_lift.config import RunConfig, selected_corruptions
-    from robustbench_lift.datasets import load_dataset, to_tensor
-    from robustbench_lift.suites import SUITES, ModelEntry, RunContext
-    from robustbench_lift.zoo import load_zoo_model, zoo_model_name
+    from robustbench_lift.run.config import RunConfig, selected_corruptions
+    from robustbench_lift.data.datasets import load_dataset, to_tensor
+    from robustbench_lift.evaluation.suites.base import SUITES, ModelEntry, RunContext
+    from robustbench_lift.models.zoo import load_zoo_model, zoo_model_name
 
     names: Any = args.corruptions if args.corruptions in ("all", "common", "extra") else args.corruptions.split(",")
     config = RunConfig(

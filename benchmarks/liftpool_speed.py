@@ -45,7 +45,7 @@ def main() -> int:
     import torch.nn.functional as F
     from torch import nn
 
-    from robustbench_lift.lifting import LiftDownPool
+    from robustbench_lift.nn.lifting import LiftDownPool
 
     _common.print_header(
         "liftpool_speed",

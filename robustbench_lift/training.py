@@ -15,12 +15,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from robustbench_lift.checkpoints import save_checkpoint
-from robustbench_lift.datasets import channel_statistics, load_dataset, to_tensor
-from robustbench_lift.inference import accuracy
-from robustbench_lift.lifting import lift_pools, lifting_regularisation
-from robustbench_lift.models import build_model
-from robustbench_lift.pooling import resolve_options
+from robustbench_lift.models.checkpoints import save_checkpoint
+from robustbench_lift.data.datasets import channel_statistics, load_dataset, to_tensor
+from robustbench_lift.evaluation.inference import accuracy
+from robustbench_lift.nn.lifting import lift_pools, lifting_regularisation
+from robustbench_lift.models.classifiers import build_model
+from robustbench_lift.nn.pooling import resolve_options
 
 log = logging.getLogger(__name__)
 

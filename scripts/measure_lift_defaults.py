@@ -19,10 +19,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from robustbench_lift.datasets import channel_statistics, load_dataset, to_tensor
-from robustbench_lift.inference import accuracy
-from robustbench_lift.lifting import lifting_regularisation
-from robustbench_lift.models import build_model
+from robustbench_lift.data.datasets import channel_statistics, load_dataset, to_tensor
+from robustbench_lift.evaluation.inference import accuracy
+from robustbench_lift.nn.lifting import lifting_regularisation
+from robustbench_lift.models.classifiers import build_model
 
 OUTPUT = Path(__file__).resolve().parents[1] / "reports" / "baselines" / "lift_defaults.csv"
 

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from robustbench_lift.training import TrainingConfig, train
-from robustbench_lift.zoo import ZOO_KINDS, zoo_checkpoint_path
+from robustbench_lift.models.zoo import ZOO_KINDS, zoo_checkpoint_path
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from robustbench_lift.attacks import (
+from robustbench_lift.evaluation.attacks.base import (
     ATTACKS,
     HEADLINE_EPSILONS,
     ROW_KEYS,

@@ -13,7 +13,7 @@ from typing import List
 
 import pytest
 
-from robustbench_lift.pooling import POOLINGS
+from robustbench_lift.nn.pooling import POOLINGS
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 PREFIX = "robustbench-lift: error:"
@@ -57,8 +57,8 @@ def checkpoint(tmp_path) -> Path:
     """A valid small_cnn (max pooling) checkpoint outside the working folder."""
     import torch
 
-    from robustbench_lift.checkpoints import save_checkpoint
-    from robustbench_lift.models import build_model
+    from robustbench_lift.models.checkpoints import save_checkpoint
+    from robustbench_lift.models.classifiers import build_model
 
     mean, std = [0.29, 0.29, 0.29], [0.33, 0.33, 0.33]
     torch.manual_seed(0)

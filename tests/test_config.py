@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 import yaml
 
-from robustbench_lift.config import RunConfig, config_from_mapping, load_config, selected_corruptions, validate
+from robustbench_lift.run.config import RunConfig, config_from_mapping, load_config, selected_corruptions, validate
 from robustbench_lift.errors import UserError
 
 VALID = """\

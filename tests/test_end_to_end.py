@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robustbench_lift.datasets import DEBIAN_FASHION_MNIST, load_dataset
-from robustbench_lift.inference import accuracy
-from robustbench_lift.zoo import ZOO_KINDS, load_zoo_model, zoo_checkpoint_path
+from robustbench_lift.data.datasets import DEBIAN_FASHION_MNIST, load_dataset
+from robustbench_lift.evaluation.inference import accuracy
+from robustbench_lift.models.zoo import ZOO_KINDS, load_zoo_model, zoo_checkpoint_path
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_data = pytest.mark.skipif(not (DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz").exists(), reason="Fashion-MNIST (Debian dataset-fashion-mnist) not installed")
@@ -95,8 +95,8 @@ def test_run_accepts_a_pretrained_spec(tmp_path):
 def test_a_model_returning_nan_fails_its_cells_and_the_run_completes(tmp_path):
     import torch
 
-    from robustbench_lift.checkpoints import read_checkpoint, save_checkpoint
-    from robustbench_lift.models import build_model
+    from robustbench_lift.models.checkpoints import read_checkpoint, save_checkpoint
+    from robustbench_lift.models.classifiers import build_model
 
     state, metadata = read_checkpoint(zoo_checkpoint_path("avg"))
     state = dict(state)
@@ -155,8 +155,8 @@ def test_imagenet_c_layout_evaluates_end_to_end(tmp_path):
 def test_zoo_model_pgd_is_not_weaker_than_fgsm(tmp_path):
     import torch
 
-    from robustbench_lift.attacks import evaluate_attack, sanity_warnings
-    from robustbench_lift.datasets import to_tensor
+    from robustbench_lift.evaluation.attacks.base import evaluate_attack, sanity_warnings
+    from robustbench_lift.data.datasets import to_tensor
 
     test_set = load_dataset("fashion_mnist", "test").subset(np.arange(48))
     model, _ = load_zoo_model("lift")

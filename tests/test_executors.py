@@ -14,13 +14,13 @@ import pytest
 import torch
 from torch import nn
 
-from robustbench_lift.config import RunConfig, config_from_mapping
-from robustbench_lift.datasets import DEBIAN_FASHION_MNIST
+from robustbench_lift.run.config import RunConfig, config_from_mapping
+from robustbench_lift.data.datasets import DEBIAN_FASHION_MNIST
 from robustbench_lift.errors import UserError
-from robustbench_lift.executors import EXECUTORS
-from robustbench_lift.inference import predict_logits, resolve_device
-from robustbench_lift.runner import run_benchmark
-from robustbench_lift.store import STORE_NAME, in_progress_folder
+from robustbench_lift.run.executors import EXECUTORS
+from robustbench_lift.evaluation.inference import predict_logits, resolve_device
+from robustbench_lift.run.runner import run_benchmark
+from robustbench_lift.run.store import STORE_NAME, in_progress_folder
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 needs_data = pytest.mark.skipif(not (DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz").exists(), reason="Fashion-MNIST (Debian dataset-fashion-mnist) not installed")

@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from robustbench_lift.comparison import build_comparison, compare_runs
+from robustbench_lift.reporting.comparison import build_comparison, compare_runs
 from robustbench_lift.errors import UserError
-from robustbench_lift.gate import DEFAULT_POLICY, EXIT_PASSED, EXIT_REGRESSION, check_run, load_policy, read_baseline, write_baseline
+from robustbench_lift.reporting.gate import DEFAULT_POLICY, EXIT_PASSED, EXIT_REGRESSION, check_run, load_policy, read_baseline, write_baseline
 from robustbench_lift.metrics import wilson_interval
-from robustbench_lift.runner import write_run
+from robustbench_lift.run.runner import write_run
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 MODELS = {"small_cnn-max": 20, "small_cnn-lift": 16, "odd|name <b>": 24}  # clean errors out of 200

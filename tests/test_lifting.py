@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from robustbench_lift.lifting import (
+from robustbench_lift.nn.lifting import (
     HORIZONTAL,
     VERTICAL,
     Cdf53Predict,
@@ -22,7 +22,7 @@ from robustbench_lift.lifting import (
     lift_pools,
     lifting_regularisation,
 )
-from robustbench_lift.models import build_model
+from robustbench_lift.models.classifiers import build_model
 
 SCHEMES = ("learned", "haar", "cdf53")
 
@@ -269,7 +269,7 @@ def test_regularisation_weights_change_training(tmp_path, monkeypatch) -> None:
     import numpy as np
 
     from robustbench_lift import training
-    from robustbench_lift.datasets import ImageDataset
+    from robustbench_lift.data.datasets import ImageDataset
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)

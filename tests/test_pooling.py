@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from robustbench_lift.errors import UserError
-from robustbench_lift.lifting import LiftDownPool
-from robustbench_lift.pooling import POOLINGS, PoolGeometry, make_pooling, pooling_table, resolve_options
+from robustbench_lift.nn.lifting import LiftDownPool
+from robustbench_lift.nn.pooling import POOLINGS, PoolGeometry, make_pooling, pooling_table, resolve_options
 
 SPEC_KINDS = {"max", "avg", "skip", "blur", "lift", "haar", "lift53"}
 

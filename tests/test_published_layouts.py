@@ -1,4 +1,4 @@
-"""Tests for robustbench_lift.published_layouts and the CIFAR-100 / ImageNet / Tiny-ImageNet loaders.
+"""Tests for robustbench_lift.data.published and the CIFAR-100 / ImageNet / Tiny-ImageNet loaders.
 
 Every fixture is built in tmp_path in exactly the published layout, a few images large.
 """
@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 
 from corruptions import corrupt_batch
-from robustbench_lift import published_layouts
-from robustbench_lift.datasets import DATASETS, ImageDataset, load_dataset
+from robustbench_lift.data import published as published_layouts
+from robustbench_lift.data.datasets import DATASETS, ImageDataset, load_dataset
 from robustbench_lift.errors import UserError
-from robustbench_lift.published_layouts import (
+from robustbench_lift.data.published import (
     LAYOUTS,
     detect_layout,
     load_corruption_set,

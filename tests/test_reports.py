@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robustbench_lift import reports
+from robustbench_lift.reporting import html as reports
 from robustbench_lift.errors import UserError
 from robustbench_lift.metrics import wilson_interval
-from robustbench_lift.runner import write_run
+from robustbench_lift.run.runner import write_run
 
 REFERENCE = "small_cnn-max"
 LIFT = "small_cnn-lift"
@@ -382,7 +382,7 @@ def test_write_report_without_run_is_user_error(tmp_path: Path) -> None:
 
 
 def test_comparison_page_opens_without_errors(browser: HeadlessChromium, report: Path, tmp_path: Path) -> None:
-    from robustbench_lift.comparison import compare_runs
+    from robustbench_lift.reporting.comparison import compare_runs
 
     _, html_path = compare_runs(report.parent, report.parent, tmp_path / "comparison")
     browser.events.clear()

@@ -22,12 +22,12 @@ import pandas as pd
 import pytest
 
 import cli
-from robustbench_lift.config import RunConfig
-from robustbench_lift.datasets import DEBIAN_FASHION_MNIST, ImageDataset, load_dataset
+from robustbench_lift.run.config import RunConfig
+from robustbench_lift.data.datasets import DEBIAN_FASHION_MNIST, ImageDataset, load_dataset
 from robustbench_lift.errors import UserError
-from robustbench_lift.runner import run_benchmark
-from robustbench_lift.store import STORE_NAME, RunStore, Store, in_progress_folder
-from robustbench_lift.suites import SUITES, RunContext
+from robustbench_lift.run.runner import run_benchmark
+from robustbench_lift.run.store import STORE_NAME, RunStore, Store, in_progress_folder
+from robustbench_lift.evaluation.suites.base import SUITES, RunContext
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 needs_data = pytest.mark.skipif(not (DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz").exists(), reason="Fashion-MNIST (Debian dataset-fashion-mnist) not installed")
@@ -226,7 +226,7 @@ def test_corruption_cache_is_reused_and_matches_generation(tmp_path, monkeypatch
 
 @needs_data
 def test_premade_corruption_set_gives_the_generated_inputs(tmp_path) -> None:
-    layouts = pytest.importorskip("robustbench_lift.published_layouts")
+    layouts = pytest.importorskip("robustbench_lift.data.published")
     suite = SUITES.get("corruption")
     context = small_context(tmp_path)
     root = tmp_path / "set"
@@ -250,7 +250,7 @@ def test_premade_corruption_set_gives_the_generated_inputs(tmp_path) -> None:
 
 
 def test_premade_perturbation_set_is_read(tmp_path) -> None:
-    pytest.importorskip("robustbench_lift.published_layouts")
+    pytest.importorskip("robustbench_lift.data.published")
     from corruptions.perturbations import perturb_many
 
     images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)

@@ -10,9 +10,9 @@ import torchvision
 from torch import nn
 
 from robustbench_lift.errors import UserError
-from robustbench_lift.lifting import LiftDownPool
-from robustbench_lift.pooling import StridedSubsample
-from robustbench_lift.swap import swap_pooling
+from robustbench_lift.nn.lifting import LiftDownPool
+from robustbench_lift.nn.pooling import StridedSubsample
+from robustbench_lift.nn.swap import swap_pooling
 
 SIZE = 64
 # (torchvision model, how many MaxPool2d/AvgPool2d it has)
@@ -185,7 +185,7 @@ def test_strict_swap_raises_on_layers_it_cannot_replace() -> None:
 
 def test_non_strict_swap_logs_and_lists_failures(caplog) -> None:
     model = Mixed()
-    with caplog.at_level(logging.WARNING, logger="robustbench_lift.swap"):
+    with caplog.at_level(logging.WARNING, logger="robustbench_lift.nn.swap"):
         swapped, report = swap_pooling(model, "lift", input_size=(3, 12, 12), strict=False)
     assert [name for name, _ in report.replaced] == ["good"]
     failed = dict(report.failed)

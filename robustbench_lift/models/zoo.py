@@ -10,10 +10,10 @@ from typing import Any, Dict, List, Tuple
 
 from torch import nn
 
-from robustbench_lift.checkpoints import load_checkpoint, read_checkpoint
+from robustbench_lift.models.checkpoints import load_checkpoint, read_checkpoint
 from robustbench_lift.errors import UserError
 
-ZOO_DIRECTORY = Path(__file__).parent / "zoo_weights"
+ZOO_DIRECTORY = Path(__file__).resolve().parent.parent / "zoo_weights"
 ZOO_KINDS = ("max", "avg", "skip", "blur", "lift", "haar", "lift53")
 ZOO_ARCHITECTURE = "small_cnn"
 ZOO_DATASET = "fashion_mnist"

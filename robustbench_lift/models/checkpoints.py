@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from robustbench_lift.errors import CheckpointError
-from robustbench_lift.models import build_model
+from robustbench_lift.models.classifiers import build_model
 
 METADATA_KEY = "robustbench_lift"
 # Fields that decide the model's structure; a mismatch means the weights cannot belong to it.

@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 import pandas as pd
 
-from robustbench_lift.runner import read_run
+from robustbench_lift.run.runner import read_run
 
 # Width of a 95 % normal interval in standard errors (2 x 1.959964).
 INTERVAL_WIDTH_IN_STANDARD_ERRORS = 3.92
@@ -336,7 +336,7 @@ def comparison_markdown(comparison: Comparison) -> str:
 
 def comparison_html(comparison: Comparison) -> str:
     """The comparison as a self-contained HTML page (Jinja2, autoescaped)."""
-    from robustbench_lift.reports import static_text, template_environment
+    from robustbench_lift.reporting.html import static_text, template_environment
 
     template = template_environment().get_template("comparison.html")
     return template.render(comparison=comparison, rows=comparison.table_rows(), style=static_text("_style.html"))

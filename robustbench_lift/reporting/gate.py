@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from robustbench_lift import __version__
-from robustbench_lift.comparison import (
+from robustbench_lift.reporting.comparison import (
     DEFAULT_Z,
     FIXED_METRICS,
     RECORD_COLUMNS,

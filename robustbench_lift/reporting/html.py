@@ -26,9 +26,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from robustbench_lift.comparison import attack_label
+from robustbench_lift.reporting.comparison import attack_label
 from robustbench_lift.errors import UserError
-from robustbench_lift.runner import read_run
+from robustbench_lift.run.runner import read_run
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ class LeaderboardColumn:
 
 def _headline_epsilon_text(attack: str) -> str:
     try:
-        from robustbench_lift.attacks import ATTACKS
+        from robustbench_lift.evaluation.attacks.base import ATTACKS
 
         epsilon = ATTACKS.get(attack).headline_epsilon
     except Exception:  # the label is cosmetic; an attack unknown to this version keeps a plain header
@@ -546,7 +546,7 @@ def robust_accuracy_versus_epsilon(tables: RunTables) -> PlotOutcome:
 
 def example_image(config: Dict[str, Any]) -> Tuple[np.ndarray, int]:
     """The run's first sampled test image and its index in the split (which seeds corruptions)."""
-    from robustbench_lift.datasets import load_dataset
+    from robustbench_lift.data.datasets import load_dataset
 
     full = load_dataset(config["dataset"], config.get("split", "test"), config.get("data_dir"))
     sample, indices = full.sample(config.get("sample_size"), int(config.get("seed", 0)))

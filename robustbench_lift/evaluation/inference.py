@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustbench_lift.datasets import to_tensor
+from robustbench_lift.data.datasets import to_tensor
 from robustbench_lift.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The results store: one SQLite file per run, committing every evaluated cell as it finishes.
 
-A *cell* is one model x suite x condition (see :mod:`robustbench_lift.suites`). Each
+A *cell* is one model x suite x condition (see :mod:`robustbench_lift.evaluation.suites.base`). Each
 finished cell is one transaction: its result rows (JSON) and its per-image arrays (numpy
 ``.npy`` bytes), which the summaries bootstrap over. SQLite runs in WAL mode with full
 sync, so a process killed at any moment (SIGKILL included) leaves every committed cell

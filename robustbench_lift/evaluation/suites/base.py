@@ -26,10 +26,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from robustbench_lift.config import RunConfig, selected_corruptions, selected_perturbations
-from robustbench_lift.datasets import ImageDataset
+from robustbench_lift.run.config import RunConfig, selected_corruptions, selected_perturbations
+from robustbench_lift.data.datasets import ImageDataset
 from robustbench_lift.errors import UserError
-from robustbench_lift.inference import predict_logits, resolve_device
+from robustbench_lift.evaluation.inference import predict_logits, resolve_device
 from robustbench_lift.metrics import ALEXNET_IMAGENET_C_ERRORS, corruption_summary, error_with_interval, flip_probability, flip_share, top5_distance, wilson_interval
 from robustbench_lift.registry import Registry
 
@@ -149,7 +149,7 @@ def _published_positions(root: str, layout: Optional[str], indices: np.ndarray) 
     A published set holds the whole split in order (position = data-set index). A set we
     wrote for a subset records that subset's indices in its manifest; we map through them.
     """
-    from robustbench_lift.published_layouts import detect_layout, read_manifest
+    from robustbench_lift.data.published import detect_layout, read_manifest
 
     manifest = read_manifest(root) or {}
     if "indices" not in manifest:
@@ -208,7 +208,7 @@ class CorruptionSuite(Suite):
         return corruptions.corrupt_many(context.dataset.images, pairs, profile=config.profile, seed=config.seed, indices=context.indices, workers=config.workers, progress=True)
 
     def _load_published(self, context: RunContext, pairs: List[tuple[str, int]]) -> Dict[tuple[str, int], np.ndarray]:
-        from robustbench_lift.published_layouts import load_corruption_set
+        from robustbench_lift.data.published import load_corruption_set
 
         config = context.config
         positions = _published_positions(config.corruption_data, config.corruption_layout, context.indices)
@@ -426,7 +426,7 @@ class PerturbationSuite(Suite):
         if not names:
             return {}
         if config.perturbation_data:
-            from robustbench_lift.published_layouts import load_perturbation_set
+            from robustbench_lift.data.published import load_perturbation_set
 
             positions = _published_positions(config.perturbation_data, config.perturbation_layout, indices)
             sequences = load_perturbation_set(config.perturbation_data, config.perturbation_layout, names, config.difficulty, positions)
@@ -563,8 +563,8 @@ class AdversarialSuite(Suite):
         return images, labels
 
     def evaluate_condition(self, entry: ModelEntry, condition: str, prepared: tuple[np.ndarray, np.ndarray], context: RunContext) -> SuiteOutput:
-        from robustbench_lift.attacks import evaluate_attack
-        from robustbench_lift.datasets import to_tensor
+        from robustbench_lift.evaluation.attacks.base import evaluate_attack
+        from robustbench_lift.data.datasets import to_tensor
 
         config = context.config
         pixels, label_array = prepared
@@ -581,7 +581,7 @@ class AdversarialSuite(Suite):
         return SuiteOutput(rows)
 
     def finalize(self, model: str, rows: List[Dict[str, Any]], per_image: Dict[str, np.ndarray], context: RunContext) -> List[Dict[str, Any]]:
-        from robustbench_lift.attacks import sanity_warnings
+        from robustbench_lift.evaluation.attacks.base import sanity_warnings
 
         correct = per_image.get("clean_correct")
         clean_accuracy = float(correct.mean()) if correct is not None else math.nan
@@ -594,7 +594,7 @@ class AdversarialSuite(Suite):
         return rows
 
     def summarize(self, results: pd.DataFrame, per_image: Dict[str, Dict[str, np.ndarray]], models: List[ModelEntry], context: RunContext) -> pd.DataFrame:
-        from robustbench_lift.attacks import ATTACKS
+        from robustbench_lift.evaluation.attacks.base import ATTACKS
 
         table = results[results["suite"] == self.name]
         rows = []

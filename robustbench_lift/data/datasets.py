@@ -6,7 +6,7 @@ Fashion-MNIST is padded from 28 to 32 px (zeros, like LeNet's input) and replica
 three channels so 32-px CIFAR-style models and corruption parameters apply unchanged.
 ImageNet and Tiny-ImageNet come in ImageFolder order (sorted wnid, then file name), the
 order of ImageNet-C and Tiny-ImageNet-C, so clean and corrupted images pair up
-(:mod:`robustbench_lift.published_layouts` reads those).
+(:mod:`robustbench_lift.data.published` reads those).
 """
 from __future__ import annotations
 

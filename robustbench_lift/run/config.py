@@ -21,7 +21,7 @@ class RunConfig:
     """What a benchmark run evaluates and where it writes.
 
     models: zoo names (``small_cnn-lift`` or ``lift``) or checkpoint paths; empty = the whole zoo.
-    dataset / split / data_dir / download: the clean data (see ``robustbench_lift.datasets``).
+    dataset / split / data_dir / download: the clean data (see ``robustbench_lift.data.datasets``).
     sample_size: test images drawn (seeded) from the split; null = all of it.
     suites: which suites to run (``robustbench-lift list suites``).
     corruptions: names, or ``common`` / ``extra`` / ``all``; severities: subset of 1..5.
@@ -174,8 +174,8 @@ def load_config(path: str | Path, base: Optional[RunConfig] = None) -> RunConfig
 def validate(config: RunConfig) -> None:
     """Checks values that types alone do not (ranges, names of suites and corruptions)."""
     import corruptions
-    from robustbench_lift.datasets import DATASETS
-    from robustbench_lift.suites import SUITES
+    from robustbench_lift.data.datasets import DATASETS
+    from robustbench_lift.evaluation.suites.base import SUITES
 
     if config.sample_size is not None and config.sample_size <= 0:
         raise UserError(f"sample_size must be positive, got {config.sample_size}")
@@ -205,7 +205,7 @@ def validate(config: RunConfig) -> None:
             torch.device(config.device)
         except (RuntimeError, ValueError):
             raise UserError(f"unknown device {config.device!r}; use auto, cpu, cuda or cuda:N") from None
-    from robustbench_lift.executors import EXECUTORS
+    from robustbench_lift.run.executors import EXECUTORS
 
     EXECUTORS.get(config.executor)
     if config.ray_address is not None and config.executor != "ray":
@@ -226,7 +226,7 @@ def validate(config: RunConfig) -> None:
 
         validate_difficulty(selected_perturbations(config), config.difficulty, config.profile)
     if "adversarial" in config.suites:
-        from robustbench_lift.attacks import ATTACKS, validate_epsilons
+        from robustbench_lift.evaluation.attacks.base import ATTACKS, validate_epsilons
 
         for attack in config.attacks:
             ATTACKS.get(attack)

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from robustbench_lift.errors import UserError
-from robustbench_lift.lifting import LiftDownPool
+from robustbench_lift.nn.lifting import LiftDownPool
 from robustbench_lift.registry import Registry
 
 

@@ -50,7 +50,7 @@ from typing import ClassVar, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from robustbench_lift import __version__
-from robustbench_lift.datasets import IMAGE_SUFFIXES, ImageDataset
+from robustbench_lift.data.datasets import IMAGE_SUFFIXES, ImageDataset
 from robustbench_lift.errors import UserError
 from robustbench_lift.registry import Registry
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from robustbench_lift.pooling import PoolGeometry, make_pooling
+from robustbench_lift.nn.pooling import PoolGeometry, make_pooling
 from robustbench_lift.registry import Registry
 
 ModelBuilder = Callable[..., nn.Module]

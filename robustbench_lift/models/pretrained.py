@@ -31,7 +31,7 @@ Options (``key=value`` fields between the architecture and the weights):
 
 ``pooling=<kind>``
     Swap then load: the network's pooling is swapped to ``<kind>``
-    (:func:`robustbench_lift.swap.swap_pooling`) *before* the weights are loaded, which
+    (:func:`robustbench_lift.nn.swap.swap_pooling`) *before* the weights are loaded, which
     is how BlurPool and LiftPool checkpoints of torchvision architectures are saved, e.g.
     ``checkpoint:resnet50:pooling=lift:runs/resnet50-lift.pt``. Not for ``antialiased``.
 ``pooling.<option>=<value>``
@@ -59,12 +59,12 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from robustbench_lift.checkpoints import load_state, read_checkpoint
+from robustbench_lift.models.checkpoints import load_state, read_checkpoint
 from robustbench_lift.errors import CheckpointError, UserError
-from robustbench_lift.models import NormalizedModel
-from robustbench_lift.pooling import resolve_options
+from robustbench_lift.models.classifiers import NormalizedModel
+from robustbench_lift.nn.pooling import resolve_options
 from robustbench_lift.registry import Registry
-from robustbench_lift.swap import REPLACEABLE, swap_pooling
+from robustbench_lift.nn.swap import REPLACEABLE, swap_pooling
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from robustbench_lift.errors import UserError
-from robustbench_lift.pooling import PoolGeometry, make_pooling
+from robustbench_lift.nn.pooling import PoolGeometry, make_pooling
 
 log = logging.getLogger(__name__)
 

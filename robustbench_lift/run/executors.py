@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
-from robustbench_lift.config import RunConfig
+from robustbench_lift.run.config import RunConfig
 from robustbench_lift.errors import UserError
 from robustbench_lift.registry import Registry
 
@@ -54,7 +54,7 @@ class CellResult:
 
 def evaluate_cell(cell: Cell, entry: Any, prepared: Any, context: Any) -> CellResult:
     """Evaluates one cell in this process; the model must be on ``context.device``."""
-    from robustbench_lift.suites import SUITES
+    from robustbench_lift.evaluation.suites.base import SUITES
 
     tick = time.perf_counter()
     output = SUITES.get(cell.suite).evaluate_condition(entry, cell.condition, prepared, context)
@@ -77,7 +77,7 @@ class Executor:
 
     def context_device(self) -> str:
         """The device recorded in the driver's run context."""
-        from robustbench_lift.inference import resolve_device
+        from robustbench_lift.evaluation.inference import resolve_device
 
         return resolve_device(self.config.device)
 
@@ -119,7 +119,7 @@ def _ray_cell(cell: Cell, entry: Any, prepared: Any, context: Any, threads: Opti
     """The body of a Ray task: resolve the device here (the worker's GPUs), then evaluate."""
     import torch
 
-    from robustbench_lift.inference import resolve_device
+    from robustbench_lift.evaluation.inference import resolve_device
 
     if threads:
         torch.set_num_threads(threads)

@@ -5,8 +5,8 @@ results.csv, summary.csv and run.json (derived from the store) atomically.
 Cells are the unit: a suite names its conditions from the config alone, so the runner
 knows which cells the store already holds before preparing anything, prepares inputs only
 for the conditions still pending (once, in this process), and hands the pending cells to
-the executor (``local`` or ``ray``, see :mod:`robustbench_lift.executors`). Rerunning
-the same command resumes: finished cells are skipped (see :mod:`robustbench_lift.store`
+the executor (``local`` or ``ray``, see :mod:`robustbench_lift.run.executors`). Rerunning
+the same command resumes: finished cells are skipped (see :mod:`robustbench_lift.run.store`
 for the store and the resume rule).
 
 Results are written into a hidden temporary folder beside the target, together with a
@@ -32,14 +32,14 @@ import torch
 from tqdm import tqdm
 
 from robustbench_lift import __version__
-from robustbench_lift.checkpoints import load_checkpoint
-from robustbench_lift.config import RunConfig, validate
-from robustbench_lift.datasets import load_dataset
+from robustbench_lift.models.checkpoints import load_checkpoint
+from robustbench_lift.run.config import RunConfig, validate
+from robustbench_lift.data.datasets import load_dataset
 from robustbench_lift.errors import UserError
-from robustbench_lift.executors import EXECUTORS, Cell
-from robustbench_lift.store import STORE_NAME, RunStore, config_hash, model_fingerprint
-from robustbench_lift.suites import SUITES, ModelEntry, RunContext, Suite
-from robustbench_lift.zoo import ZOO_KINDS, load_zoo_model, zoo_model_name, zoo_names
+from robustbench_lift.run.executors import EXECUTORS, Cell
+from robustbench_lift.run.store import STORE_NAME, RunStore, config_hash, model_fingerprint
+from robustbench_lift.evaluation.suites.base import SUITES, ModelEntry, RunContext, Suite
+from robustbench_lift.models.zoo import ZOO_KINDS, load_zoo_model, zoo_model_name, zoo_names
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ RESULT_COLUMNS = ["run", "model", "architecture", "pooling", "dataset", "suite",
 
 def resolve_models(names: List[str]) -> List[ModelEntry]:
     """Zoo names (``small_cnn-lift``, ``lift``), checkpoint paths, or pretrained-model specs
-    (``torchvision:resnet18:IMAGENET1K_V1``, see :mod:`robustbench_lift.pretrained`) -> loaded models."""
-    from robustbench_lift.pretrained import SPECS, load_pretrained
+    (``torchvision:resnet18:IMAGENET1K_V1``, see :mod:`robustbench_lift.models.pretrained`) -> loaded models."""
+    from robustbench_lift.models.pretrained import SPECS, load_pretrained
 
     if not names:
         names = zoo_names()

@@ -1,0 +1,1 @@
+"""Adversarial attacks over foolbox 3; see :mod:`robustbench_lift.evaluation.attacks.base`."""

@@ -1,0 +1,1 @@
+"""Evaluation suites; see :mod:`robustbench_lift.evaluation.suites.base`."""
