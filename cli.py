@@ -1,5 +1,8 @@
 """robustbench-lift command line: a thin layer over the library.
 
+Each command imports what it needs when it runs: ``check``, ``compare``, ``report`` and
+``list`` read files and registries only, so they start without torch or foolbox.
+
 Bad input ends with one line on stderr and exit status 2; results go to files, logs and
 progress to stderr.
 """
@@ -8,9 +11,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any, Callable, Dict, List, Optional
+from collections.abc import Callable
+from typing import Any
 
-from robustbench_lift.errors import UserError
+from robustbench_lift.errors import USER_ERRORS, UserError
 
 EXIT_USAGE = 2
 EXIT_FAILED_CELLS = 1
@@ -18,7 +22,7 @@ EXIT_FAILED_CELLS = 1
 Command = Callable[[argparse.Namespace], int]
 
 
-def _parse_options(pairs: List[str]) -> Dict[str, Any]:
+def _parse_options(pairs: list[str]) -> dict[str, Any]:
     """``key=value`` pairs; values parsed as YAML scalars (3 -> int, true -> bool)."""
     import yaml
 
@@ -31,9 +35,9 @@ def _parse_options(pairs: List[str]) -> Dict[str, Any]:
     return options
 
 
-def _parse_epsilons(pairs: List[str]) -> Dict[str, List[float]]:
+def _parse_epsilons(pairs: list[str]) -> dict[str, list[float]]:
     """``attack=0,0.01,0.03`` pairs -> {attack: [epsilons]}."""
-    grid: Dict[str, List[float]] = {}
+    grid: dict[str, list[float]] = {}
     for pair in pairs:
         attack, separator, values = pair.partition("=")
         if not separator:
@@ -46,8 +50,9 @@ def _parse_epsilons(pairs: List[str]) -> Dict[str, List[float]]:
 
 
 def command_run(arguments: argparse.Namespace) -> int:
+    from robustbench_lift.results import failed_cells
     from robustbench_lift.run.config import RunConfig, config_from_mapping, load_config
-    from robustbench_lift.run.runner import failed_cells, run_benchmark
+    from robustbench_lift.run.runner import run_benchmark
 
     base = RunConfig.quick() if arguments.quick else RunConfig()
     config = load_config(arguments.config, base) if arguments.config else base
@@ -111,8 +116,8 @@ def command_train(arguments: argparse.Namespace) -> int:
         seed=arguments.seed,
         threads=arguments.threads,
     )
-    from robustbench_lift.models.classifiers import MODELS
-    from robustbench_lift.nn.pooling import resolve_options
+    from robustbench_lift.models._registry import MODELS
+    from robustbench_lift.nn.kinds import resolve_options
 
     MODELS.get(config.architecture)
     resolve_options(config.pooling, config.pooling_options)
@@ -126,7 +131,7 @@ def command_train(arguments: argparse.Namespace) -> int:
 def command_corrupt(arguments: argparse.Namespace) -> int:
     import corruptions
     from robustbench_lift.data.datasets import load_dataset
-    from robustbench_lift.data.published import write_corruption_set
+    from robustbench_lift.data.writer import write_corruption_set
 
     dataset = load_dataset(arguments.dataset, arguments.split, arguments.data_dir, arguments.download)
     indices = None
@@ -170,7 +175,7 @@ def command_check(arguments: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _print_table(rows: List[Dict[str, Any]]) -> None:
+def _print_table(rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     columns = list(rows[0])
@@ -180,15 +185,18 @@ def _print_table(rows: List[Dict[str, Any]]) -> None:
         print("  ".join(str(row[column]).ljust(widths[column]) for column in columns).rstrip())
 
 
-def _listing(what: str) -> List[Dict[str, Any]]:
+def _listing(what: str) -> list[dict[str, Any]]:
+    """The rows of ``robustbench-lift list WHAT``; reads registries only (no torch, no foolbox)."""
+    import robustbench_lift as api
+
     if what == "poolings":
-        from robustbench_lift.nn.pooling import pooling_table
+        from robustbench_lift.nn.kinds import pooling_table
 
         return pooling_table()
     if what == "architectures":
-        from robustbench_lift.models.classifiers import MODELS
+        from robustbench_lift.models._registry import MODELS
 
-        return [{"architecture": name} for name in MODELS]
+        return [{"architecture": name, "description": MODELS.get(name).description} for name in api.list_architectures()]
     if what == "zoo":
         from robustbench_lift.models.zoo import ZOO_KINDS, zoo_checkpoint_path, zoo_metadata, zoo_model_name
 
@@ -201,23 +209,21 @@ def _listing(what: str) -> List[Dict[str, Any]]:
     if what == "corruptions":
         import corruptions
 
-        return [{"corruption": name, "set": "common" if name in corruptions.COMMON_CORRUPTIONS else "extra (not in mCE)"} for name in corruptions.corruption_names("all")]
+        return [{"corruption": name, "family": corruptions.corruption_family(name), "set": "common" if name in corruptions.COMMON_CORRUPTIONS else "extra (not in mCE)"} for name in api.list_corruptions("all")]
     if what == "suites":
-        from robustbench_lift.evaluation.suites.base import SUITES
+        from robustbench_lift.evaluation.suites import SUITES
 
-        return [{"suite": name, "description": SUITES.get(name).description} for name in SUITES]
+        return [{"suite": name, "description": SUITES.get(name).description} for name in api.list_suites()]
     if what == "perturbations":
         from corruptions import perturbations
 
-        return [{"perturbation": name, "set": "main (in mFR)" if name in perturbations.MAIN_PERTURBATIONS else "extra", "frames (cifar)": perturbations.frame_count(name, "cifar"), "rule": "noise: vs first frame" if name in perturbations.NOISE_PERTURBATIONS else "consecutive frames"} for name in perturbations.perturbation_names("all")]
+        return [{"perturbation": name, "set": "main (in mFR)" if name in perturbations.MAIN_PERTURBATIONS else "extra", "frames (cifar)": perturbations.frame_count(name, "cifar"), "rule": "noise: vs first frame" if name in perturbations.NOISE_PERTURBATIONS else "consecutive frames"} for name in api.list_perturbations("all")]
     if what == "attacks":
-        from robustbench_lift.evaluation.attacks.base import ATTACKS
+        from robustbench_lift.evaluation.attacks import ATTACKS
 
-        return [{"attack": name, "norm": ATTACKS.get(name).norm, "minimisation": ATTACKS.get(name).minimization, "default epsilons": ", ".join(f"{value:.4g}" for value in ATTACKS.get(name).default_epsilons), "headline": f"{ATTACKS.get(name).headline_epsilon:.4g}"} for name in ATTACKS]
+        return [{"attack": name, "label": ATTACKS.get(name).label, "norm": ATTACKS.get(name).norm, "minimization": ATTACKS.get(name).minimization, "default epsilons": ", ".join(f"{value:.4g}" for value in ATTACKS.get(name).default_epsilons), "headline": f"{ATTACKS.get(name).headline_epsilon:.4g}"} for name in api.list_attacks()]
     if what == "datasets":
-        from robustbench_lift.data.datasets import DATASETS
-
-        return [{"dataset": name} for name in DATASETS]
+        return [{"dataset": name} for name in api.list_datasets()]
     raise UserError(f"cannot list {what!r}")
 
 
@@ -327,13 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if arguments.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
         return arguments.handler(arguments)
-    except UserError as error:
+    except USER_ERRORS as error:
         print(f"robustbench-lift: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

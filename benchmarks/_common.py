@@ -13,8 +13,9 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -33,14 +34,14 @@ def parser(description: str) -> argparse.ArgumentParser:
     return result
 
 
-def setup_threads(threads: Optional[int]) -> None:
+def setup_threads(threads: int | None) -> None:
     import torch
 
     if threads:
         torch.set_num_threads(threads)
 
 
-def machine() -> Dict[str, Any]:
+def machine() -> dict[str, Any]:
     """Platform, CPU count, torch threads and the load average (call it at start)."""
     import torch
 
@@ -63,7 +64,7 @@ def command() -> str:
     return f"(cd {shlex.quote(os.getcwd())} && {shlex.join([sys.executable, *sys.argv])})"
 
 
-def print_header(name: str, info: Dict[str, Any], parameters: Dict[str, Any]) -> None:
+def print_header(name: str, info: dict[str, Any], parameters: dict[str, Any]) -> None:
     print(f"== benchmark: {name}")
     print(f"command: {command()}")
     for key, value in info.items():
@@ -79,11 +80,11 @@ def timed(function: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, value
 
 
-def interleaved(sides: Dict[str, Callable[[], Any]], repeats: int, log: bool = True) -> Dict[str, List[float]]:
+def interleaved(sides: dict[str, Callable[[], Any]], repeats: int, log: bool = True) -> dict[str, list[float]]:
     """Times every side ``repeats`` times, interleaved; the order rotates every round so
     that neither side always runs first (drift and cache effects spread evenly)."""
     names = list(sides)
-    times: Dict[str, List[float]] = {name: [] for name in names}
+    times: dict[str, list[float]] = {name: [] for name in names}
     for round_index in range(repeats):
         shift = round_index % len(names)
         order = names[shift:] + names[:shift]
@@ -96,21 +97,21 @@ def interleaved(sides: Dict[str, Callable[[], Any]], repeats: int, log: bool = T
     return times
 
 
-def median(values: List[float]) -> float:
+def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
-def min_ratio(numerator: List[float], denominator: List[float]) -> float:
+def min_ratio(numerator: list[float], denominator: list[float]) -> float:
     """Ratio of the fastest runs: load on a shared machine only ever adds time, so under
     heavy load this is a steadier (if optimistic) indicator than the ratio of medians."""
     return min(numerator) / min(denominator)
 
 
-def describe(values: List[float]) -> str:
+def describe(values: list[float]) -> str:
     return f"median {median(values):.4f} s (min {min(values):.4f}, max {max(values):.4f}, n={len(values)})"
 
 
-def finish(name: str, ratio: float, target: str, met: Optional[bool], info: Dict[str, Any], **extra: Any) -> None:
+def finish(name: str, ratio: float, target: str, met: bool | None, info: dict[str, Any], **extra: Any) -> None:
     """Prints the result line run_all.py parses; ``met`` None means no target applies."""
     record = {"benchmark": name, "ratio": ratio, "target": target, "met": met, "machine": info, "command": command()} | extra
     print(RESULT_PREFIX + json.dumps(record, default=str))

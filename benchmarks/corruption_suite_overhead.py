@@ -21,7 +21,7 @@ ratio = median(a) / median(b); target <= 1.3. Also printed: the cold ratio
 from __future__ import annotations
 
 import sys
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import _common
 
@@ -51,10 +51,11 @@ def main() -> int:
     import torch
 
     import corruptions
-    from robustbench_lift.run.config import RunConfig, selected_corruptions
-    from robustbench_lift.data.datasets import load_dataset, to_tensor
-    from robustbench_lift.evaluation.suites.base import SUITES, ModelEntry, RunContext
+    from robustbench_lift.data.datasets import load_dataset
+    from robustbench_lift.evaluation.inference import to_tensor
+    from robustbench_lift.evaluation.suites import SUITES, ModelEntry, RunContext
     from robustbench_lift.models.zoo import load_zoo_model, zoo_model_name
+    from robustbench_lift.run.config import RunConfig, selected_corruptions
 
     names: Any = args.corruptions if args.corruptions in ("all", "common", "extra") else args.corruptions.split(",")
     config = RunConfig(
@@ -69,7 +70,7 @@ def main() -> int:
         device=args.device,
         run_name="benchmark",
     )
-    conditions: List[Tuple[str, int]] = [(name, severity) for name in selected_corruptions(config) for severity in config.severities]
+    conditions: list[tuple[str, int]] = [(name, severity) for name in selected_corruptions(config) for severity in config.severities]
     _common.print_header(
         "corruption_suite_overhead",
         info,
@@ -109,7 +110,7 @@ def main() -> int:
     arrays = [dataset.images] + [prepared[condition] for condition in conditions]
     batches = [to_tensor(array[start : start + config.batch_size]).to(device) for array in arrays for start in range(0, len(array), config.batch_size)]
 
-    def per_model_evaluation(prepared_inputs: Dict[Tuple[str, int], np.ndarray]) -> Tuple[List[Dict[str, Any]], Any]:
+    def per_model_evaluation(prepared_inputs: dict[tuple[str, int], np.ndarray]) -> tuple[list[dict[str, Any]], Any]:
         # The runner's per-model work for one suite: every cell (clean + each condition:
         # conversion, predictions, finite check, error + interval, per-image arrays), the
         # suite's per-model completion (flip shares) and the row decoration. Suite.evaluate

@@ -118,7 +118,7 @@ def main() -> int:
     x = torch.randn(batch, channels, size, size, requires_grad=True)
 
     def lift_loss(output):
-        detail, approximation = lift.regularisation_terms()
+        detail, approximation = lift.regularization_terms()
         return output.sum() + detail + approximation
 
     def reference_loss(output):
@@ -145,7 +145,7 @@ def main() -> int:
     grad_reference = x.grad.clone()
     same = (
         torch.allclose(out_lift, out_reference, rtol=1e-5, atol=1e-5)
-        and all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(lift.regularisation_terms(), reference.terms))
+        and all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(lift.regularization_terms(), reference.terms))
         and torch.allclose(grad_lift, grad_reference, rtol=1e-4, atol=1e-5)
     )
     difference = float((out_lift - out_reference).detach().abs().max())

@@ -1,4 +1,4 @@
-"""foolbox LinfPGD (through robustbench_lift.evaluation.attacks.base) / a plain torch PGD loop, same work.
+"""foolbox LinfPGD (through robustbench_lift.evaluation.attacks) / a plain torch PGD loop, same work.
 
 Left: ``robustbench_lift.evaluation.attacks.evaluate_attack(model, images, labels, spec, [epsilon])``
 with the registered ``pgd_linf`` spec (20 steps of 0.125 * epsilon, uniform random
@@ -42,8 +42,9 @@ def main() -> int:
     import torch
     import torch.nn.functional as F
 
-    from robustbench_lift.evaluation.attacks.base import ATTACKS, evaluate_attack
-    from robustbench_lift.data.datasets import load_dataset, to_tensor
+    from robustbench_lift.data.datasets import load_dataset
+    from robustbench_lift.evaluation.attacks import ATTACKS, evaluate_attack
+    from robustbench_lift.evaluation.inference import to_tensor
     from robustbench_lift.models.zoo import load_zoo_model, zoo_model_name
 
     count = args.images or (64 if args.quick else 256)

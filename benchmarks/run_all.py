@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 import _common
 
@@ -32,7 +32,7 @@ def load() -> str:
         return "n/a"
 
 
-def run_one(name: str, quick: bool) -> tuple[List[Dict[str, Any]], float]:
+def run_one(name: str, quick: bool) -> tuple[list[dict[str, Any]], float]:
     command = [sys.executable, str(HERE / f"{name}.py")] + (["--quick"] if quick else [])
     print(f"\n$ {' '.join(command)}", flush=True)
     started = time.perf_counter()
@@ -72,8 +72,8 @@ def main() -> int:
     print(f"machine: {info}")
     load_at_start = load()
 
-    rows: List[Dict[str, Any]] = []
-    durations: Dict[str, float] = {}
+    rows: list[dict[str, Any]] = []
+    durations: dict[str, float] = {}
     for name in args.only or BENCHMARKS:
         found, durations[name] = run_one(name, args.quick)
         rows += found

@@ -26,6 +26,8 @@ from scipy import ndimage
 from skimage import color as skimage_color
 from skimage import util as skimage_util
 
+from corruptions._pixels import round_to_uint8 as _round_to_uint8
+from corruptions._pixels import unit_float as _unit_float
 from corruptions.registry import make_profile_registry
 
 CIFAR_PROFILE = make_profile_registry("cifar")
@@ -40,10 +42,6 @@ FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.j
 # ---------------------------------------------------------------- helpers
 
 
-def _unit_float(image: np.ndarray, dtype: type = np.float64) -> np.ndarray:
-    return image.astype(dtype) / dtype(255.0)
-
-
 def gaussian_filter(image: np.ndarray, sigma: float, mode: str = "nearest", truncate: float = 4.0) -> np.ndarray:
     """skimage.filters.gaussian's defaults (mode, truncate, no smoothing across channels),
     calling scipy directly because skimage's wrapper costs more than the filter at 32 px."""
@@ -51,7 +49,7 @@ def gaussian_filter(image: np.ndarray, sigma: float, mode: str = "nearest", trun
     return ndimage.gaussian_filter(image, sigmas, mode=mode, truncate=truncate)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
     # Small radii still get a 17x17 support, as in the generator, so the anti-alias blur
     # acts on the same grid.
@@ -174,11 +172,6 @@ def motion_blur_line(image: np.ndarray, radius: float, sigma: float, angle: floa
     return blurred
 
 
-def _round_to_uint8(values: np.ndarray) -> np.ndarray:
-    # ImageMagick hands the blurred picture back as an 8-bit PNG, i.e. rounded.
-    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
-
-
 def shuffle_pixels_once(image: np.ndarray, max_delta: int, offsets: np.ndarray) -> None:
     """One in-place pass of glass blur's local pixel shuffle.
 
@@ -210,7 +203,7 @@ def shuffle_pixels_once(image: np.ndarray, max_delta: int, offsets: np.ndarray) 
             image[row, column] = image[row + row_offset, column + column_offset]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _frost_directory() -> Path:
     # find_spec locates the package without importing it (its import pulls in numba).
     spec = importlib.util.find_spec("imagecorruptions")
@@ -219,7 +212,7 @@ def _frost_directory() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "frost"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _frost_photograph(index: int) -> np.ndarray:
     path = _frost_directory() / FROST_FILES[index]
     photograph = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -229,7 +222,7 @@ def _frost_photograph(index: int) -> np.ndarray:
     return photograph  # BGR, as OpenCV reads it
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _frost_layer(index: int) -> np.ndarray:
     layer = cv2.resize(_frost_photograph(index), (0, 0), fx=FROST_RESIZE_FACTOR, fy=FROST_RESIZE_FACTOR)
     layer = np.ascontiguousarray(layer[..., ::-1])  # BGR -> RGB

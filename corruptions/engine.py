@@ -7,24 +7,25 @@ identical whatever the batch composition, chunking or number of worker processes
 """
 from __future__ import annotations
 
+import atexit
 import math
 import multiprocessing
 import sys
-import atexit
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Callable, Dict, Hashable, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
 
+from corruptions._checks import check_index, check_indices, check_seed, check_uint8_images
+from corruptions._registry import Registry
 from corruptions.cifar_profile import CIFAR_PROFILE
+from corruptions.errors import CorruptionError
 from corruptions.imagenet_profile import IMAGENET_PROFILE, MINIMUM_SIDE
 from corruptions.registry import PROFILES, CorruptionFunction, check_severity, corruption_id
-from robustbench_lift.errors import UserError
-from robustbench_lift.registry import Registry
 
-Condition = Tuple[str, int]
+Condition = tuple[str, int]
 
 PROFILE_REGISTRY: Registry[Registry[CorruptionFunction]] = Registry("corruption profile")
 PROFILE_REGISTRY.add("cifar", CIFAR_PROFILE)
@@ -52,27 +53,8 @@ def _check_profile(profile: str) -> Registry[CorruptionFunction]:
 
 
 def _check_condition(corruption: str, severity: object) -> Condition:
-    corruption_id(corruption)  # raises UserError listing the known names
+    corruption_id(corruption)  # raises CorruptionError listing the known names
     return corruption, check_severity(corruption, severity)
-
-
-def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise UserError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
-
-
-def check_uint8_images(images: object, batch: bool) -> np.ndarray:
-    """One image (HxWx3) or a batch (NxHxWx3) of uint8 pixels, else a one-line UserError."""
-    what = "images" if batch else "image"
-    expected = "NxHxWx3" if batch else "HxWx3"
-    if not isinstance(images, np.ndarray):
-        raise UserError(f"{what} must be a numpy array ({expected} uint8), got {type(images).__name__}")
-    if images.dtype != np.uint8:
-        raise UserError(f"{what} must have dtype uint8, got {images.dtype}")
-    if images.ndim != (4 if batch else 3) or images.shape[-1] != 3 or min(images.shape[-3:-1], default=0) < 1:
-        raise UserError(f"{what} must have shape {expected}, got {images.shape}")
-    return images
 
 
 def _check_image_array(images: object, batch: bool, profile: str) -> np.ndarray:
@@ -80,19 +62,8 @@ def _check_image_array(images: object, batch: bool, profile: str) -> np.ndarray:
     height, width = images.shape[-3:-1]
     minimum = _MINIMUM_SIDE[profile]
     if height < minimum or width < minimum:
-        raise UserError(f"the {profile!r} profile needs images of at least {minimum}x{minimum} px, got {height}x{width}")
+        raise CorruptionError(f"the {profile!r} profile needs images of at least {minimum}x{minimum} px, got {height}x{width}")
     return images
-
-
-def _check_indices(indices: Optional[np.ndarray], count: int) -> np.ndarray:
-    if indices is None:
-        return np.arange(count, dtype=np.int64)
-    indices = np.asarray(indices)
-    if indices.shape != (count,):
-        raise UserError(f"indices must have shape ({count},) to match the images, got {indices.shape}")
-    if count and (not np.issubdtype(indices.dtype, np.integer) or indices.min() < 0):
-        raise UserError("indices must be non-negative integers")
-    return indices.astype(np.int64)
 
 
 # ---------------------------------------------------------------- work
@@ -136,7 +107,8 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-def _images_per_task(count: int, condition_count: int, workers: int, image_bytes: int) -> int:
+def images_per_task(count: int, condition_count: int, workers: int, image_bytes: int) -> int:
+    """Images per task when ``count`` images are split over ``workers`` processes."""
     # Split every condition across all workers (twice over): conditions differ in cost
     # by 100x (glass blur vs brightness), so whole-condition tasks leave a worker idle
     # while the other finishes the slowest one.
@@ -145,14 +117,14 @@ def _images_per_task(count: int, condition_count: int, workers: int, image_bytes
     return max(1, min(balanced, largest))
 
 
-def _unique(conditions: Iterable[Condition]) -> List[Condition]:
+def _unique(conditions: Iterable[Condition]) -> list[Condition]:
     return list(dict.fromkeys(conditions))
 
 
 # ---------------------------------------------------------------- public API
 
 
-_POOLS: Dict[int, ProcessPoolExecutor] = {}
+_POOLS: dict[int, ProcessPoolExecutor] = {}
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:
@@ -172,8 +144,8 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
 
 def run_chunks(
     function: Callable[..., np.ndarray],
-    tasks: Sequence[Tuple[Hashable, int, int, tuple]],
-    results: Dict[Hashable, np.ndarray],
+    tasks: Sequence[tuple[Hashable, int, int, tuple]],
+    results: dict[Hashable, np.ndarray],
     workers: int,
     bar: tqdm,
 ) -> None:
@@ -189,7 +161,7 @@ def run_chunks(
         return
     executor = worker_pool(workers)
     try:
-        pending: Dict[Future, Tuple[Hashable, int, int]] = {
+        pending: dict[Future, tuple[Hashable, int, int]] = {
             executor.submit(function, *arguments): (key, start, stop) for key, start, stop, arguments in tasks
         }
     except BrokenProcessPool:
@@ -218,10 +190,8 @@ def corrupt_image(
     functions = _check_profile(profile)
     corruption, severity = _check_condition(corruption, severity)
     image = _check_image_array(image, batch=False, profile=profile)
-    seed = _check_seed(seed)
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
-        raise UserError(f"index must be a non-negative integer, got {index!r}")
-    index = int(index)
+    seed = check_seed(seed)
+    index = check_index(index)
     return _apply(functions.get(corruption), image, severity, image_generator(seed, index, corruption, severity))
 
 
@@ -232,7 +202,7 @@ def corrupt_batch(
     *,
     profile: str = "cifar",
     seed: int = 0,
-    indices: Optional[np.ndarray] = None,
+    indices: np.ndarray | None = None,
     workers: int = 1,
     progress: bool = False,
 ) -> np.ndarray:
@@ -246,14 +216,14 @@ def corrupt_batch(
 
 def corrupt_many(
     images: np.ndarray,
-    conditions: Sequence[Tuple[str, int]],
+    conditions: Sequence[tuple[str, int]],
     *,
     profile: str = "cifar",
     seed: int = 0,
-    indices: Optional[np.ndarray] = None,
+    indices: np.ndarray | None = None,
     workers: int = 1,
     progress: bool = False,
-) -> Dict[Condition, np.ndarray]:
+) -> dict[Condition, np.ndarray]:
     """Corrupt a batch under every (corruption, severity) condition, sharing one process pool.
 
     Tasks are chunks of images times conditions, so all conditions load-balance together.
@@ -262,16 +232,16 @@ def corrupt_many(
     _check_profile(profile)
     checked = _unique(_check_condition(corruption, severity) for corruption, severity in conditions)
     images = _check_image_array(images, batch=True, profile=profile)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     count = images.shape[0]
-    indices = _check_indices(indices, count)
+    indices = check_indices(indices, count)
 
     results = {condition: np.empty_like(images) for condition in checked}
     if count == 0 or not checked:
         return results
 
     image_bytes = int(np.prod(images.shape[1:]))
-    chunk = _images_per_task(count, len(checked), workers, image_bytes)
+    chunk = images_per_task(count, len(checked), workers, image_bytes)
     tasks = [(condition, start, min(start + chunk, count)) for condition in checked for start in range(0, count, chunk)]
 
     work = [

@@ -59,18 +59,22 @@ not rescaled for other image sizes: any size works, but the imagenet profile is 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 from skimage import color as skimage_color
 from tqdm import tqdm
 
+from corruptions._checks import check_indices, check_seed, check_uint8_images
+from corruptions._pixels import round_to_uint8 as _round_to_uint8
+from corruptions._pixels import truncate_to_uint8 as _truncate_to_uint8
+from corruptions._pixels import unit_float as _unit_float
+from corruptions._registry import Registry
 from corruptions.cifar_profile import clipped_zoom, gaussian_filter, spatter_wetness
-from corruptions.engine import _check_indices, _check_seed, _images_per_task, check_uint8_images, run_chunks
-from robustbench_lift.errors import UserError
-from robustbench_lift.registry import Registry
+from corruptions.engine import images_per_task, run_chunks
+from corruptions.errors import CorruptionError
 
 # ---------------------------------------------------------------- vocabulary
 
@@ -96,7 +100,7 @@ PROFILES: tuple[str, ...] = ("cifar", "imagenet")
 #: The generators made three noise strengths per noise perturbation.
 NOISE_DIFFICULTIES: tuple[int, ...] = (1, 2, 3)
 #: Fill modes of :func:`shift_pairs`, mapped to ``np.pad`` modes.
-SHIFT_FILLS: Dict[str, str] = {"zero": "constant", "reflect": "reflect"}
+SHIFT_FILLS: dict[str, str] = {"zero": "constant", "reflect": "reflect"}
 
 # Constant words mixed into the seeds so these streams never coincide with the
 # corruption engine's ``SeedSequence([seed, index, corruption_id, severity])``.
@@ -135,20 +139,6 @@ for _name, _mode in SHIFT_FILLS.items():
 
 
 # ---------------------------------------------------------------- pixel helpers
-
-
-def _unit_float(image: np.ndarray, dtype: type = np.float64) -> np.ndarray:
-    return image.astype(dtype) / dtype(255.0)
-
-
-def _truncate_to_uint8(unit_values: np.ndarray) -> np.ndarray:
-    # The generators convert with np.uint8(255 * x) (or torch's .byte()): truncation.
-    return (np.clip(unit_values, 0, 1) * 255).astype(np.uint8)
-
-
-def _round_to_uint8(values: np.ndarray) -> np.ndarray:
-    # ImageMagick, PIL and OpenCV resampling hand back rounded 8-bit pixels.
-    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
 def _with_clean_first(image: np.ndarray, noisy_frames: np.ndarray) -> np.ndarray:
@@ -237,7 +227,7 @@ def _speckle_noise_frames(image: np.ndarray, sigma: float, count: int, rng: np.r
 NoiseDraw = Callable[[np.ndarray, float, int, np.random.Generator], np.ndarray]
 
 
-def _noise_perturbation(draw: NoiseDraw, strengths: Tuple[float, float, float], frames: int = 31) -> Perturbation:
+def _noise_perturbation(draw: NoiseDraw, strengths: tuple[float, float, float], frames: int = 31) -> Perturbation:
     """Frame 0 clean, then ``frames - 1`` independent noisy copies at ``strengths[difficulty - 1]``."""
 
     def generate(image: np.ndarray, difficulty: int, rng: np.random.Generator) -> np.ndarray:
@@ -397,7 +387,7 @@ def _spatter_frames(
     spread: float,
     smoothing: float,
     threshold: float,
-    drip_kernel: Tuple[float, ...],
+    drip_kernel: tuple[float, ...],
 ) -> np.ndarray:
     """One random water layer that runs down the image a little more every frame."""
     intensity = 0.6
@@ -515,26 +505,26 @@ assert all(
 
 
 def _lookup(perturbation: str, profile: str) -> Perturbation:
-    functions = _PROFILE_REGISTRY.get(profile)  # unknown profile: UserError listing the known ones
-    _PERTURBATION_IDS.get(perturbation)  # unknown name: UserError listing the known ones
+    functions = _PROFILE_REGISTRY.get(profile)  # unknown profile: CorruptionError listing the known ones
+    _PERTURBATION_IDS.get(perturbation)  # unknown name: CorruptionError listing the known ones
     return functions.get(perturbation)
 
 
 def _check_difficulty_value(difficulty: object) -> int:
     if isinstance(difficulty, bool) or not isinstance(difficulty, (int, np.integer)) or difficulty < 1:
-        raise UserError(f"difficulty must be an integer >= 1, got {difficulty!r}")
+        raise CorruptionError(f"difficulty must be an integer >= 1, got {difficulty!r}")
     return int(difficulty)
 
 
 def _check_difficulty(perturbation: str, recipe: Perturbation, difficulty: object) -> int:
     difficulty = _check_difficulty_value(difficulty)
     if recipe.is_noise and difficulty not in NOISE_DIFFICULTIES:
-        raise UserError(
+        raise CorruptionError(
             f"difficulty for noise perturbation {perturbation!r} must be 1, 2 or 3 (its noise strengths), "
             f"got {difficulty}"
         )
     if not recipe.is_noise and difficulty >= recipe.frames:
-        raise UserError(
+        raise CorruptionError(
             f"difficulty for perturbation {perturbation!r} must be below its {recipe.frames} frames, got {difficulty}"
         )
     return difficulty
@@ -549,7 +539,7 @@ def _generator_level(recipe: Perturbation, difficulty: int) -> int:
 # ---------------------------------------------------------------- public API
 
 
-def perturbation_names(which: str = "all") -> List[str]:
+def perturbation_names(which: str = "all") -> list[str]:
     """Names of the ``"main"`` 10, the ``"extra"`` 4, or ``"all"`` 14, in canonical order."""
     return list(_SUBSETS.get(which))
 
@@ -562,7 +552,7 @@ def frame_count(perturbation: str, profile: str = "cifar") -> int:
 
 def validate_difficulty(perturbations: Sequence[str], difficulty: int, profile: str = "cifar") -> int:
     """Check names, profile and difficulty up front (e.g. when a config is read); returns the
-    difficulty as an int or raises a one-line UserError: noise perturbations allow 1..3,
+    difficulty as an int or raises a one-line CorruptionError: noise perturbations allow 1..3,
     gradual ones anything below their frame count."""
     _PROFILE_REGISTRY.get(profile)
     difficulty = _check_difficulty_value(difficulty)
@@ -616,8 +606,8 @@ def perturbation_sequence(
     recipe = _lookup(perturbation, profile)
     difficulty = _check_difficulty(perturbation, recipe, difficulty)
     image = check_uint8_images(image, batch=False)
-    seed = _check_seed(seed)
-    index = int(_check_indices(np.array([index]), 1)[0])
+    seed = check_seed(seed)
+    index = int(check_indices(np.array([index]), 1)[0])
     return _generate(image, perturbation, recipe, difficulty, seed, index, profile)
 
 
@@ -638,10 +628,10 @@ def perturb_many(
     profile: str = "cifar",
     difficulty: int = 1,
     seed: int = 0,
-    indices: Optional[np.ndarray] = None,
+    indices: np.ndarray | None = None,
     workers: int = 1,
     progress: bool = False,
-) -> Dict[str, np.ndarray]:
+) -> dict[str, np.ndarray]:
     """NxHxWx3 uint8 -> ``{name: N x frames x H x W x 3 uint8}`` for every perturbation.
 
     All perturbations share one process pool (``workers <= 1``: this process); the tasks
@@ -653,9 +643,9 @@ def perturb_many(
     difficulty = validate_difficulty(names, difficulty, profile)
     recipes = {name: _lookup(name, profile) for name in names}
     images = check_uint8_images(images, batch=True)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     count = images.shape[0]
-    indices = _check_indices(indices, count)
+    indices = check_indices(indices, count)
 
     results = {
         name: np.empty((count, recipe.frames) + images.shape[1:], dtype=np.uint8) for name, recipe in recipes.items()
@@ -664,7 +654,7 @@ def perturb_many(
         return results
 
     largest_sequence_bytes = max(recipe.frames for recipe in recipes.values()) * int(np.prod(images.shape[1:]))
-    chunk = _images_per_task(count, len(names), workers, largest_sequence_bytes)
+    chunk = images_per_task(count, len(names), workers, largest_sequence_bytes)
     tasks = [(name, start, min(start + chunk, count)) for name in names for start in range(0, count, chunk)]
 
     work = [(name, start, stop, (images[start:stop], indices[start:stop], name, profile, difficulty, seed)) for name, start, stop in tasks]
@@ -680,9 +670,9 @@ def shift_pairs(
     *,
     max_shift: int = 4,
     seed: int = 0,
-    indices: Optional[np.ndarray] = None,
+    indices: np.ndarray | None = None,
     fill: str = "zero",
-) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two random translations of every image, for shift consistency (Zhang, ICML 2019).
 
     Each image gets two offsets (rows, columns), each drawn uniformly from the integers
@@ -700,14 +690,14 @@ def shift_pairs(
     """
     pad_mode = _SHIFT_FILL_MODES.get(fill)
     if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) or max_shift < 0:
-        raise UserError(f"max_shift must be a non-negative integer, got {max_shift!r}")
+        raise CorruptionError(f"max_shift must be a non-negative integer, got {max_shift!r}")
     max_shift = int(max_shift)
     images = check_uint8_images(images, batch=True)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     count, height, width = images.shape[:3]
-    indices = _check_indices(indices, count)
+    indices = check_indices(indices, count)
     if fill == "reflect" and count and max_shift >= min(height, width):
-        raise UserError(f"max_shift {max_shift} must be below the image side {min(height, width)} for reflect fill")
+        raise CorruptionError(f"max_shift {max_shift} must be below the image side {min(height, width)} for reflect fill")
 
     offsets = np.empty((count, 2, 2), dtype=np.int64)
     for position, index in enumerate(indices):

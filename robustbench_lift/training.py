@@ -8,18 +8,18 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from robustbench_lift.data.datasets import channel_statistics, load_dataset
+from robustbench_lift.evaluation.inference import accuracy, to_tensor
+from robustbench_lift.models._builder import build_model
 from robustbench_lift.models.checkpoints import save_checkpoint
-from robustbench_lift.data.datasets import channel_statistics, load_dataset, to_tensor
-from robustbench_lift.evaluation.inference import accuracy
-from robustbench_lift.nn.lifting import lift_pools, lifting_regularisation
-from robustbench_lift.models.classifiers import build_model
+from robustbench_lift.nn.lifting import lift_pools, lifting_regularization
 from robustbench_lift.nn.pooling import resolve_options
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class TrainingConfig:
 
     architecture: str = "small_cnn"
     pooling: str = "max"
-    pooling_options: Dict[str, Any] = field(default_factory=dict)
+    pooling_options: dict[str, Any] = field(default_factory=dict)
     dataset: str = "fashion_mnist"
     epochs: int = 10
     batch_size: int = 128
@@ -59,15 +59,15 @@ def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return out
 
 
-def package_versions() -> Dict[str, str]:
+def package_versions() -> dict[str, str]:
     import torchvision
 
-    from robustbench_lift import __version__
+    from robustbench_lift._version import __version__
 
     return {"robustbench_lift": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": np.__version__, "python": platform.python_version()}
 
 
-def train(config: TrainingConfig, output: str | Path, data_dir: Optional[str] = None, download: bool = False) -> Dict[str, Any]:
+def train(config: TrainingConfig, output: str | Path, data_dir: str | None = None, download: bool = False) -> dict[str, Any]:
     """Trains one model and writes ``output`` (safetensors) with its metadata; returns the metadata."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
@@ -101,7 +101,7 @@ def train(config: TrainingConfig, output: str | Path, data_dir: Optional[str] = 
             batch = _augment(images[batch_indices], generator)
             loss = F.cross_entropy(model(batch), labels[batch_indices])
             if detail_weight or approximation_weight:
-                detail, approximation = lifting_regularisation(model)
+                detail, approximation = lifting_regularization(model)
                 loss = loss + detail_weight * detail + approximation_weight * approximation
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

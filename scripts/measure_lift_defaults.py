@@ -19,10 +19,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from robustbench_lift.data.datasets import channel_statistics, load_dataset, to_tensor
-from robustbench_lift.evaluation.inference import accuracy
-from robustbench_lift.nn.lifting import lifting_regularisation
-from robustbench_lift.models.classifiers import build_model
+from robustbench_lift.data.datasets import channel_statistics, load_dataset
+from robustbench_lift.evaluation.inference import accuracy, to_tensor
+from robustbench_lift.models import build_model
+from robustbench_lift.nn.lifting import lifting_regularization
 
 OUTPUT = Path(__file__).resolve().parents[1] / "reports" / "baselines" / "lift_defaults.csv"
 
@@ -48,7 +48,7 @@ def measure(kernel_size: int, groups: str, epochs: int, train_size: int, seed: i
         for start in range(0, len(training), 128):
             batch = permutation[start : start + 128]
             loss = F.cross_entropy(model(images[batch]), labels[batch])
-            detail, approximation = lifting_regularisation(model)
+            detail, approximation = lifting_regularization(model)
             loss = loss + 0.01 * detail + 0.01 * approximation
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

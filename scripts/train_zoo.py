@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
-from robustbench_lift.training import TrainingConfig, train
 from robustbench_lift.models.zoo import ZOO_KINDS, zoo_checkpoint_path
+from robustbench_lift.training import TrainingConfig, train
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from robustbench_lift.evaluation.attacks.base import (
+from robustbench_lift.errors import UserError
+from robustbench_lift.evaluation.attacks import (
     ATTACKS,
     HEADLINE_EPSILONS,
     ROW_KEYS,
@@ -23,7 +24,6 @@ from robustbench_lift.evaluation.attacks.base import (
     sanity_warnings,
     validate_epsilons,
 )
-from robustbench_lift.errors import UserError
 from robustbench_lift.metrics import wilson_interval
 
 TEXTURE_CLASSES = 4

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from robustbench_lift.models.checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
 from robustbench_lift.errors import CheckpointError, UserError
+from robustbench_lift.models import NormalizedModel, build_model
+from robustbench_lift.models.checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
 from robustbench_lift.nn.lifting import LiftDownPool
-from robustbench_lift.models.classifiers import NormalizedModel, build_model
 
 MEAN = [0.3, 0.4, 0.5]
 STD = [0.2, 0.25, 0.3]

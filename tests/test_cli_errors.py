@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import List
 
 import pytest
 
@@ -19,7 +18,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 PREFIX = "robustbench-lift: error:"
 
 
-def run_cli(arguments: List[str], cwd: Path) -> subprocess.CompletedProcess:
+def run_cli(arguments: list[str], cwd: Path) -> subprocess.CompletedProcess:
     environment = dict(os.environ)
     # This checkout's cli.py and packages, whatever the venv's editable install points at.
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPOSITORY), environment.get("PYTHONPATH")]))
@@ -29,7 +28,7 @@ def run_cli(arguments: List[str], cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def files_under(folder: Path) -> List[str]:
+def files_under(folder: Path) -> list[str]:
     return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
 
 
@@ -57,8 +56,8 @@ def checkpoint(tmp_path) -> Path:
     """A valid small_cnn (max pooling) checkpoint outside the working folder."""
     import torch
 
+    from robustbench_lift.models import build_model
     from robustbench_lift.models.checkpoints import save_checkpoint
-    from robustbench_lift.models.classifiers import build_model
 
     mean, std = [0.29, 0.29, 0.29], [0.33, 0.33, 0.33]
     torch.manual_seed(0)

@@ -6,8 +6,8 @@ import dataclasses
 import pytest
 import yaml
 
-from robustbench_lift.run.config import RunConfig, config_from_mapping, load_config, selected_corruptions, validate
 from robustbench_lift.errors import UserError
+from robustbench_lift.run.config import RunConfig, config_from_mapping, load_config, selected_corruptions, validate
 
 VALID = """\
 models: [small_cnn-max, small_cnn-lift]

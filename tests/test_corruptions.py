@@ -10,13 +10,13 @@ from corruptions import (
     EXTRA_CORRUPTIONS,
     PROFILES,
     SEVERITIES,
+    cifar_profile,
     corrupt_batch,
     corrupt_image,
     corrupt_many,
     corruption_names,
 )
-from corruptions import cifar_profile
-from robustbench_lift.errors import UserError
+from corruptions.errors import CorruptionError as UserError
 
 ALL = COMMON_CORRUPTIONS + EXTRA_CORRUPTIONS
 

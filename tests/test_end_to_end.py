@@ -95,8 +95,8 @@ def test_run_accepts_a_pretrained_spec(tmp_path):
 def test_a_model_returning_nan_fails_its_cells_and_the_run_completes(tmp_path):
     import torch
 
+    from robustbench_lift.models import build_model
     from robustbench_lift.models.checkpoints import read_checkpoint, save_checkpoint
-    from robustbench_lift.models.classifiers import build_model
 
     state, metadata = read_checkpoint(zoo_checkpoint_path("avg"))
     state = dict(state)
@@ -155,8 +155,8 @@ def test_imagenet_c_layout_evaluates_end_to_end(tmp_path):
 def test_zoo_model_pgd_is_not_weaker_than_fgsm(tmp_path):
     import torch
 
-    from robustbench_lift.evaluation.attacks.base import evaluate_attack, sanity_warnings
-    from robustbench_lift.data.datasets import to_tensor
+    from robustbench_lift.evaluation.attacks import evaluate_attack, sanity_warnings
+    from robustbench_lift.evaluation.inference import to_tensor
 
     test_set = load_dataset("fashion_mnist", "test").subset(np.arange(48))
     model, _ = load_zoo_model("lift")

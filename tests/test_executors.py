@@ -14,11 +14,11 @@ import pytest
 import torch
 from torch import nn
 
-from robustbench_lift.run.config import RunConfig, config_from_mapping
 from robustbench_lift.data.datasets import DEBIAN_FASHION_MNIST
 from robustbench_lift.errors import UserError
-from robustbench_lift.run.executors import EXECUTORS
 from robustbench_lift.evaluation.inference import predict_logits, resolve_device
+from robustbench_lift.run.config import RunConfig, config_from_mapping
+from robustbench_lift.run.executors import EXECUTORS
 from robustbench_lift.run.runner import run_benchmark
 from robustbench_lift.run.store import STORE_NAME, in_progress_folder
 

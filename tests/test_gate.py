@@ -9,17 +9,25 @@ import math
 import shutil
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 import pandas as pd
 import pytest
 import yaml
 
-from robustbench_lift.reporting.comparison import build_comparison, compare_runs
 from robustbench_lift.errors import UserError
-from robustbench_lift.reporting.gate import DEFAULT_POLICY, EXIT_PASSED, EXIT_REGRESSION, check_run, load_policy, read_baseline, write_baseline
 from robustbench_lift.metrics import wilson_interval
-from robustbench_lift.run.runner import write_run
+from robustbench_lift.reporting.comparison import build_comparison, compare_runs
+from robustbench_lift.reporting.gate import (
+    DEFAULT_POLICY,
+    EXIT_PASSED,
+    EXIT_REGRESSION,
+    check_run,
+    load_policy,
+    read_baseline,
+    write_baseline,
+)
+from robustbench_lift.results import write_run
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 MODELS = {"small_cnn-max": 20, "small_cnn-lift": 16, "odd|name <b>": 24}  # clean errors out of 200
@@ -30,22 +38,22 @@ POLICY_METRICS = ["clean_error", "mce", "mfr", "shift_consistency", "robust_accu
 # ------------------------------------------------------------------ synthetic runs (test fixtures)
 
 
-def _interval(successes: int, n: int) -> Dict[str, float]:
+def _interval(successes: int, n: int) -> dict[str, float]:
     low, high = wilson_interval(successes, n)
     return {"value": successes / n, "low": low, "high": high}
 
 
 def make_run(directory: Path) -> Path:
     """A finished run with clean, shift and PGD rows and the summary the gate reads."""
-    results: List[Dict[str, Any]] = []
-    summary: List[Dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    summary: list[dict[str, Any]] = []
     for model, clean_errors in MODELS.items():
         base = {"run": directory.name, "model": model, "architecture": "small_cnn", "pooling": model.split("-")[-1], "dataset": "fashion_mnist"}
         clean, shift, robust = _interval(clean_errors, N), _interval(N - clean_errors, N), _interval(20, ATTACK_N)
         results.append(base | {"suite": "clean", "condition": "clean", "family": "clean", "level": 0.0, "status": "ok", "n": N, "errors": clean_errors, "error": clean["value"], "error_low": clean["low"], "error_high": clean["high"]})
         results.append(base | {"suite": "shift", "condition": "shift/4px", "family": "shift", "level": 4.0, "status": "ok", "n": N, "consistency": shift["value"], "consistency_low": shift["low"], "consistency_high": shift["high"]})
         results.append(base | {"suite": "adversarial", "condition": "pgd_linf/eps=0.031373", "family": "pgd_linf", "level": 8 / 255, "status": "ok", "n": ATTACK_N, "norm": "linf", "robust_accuracy": robust["value"], "robust_accuracy_low": robust["low"], "robust_accuracy_high": robust["high"]})
-        row: Dict[str, Any] = {"model": model, "architecture": "small_cnn", "pooling": base["pooling"], "n": N, "clean_error": clean["value"], "clean_error_low": clean["low"], "clean_error_high": clean["high"], "reference_model": "small_cnn-max"}
+        row: dict[str, Any] = {"model": model, "architecture": "small_cnn", "pooling": base["pooling"], "n": N, "clean_error": clean["value"], "clean_error_low": clean["low"], "clean_error_high": clean["high"], "reference_model": "small_cnn-max"}
         for metric in ("mce", "relative_mce", "mfr", "mt5d", "mean_corruption_error"):
             row |= {metric: 1.0, f"{metric}_low": 0.97, f"{metric}_high": 1.03}
         row |= {"shift_consistency": shift["value"], "shift_consistency_low": shift["low"], "shift_consistency_high": shift["high"]}
@@ -62,7 +70,7 @@ def edit_summary(run: Path, model: str, **values: float) -> None:
     summary.to_csv(run / "summary.csv", index=False)
 
 
-def write_policy(path: Path, policy: Dict[str, Any]) -> Path:
+def write_policy(path: Path, policy: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(policy))
     return path
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from robustbench_lift.models import build_model
 from robustbench_lift.nn.lifting import (
     HORIZONTAL,
     VERTICAL,
@@ -20,9 +21,8 @@ from robustbench_lift.nn.lifting import (
     LiftingStep,
     LiftUpPool,
     lift_pools,
-    lifting_regularisation,
+    lifting_regularization,
 )
-from robustbench_lift.models.classifiers import build_model
 
 SCHEMES = ("learned", "haar", "cdf53")
 
@@ -215,11 +215,11 @@ def test_regularisation_terms_recorded_in_training_only() -> None:
     layer = LiftDownPool(3).eval()
     layer(x)
     with pytest.raises(RuntimeError):
-        layer.regularisation_terms()
-    assert all(term.item() == 0 for term in lifting_regularisation(layer))
+        layer.regularization_terms()
+    assert all(term.item() == 0 for term in lifting_regularization(layer))
     layer.train()
     layer(x)
-    detail, approximation = layer.regularisation_terms()
+    detail, approximation = layer.regularization_terms()
     assert detail.dim() == 0 and approximation.dim() == 0
     assert detail.item() > 0 and approximation.item() > 0
 
@@ -228,7 +228,7 @@ def test_haar_regularisation_terms_by_hand() -> None:
     x = torch.randn(2, 3, 6, 10, generator=torch.Generator().manual_seed(5))
     layer = LiftDownPool(3, combine="bands", scheme="haar").train()
     _, low_high, _, high_high = layer(x)
-    detail, approximation = layer.regularisation_terms()
+    detail, approximation = layer.regularization_terms()
     # Haar's approximation is exactly the pair mean: zero approximation term.
     assert approximation.item() == pytest.approx(0.0, abs=1e-10)
     # Detail term: mean squared detail of each of the three lifting steps, summed.
@@ -240,7 +240,7 @@ def test_haar_regularisation_terms_by_hand() -> None:
 def test_cdf53_approximation_term_is_not_zero() -> None:
     layer = LiftDownPool(1, scheme="cdf53").train()
     layer(torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(6)))
-    assert layer.regularisation_terms()[1].item() > 1e-4
+    assert layer.regularization_terms()[1].item() > 1e-4
 
 
 def test_model_regularisation_sums_every_lift_pool_and_reaches_parameters() -> None:
@@ -249,9 +249,9 @@ def test_model_regularisation_sums_every_lift_pool_and_reaches_parameters() -> N
     pools = lift_pools(model)
     assert len(pools) == 3
     model(torch.rand(2, 3, 32, 32))
-    detail, approximation = lifting_regularisation(model)
-    expected_detail = sum(pool.regularisation_terms()[0] for pool in pools)
-    expected_approximation = sum(pool.regularisation_terms()[1] for pool in pools)
+    detail, approximation = lifting_regularization(model)
+    expected_detail = sum(pool.regularization_terms()[0] for pool in pools)
+    expected_approximation = sum(pool.regularization_terms()[1] for pool in pools)
     assert detail.item() == pytest.approx(expected_detail.item(), rel=1e-6)
     assert approximation.item() == pytest.approx(expected_approximation.item(), rel=1e-6)
     assert detail.item() > 0 and approximation.item() > 0

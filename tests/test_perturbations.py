@@ -7,6 +7,7 @@ from skimage import color as skimage_color
 
 from corruptions import perturbations
 from corruptions.cifar_profile import motion_blur_line
+from corruptions.errors import CorruptionError as UserError
 from corruptions.perturbations import (
     ALL_PERTURBATIONS,
     EXTRA_PERTURBATIONS,
@@ -19,7 +20,6 @@ from corruptions.perturbations import (
     perturbation_sequence,
     shift_pairs,
 )
-from robustbench_lift.errors import UserError
 
 GRADUAL = tuple(name for name in ALL_PERTURBATIONS if name not in NOISE_PERTURBATIONS)
 # Perturbations that draw random numbers (the others are fixed functions of the image).

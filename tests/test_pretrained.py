@@ -13,8 +13,16 @@ import torchvision
 from torch import nn
 
 from robustbench_lift.errors import CheckpointError, UserError
-from robustbench_lift.models.classifiers import NormalizedModel
-from robustbench_lift.models.pretrained import IMAGENET_MEAN, IMAGENET_STD, SPECS, describe_spec, load_pretrained, parse_spec, spec_table
+from robustbench_lift.models import NormalizedModel
+from robustbench_lift.models.pretrained import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SPECS,
+    describe_spec,
+    load_pretrained,
+    parse_spec,
+    spec_table,
+)
 from robustbench_lift.nn.swap import swap_pooling
 
 SMALL_INPUT = (3, 64, 64)

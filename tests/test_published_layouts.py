@@ -15,17 +15,18 @@ import pytest
 from PIL import Image
 
 from corruptions import corrupt_batch
-from robustbench_lift.data import published as published_layouts
+from robustbench_lift.data import writer
 from robustbench_lift.data.datasets import DATASETS, ImageDataset, load_dataset
-from robustbench_lift.errors import UserError
 from robustbench_lift.data.published import (
     LAYOUTS,
     detect_layout,
     load_corruption_set,
     load_perturbation_set,
     read_manifest,
-    write_corruption_set,
 )
+from robustbench_lift.data.writer import write_corruption_set
+from robustbench_lift.errors import UserError
+from robustbench_lift.utils.io import exclusive_lock
 
 BLOCK = 4  # images per severity block in the fixtures
 SEVERITIES = [1, 2, 3, 4, 5]
@@ -360,7 +361,7 @@ def test_cifar_c_resume_regenerates_only_missing_units(tmp_path: Path, monkeypat
     # A run killed after two severities: no final file, two finished parts, which the re-run keeps.
     os.remove(root / "contrast.npy")
     commits = []
-    real_commit = published_layouts._NumpyPartSink.commit
+    real_commit = writer._NumpyPartSink.commit
 
     def commit_then_die(sink) -> None:
         if len(commits) == 2:
@@ -368,22 +369,22 @@ def test_cifar_c_resume_regenerates_only_missing_units(tmp_path: Path, monkeypat
         real_commit(sink)
         commits.append(sink.path)
 
-    monkeypatch.setattr(published_layouts._NumpyPartSink, "commit", commit_then_die)
+    monkeypatch.setattr(writer._NumpyPartSink, "commit", commit_then_die)
     with pytest.raises(KeyboardInterrupt):
         write_corruption_set(dataset, root, "cifar-c", ["contrast"], SEVERITIES, **arguments)
     assert not (root / "contrast.npy").exists()
     kept = sorted(path.name for path in (root / ".parts" / "contrast").iterdir() if path.suffix == ".npy")
     assert kept == ["1.npy", "2.npy"]
-    monkeypatch.setattr(published_layouts._NumpyPartSink, "commit", real_commit)
+    monkeypatch.setattr(writer._NumpyPartSink, "commit", real_commit)
 
     regenerated = []
-    real_sink = published_layouts._NumpyStackWriter.sink
+    real_sink = writer._NumpyStackWriter.sink
 
     def recording_sink(writer, job, corruption: str, severity: int):
         regenerated.append(severity)
         return real_sink(writer, job, corruption, severity)
 
-    monkeypatch.setattr(published_layouts._NumpyStackWriter, "sink", recording_sink)
+    monkeypatch.setattr(writer._NumpyStackWriter, "sink", recording_sink)
     write_corruption_set(dataset, root, "cifar-c", ["contrast"], SEVERITIES, **arguments)
     assert regenerated == [3, 4, 5]  # severities 1 and 2 were reused
     assert (root / "contrast.npy").read_bytes() == original["contrast"]
@@ -436,7 +437,7 @@ def test_sampled_subset_keeps_its_original_indices(tmp_path: Path) -> None:
 def test_a_second_writer_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "out"
     root.mkdir()
-    with published_layouts._exclusive(root):
+    with exclusive_lock(root / writer.LOCK_NAME, "held by this test"):
         with pytest.raises(UserError, match="another process is writing"):
             write_corruption_set(small_dataset(), root, "cifar-c", ["brightness"], SEVERITIES, workers=1, progress=False)
 

@@ -19,17 +19,20 @@ import select
 import subprocess
 import time
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from robustbench_lift.reporting import html as reports
 from robustbench_lift.errors import UserError
 from robustbench_lift.metrics import wilson_interval
-from robustbench_lift.run.runner import write_run
+from robustbench_lift.reporting import html as report_html
+from robustbench_lift.reporting import plots
+from robustbench_lift.reporting import tables as report_tables
+from robustbench_lift.results import write_run
 
 REFERENCE = "small_cnn-max"
 LIFT = "small_cnn-lift"
@@ -53,18 +56,18 @@ FASHION_MNIST_AVAILABLE = Path("/usr/share/datasets/fashion-mnist/t10k-images-id
 # ------------------------------------------------------------------ synthetic run (test fixture)
 
 
-def _proportion(successes: int, n: int) -> Dict[str, float]:
+def _proportion(successes: int, n: int) -> dict[str, float]:
     low, high = wilson_interval(successes, n)
     return {"value": successes / n, "low": low, "high": high}
 
 
-def _base(model: str, pooling: str) -> Dict[str, Any]:
+def _base(model: str, pooling: str) -> dict[str, Any]:
     return {"run": "synthetic", "model": model, "architecture": "small_cnn", "pooling": pooling, "dataset": "fashion_mnist"}
 
 
 def synthetic_results() -> pd.DataFrame:
     """results.csv rows for every suite; errors grow with severity and a model factor."""
-    rows: List[Dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
     for model, (pooling, factor) in MODELS.items():
         base = _base(model, pooling)
         clean_errors = int(20 * factor)
@@ -103,7 +106,7 @@ def synthetic_summary(results: pd.DataFrame) -> pd.DataFrame:
         mine = results[results["model"] == model]
         clean = mine[mine["suite"] == "clean"].iloc[0]
         shift = mine[mine["suite"] == "shift"].iloc[0]
-        row: Dict[str, Any] = {"model": model, "architecture": "small_cnn", "pooling": pooling, "recorded_clean_accuracy": 1 - clean["error"], "n": N}
+        row: dict[str, Any] = {"model": model, "architecture": "small_cnn", "pooling": pooling, "recorded_clean_accuracy": 1 - clean["error"], "n": N}
         row |= {"clean_error": clean["error"], "clean_error_low": clean["error_low"], "clean_error_high": clean["error_high"], "extra_mean_error": 0.3 * factor, "reference_model": REFERENCE}
         for metric in ("mce", "relative_mce", "mfr", "mt5d"):
             row |= {metric: factor, f"{metric}_low": factor - 0.04, f"{metric}_high": factor + 0.04}
@@ -117,7 +120,7 @@ def synthetic_summary(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def synthetic_record(data_dir: Optional[str] = None) -> Dict[str, Any]:
+def synthetic_record(data_dir: str | None = None) -> dict[str, Any]:
     config = {"dataset": "fashion_mnist", "split": "test", "data_dir": data_dir, "sample_size": N, "seed": 0, "profile": "cifar", "severities": SEVERITIES, "corruptions": "all", "suites": ["corruption", "perturbation", "shift", "adversarial"], "run_name": "synthetic"}
     models = {model: {"architecture": "small_cnn", "pooling": pooling, "pooling_options": {}, "dataset": "fashion_mnist", "clean_test_accuracy": 0.9, "epochs": 6, "seed": 0} for model, (pooling, _) in MODELS.items()}
     return {
@@ -132,7 +135,7 @@ def synthetic_record(data_dir: Optional[str] = None) -> Dict[str, Any]:
     }
 
 
-def make_synthetic_run(directory: Path, data_dir: Optional[str] = None) -> Path:
+def make_synthetic_run(directory: Path, data_dir: str | None = None) -> Path:
     results = synthetic_results()
     return write_run(directory, results, synthetic_summary(results), synthetic_record(data_dir))
 
@@ -141,7 +144,7 @@ def make_synthetic_run(directory: Path, data_dir: Optional[str] = None) -> Path:
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic run with its report written once for the module."""
     run = make_synthetic_run(tmp_path_factory.mktemp("runs") / "synthetic")
-    return reports.write_report(run)
+    return report_html.write_report(run)
 
 
 # ------------------------------------------------------------------ headless Chromium over the DevTools pipe
@@ -168,13 +171,13 @@ class HeadlessChromium:
         os.close(response_write)
         self.buffer = b""
         self.next_id = 0
-        self.events: List[Dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
         target = next(info for info in self.send("Target.getTargets")["targetInfos"] if info["type"] == "page")
         self.session = self.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})["sessionId"]
         for domain in ("Runtime", "Log", "Page", "Network"):
             self.send(f"{domain}.enable", session=self.session)
 
-    def _read_message(self, deadline: float) -> Dict[str, Any]:
+    def _read_message(self, deadline: float) -> dict[str, Any]:
         while b"\0" not in self.buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -188,9 +191,9 @@ class HeadlessChromium:
         message, self.buffer = self.buffer.split(b"\0", 1)
         return json.loads(message)
 
-    def send(self, method: str, params: Optional[Dict[str, Any]] = None, session: Optional[str] = None) -> Dict[str, Any]:
+    def send(self, method: str, params: dict[str, Any] | None = None, session: str | None = None) -> dict[str, Any]:
         self.next_id += 1
-        message: Dict[str, Any] = {"id": self.next_id, "method": method, "params": params or {}}
+        message: dict[str, Any] = {"id": self.next_id, "method": method, "params": params or {}}
         if session:
             message["sessionId"] = session
         os.write(self.command_write, json.dumps(message).encode() + b"\0")
@@ -222,7 +225,7 @@ class HeadlessChromium:
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
 
-    def problems(self) -> List[str]:
+    def problems(self) -> list[str]:
         """Console errors, uncaught exceptions, error log entries and dialogs seen so far."""
         found = []
         for event in self.events:
@@ -237,7 +240,7 @@ class HeadlessChromium:
                 found.append(f"dialog: {params.get('message')}")
         return found
 
-    def requested_urls(self) -> List[str]:
+    def requested_urls(self) -> list[str]:
         return [event["params"]["request"]["url"] for event in self.events if event.get("method") == "Network.requestWillBeSent"]
 
     def close(self) -> None:
@@ -332,8 +335,8 @@ def test_report_is_self_contained_and_lists_metadata(report: Path) -> None:
 
 
 def test_corruption_error_table_reads_results(report: Path) -> None:
-    tables = reports.load_run(report.parent)
-    table, measure = reports.corruption_error_table(tables)
+    tables = report_tables.load_run(report.parent)
+    table, measure = report_tables.corruption_error_table(tables)
     assert measure == "CE"
     assert np.allclose(table.loc[REFERENCE].dropna().to_numpy(), 1.0)
     results = tables.results
@@ -341,16 +344,16 @@ def test_corruption_error_table_reads_results(report: Path) -> None:
     expected = ok[ok["model"] == LIFT]["error"].sum() / ok[ok["model"] == REFERENCE]["error"].sum()
     assert table.loc[LIFT, "fog"] == pytest.approx(expected)
     assert math.isnan(table.loc[LIFT, "glass_blur"])  # a failed severity leaves the cell empty
-    heatmap = reports.heatmap_context(tables)
+    heatmap = report_html.heatmap_context(tables)
     lift_row = next(row for row in heatmap["rows"] if row["model"] == LIFT)
     glass = [column["name"] for column in heatmap["columns"]].index("glass_blur")
     assert lift_row["cells"][glass]["text"] == "failed"
 
 
 def test_heatmap_falls_back_to_mean_error_without_reference(report: Path) -> None:
-    tables = reports.load_run(report.parent)
+    tables = report_tables.load_run(report.parent)
     tables.summary["reference_model"] = ""
-    table, measure = reports.corruption_error_table(tables)
+    table, measure = report_tables.corruption_error_table(tables)
     assert measure == "mean error"
     assert table.loc[REFERENCE, "fog"] == pytest.approx(tables.results.query("model == @REFERENCE and family == 'fog'")["error"].mean())
 
@@ -361,24 +364,24 @@ def test_report_renders_with_missing_summary_columns(report: Path, tmp_path: Pat
     results = results[results["suite"].isin(["clean", "corruption"])].dropna(axis=1, how="all")
     summary = synthetic_summary(synthetic_results())[["model", "architecture", "pooling", "n", "clean_error", "clean_error_low", "clean_error_high", "reference_model", "mce", "mce_low", "mce_high"]]
     run = write_run(tmp_path / "partial", results, summary, {"run_name": "partial", "config": {}})
-    tables = reports.load_run(run)
-    html = reports.template_environment().get_template("report.html").render(**reports.report_context(tables, [], []))
+    tables = report_tables.load_run(run)
+    html = report_html.template_environment().get_template("report.html").render(**report_html.report_context(tables, [], []))
     assert 'data-column="mce"' in html and 'data-column="mfr"' not in html
     assert html.count("<tr data-model=") == len(MODELS)
 
 
 def test_corruption_grid_omitted_with_note_when_data_missing(report: Path, tmp_path: Path) -> None:
-    tables = reports.load_run(report.parent)
+    tables = report_tables.load_run(report.parent)
     tables.record = json.loads(json.dumps(tables.record))
     tables.record["config"]["data_dir"] = str(tmp_path / "no-data-here")
-    outcome = reports.corruption_grid(tables)
+    outcome = plots.corruption_grid(tables)
     assert outcome.figures == []
     assert outcome.note and "omitted" in outcome.note
 
 
 def test_write_report_without_run_is_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="holds no finished run"):
-        reports.write_report(tmp_path)
+        report_html.write_report(tmp_path)
 
 
 def test_comparison_page_opens_without_errors(browser: HeadlessChromium, report: Path, tmp_path: Path) -> None:

@@ -15,19 +15,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import cli
-from robustbench_lift.run.config import RunConfig
 from robustbench_lift.data.datasets import DEBIAN_FASHION_MNIST, ImageDataset, load_dataset
 from robustbench_lift.errors import UserError
+from robustbench_lift.evaluation.suites import SUITES, RunContext
+from robustbench_lift.evaluation.suites.cache import cache_path
+from robustbench_lift.run.config import RunConfig
 from robustbench_lift.run.runner import run_benchmark
 from robustbench_lift.run.store import STORE_NAME, RunStore, Store, in_progress_folder
-from robustbench_lift.evaluation.suites.base import SUITES, RunContext
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 needs_data = pytest.mark.skipif(not (DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz").exists(), reason="Fashion-MNIST (Debian dataset-fashion-mnist) not installed")
@@ -41,7 +41,7 @@ SMALL = ["--models", "max", "avg", "--suites", "corruption", "shift", "--corrupt
 CELLS = 12
 
 
-def run_arguments(output: Path, name: str, *extra: str) -> List[str]:
+def run_arguments(output: Path, name: str, *extra: str) -> list[str]:
     return ["run", *SMALL, "--output-dir", str(output), "--run-name", name, *extra]
 
 
@@ -221,16 +221,17 @@ def test_corruption_cache_is_reused_and_matches_generation(tmp_path, monkeypatch
         np.testing.assert_array_equal(third[pair], array)
     # Another seed is another key.
     other = small_context(tmp_path, cache_dir=str(tmp_path / "cache"), seed=1)
-    assert suite.cache_path(other, "contrast", 3) != suite.cache_path(context, "contrast", 3)
+    assert cache_path(other, "contrast", 3) != cache_path(context, "contrast", 3)
 
 
 @needs_data
 def test_premade_corruption_set_gives_the_generated_inputs(tmp_path) -> None:
-    layouts = pytest.importorskip("robustbench_lift.data.published")
+    from robustbench_lift.data.writer import write_corruption_set
+
     suite = SUITES.get("corruption")
     context = small_context(tmp_path)
     root = tmp_path / "set"
-    layouts.write_corruption_set(context.dataset, root, "cifar-c", ["gaussian_noise", "contrast"], [1, 2, 3, 4, 5], seed=0, workers=1, progress=False, indices=context.indices)
+    write_corruption_set(context.dataset, root, "cifar-c", ["gaussian_noise", "contrast"], [1, 2, 3, 4, 5], seed=0, workers=1, progress=False, indices=context.indices)
     premade = small_context(tmp_path, corruption_data=str(root), corruption_layout="cifar-c")
     read = suite.prepare(premade)
     generated = suite.prepare(context)

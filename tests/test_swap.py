@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Sequence
+from collections.abc import Sequence
 
 import pytest
 import torch
@@ -33,7 +33,7 @@ CASES = [(name, "lift") for name in POOLED_MODELS] + [
 
 
 @pytest.fixture(scope="module")
-def built() -> Dict[str, nn.Module]:
+def built() -> dict[str, nn.Module]:
     """Each torchvision model built once per module, lazily (weights=None, eval mode)."""
 
     class Lazy(dict):
@@ -46,14 +46,14 @@ def built() -> Dict[str, nn.Module]:
     return Lazy()
 
 
-def pooling_names(model: nn.Module) -> List[str]:
+def pooling_names(model: nn.Module) -> list[str]:
     return [name for name, module in model.named_modules() if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d))]
 
 
-def output_shapes(model: nn.Module, names: Sequence[str], x: torch.Tensor) -> Dict[str, torch.Size]:
+def output_shapes(model: nn.Module, names: Sequence[str], x: torch.Tensor) -> dict[str, torch.Size]:
     """Output shape of each named layer, and of the whole model under key ''."""
     modules = dict(model.named_modules())
-    shapes: Dict[str, torch.Size] = {}
+    shapes: dict[str, torch.Size] = {}
 
     def recorder(name: str):
         def record(module: nn.Module, inputs, output: torch.Tensor) -> None:

@@ -1,370 +1,47 @@
-"""Data sets served on one interface: uint8 images (N x H x W x 3) with integer labels.
+"""The data-set registry: name -> loader ``(split, data_dir, download) -> ImageDataset``.
 
-Corruptions work on uint8 pixels and models take float [0, 1] tensors, so data sets hand
-out pixels and :func:`to_tensor` converts; normalisation lives inside the model.
-Fashion-MNIST is padded from 28 to 32 px (zeros, like LeNet's input) and replicated to
-three channels so 32-px CIFAR-style models and corruption parameters apply unchanged.
-ImageNet and Tiny-ImageNet come in ImageFolder order (sorted wnid, then file name), the
-order of ImageNet-C and Tiny-ImageNet-C, so clean and corrupted images pair up
-(:mod:`robustbench_lift.data.published` reads those).
+To add a data set, write its loader (e.g. in :mod:`robustbench_lift.data.loaders`) and
+add one ``DATASETS.add`` line here.
 """
+
 from __future__ import annotations
 
-import gzip
-import os
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
 
-import numpy as np
-import torch
-
-from robustbench_lift.errors import UserError
+from robustbench_lift.data import loaders
+from robustbench_lift.data.base import DEFAULT_CACHE, IMAGE_SUFFIXES, ImageDataset, channel_statistics
+from robustbench_lift.data.loaders import DEBIAN_FASHION_MNIST, FASHION_MNIST_CLASSES
 from robustbench_lift.registry import Registry
 
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_CLASSES = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
-DEFAULT_CACHE = Path(os.environ.get("ROBUSTBENCH_LIFT_DATA", Path.home() / ".cache" / "robustbench-lift"))
-
-
-@dataclass
-class ImageDataset:
-    """Images as uint8 N x H x W x 3, labels as int64 N, and the class names."""
-
-    name: str
-    images: np.ndarray
-    labels: np.ndarray
-    classes: List[str]
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def subset(self, indices: Sequence[int] | np.ndarray) -> "ImageDataset":
-        indices = np.asarray(indices)
-        return ImageDataset(self.name, self.images[indices], self.labels[indices], self.classes)
-
-    def sample(self, size: Optional[int], seed: int) -> tuple["ImageDataset", np.ndarray]:
-        """A seeded random subset of ``size`` images (all when None), in index order.
-
-        Returns the subset and the original indices, which seed per-image corruptions.
-        """
-        if size is None or size >= len(self):
-            indices = np.arange(len(self))
-        else:
-            if size <= 0:
-                raise UserError(f"sample size must be positive, got {size}")
-            indices = np.sort(np.random.default_rng(seed).choice(len(self), size=size, replace=False))
-        return self.subset(indices), indices
-
-
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 N x H x W x 3 -> float32 N x 3 x H x W in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
-
+__all__ = [
+    "DATASETS",
+    "DEBIAN_FASHION_MNIST",
+    "DEFAULT_CACHE",
+    "FASHION_MNIST_CLASSES",
+    "IMAGE_SUFFIXES",
+    "DatasetLoader",
+    "ImageDataset",
+    "channel_statistics",
+    "list_datasets",
+    "load_dataset",
+]
 
 DatasetLoader = Callable[..., ImageDataset]
 DATASETS: Registry[DatasetLoader] = Registry("data set")
+DATASETS.add("fashion_mnist", loaders.load_fashion_mnist)
+DATASETS.add("cifar10", loaders.load_cifar10)
+DATASETS.add("image_folder", loaders.load_image_folder)
+DATASETS.add("cifar100", loaders.load_cifar100)
+DATASETS.add("imagenet", loaders.load_imagenet)
+DATASETS.add("tiny_imagenet", loaders.load_tiny_imagenet)
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    """Reads an IDX file (the MNIST format), gzipped or not."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
-    dimensions = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dimensions))
-    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dimensions)
-    if array.size != int(np.prod(shape)):
-        raise UserError(f"{path} is truncated: expected {int(np.prod(shape))} values, found {array.size}")
-    return array.reshape(shape)
-
-
-def _find_idx(folder: Path, stem: str) -> Optional[Path]:
-    for candidate in (folder / f"{stem}.gz", folder / stem, folder / "FashionMNIST" / "raw" / f"{stem}.gz", folder / "FashionMNIST" / "raw" / stem):
-        if candidate.exists():
-            return candidate
-    return None
-
-
-def fashion_mnist_folder(data_dir: Optional[str | Path] = None, download: bool = False) -> Path:
-    """The folder holding Fashion-MNIST's IDX files: ``data_dir``, Debian's package, or a download."""
-    folders = [Path(data_dir)] if data_dir else [DEBIAN_FASHION_MNIST, DEFAULT_CACHE / "fashion-mnist"]
-    for folder in folders:
-        if _find_idx(folder, "t10k-images-idx3-ubyte"):
-            return folder
-    if download:
-        import torchvision
-
-        target = Path(data_dir) if data_dir else DEFAULT_CACHE / "fashion-mnist"
-        torchvision.datasets.FashionMNIST(str(target), train=False, download=True)
-        torchvision.datasets.FashionMNIST(str(target), train=True, download=True)
-        return target
-    looked = ", ".join(str(folder) for folder in folders)
-    raise UserError(
-        f"Fashion-MNIST not found in {looked}; install Debian's dataset-fashion-mnist, pass --data-dir, or allow --download"
-    )
-
-
-@DATASETS.register("fashion_mnist")
-def load_fashion_mnist(split: str = "test", data_dir: Optional[str | Path] = None, download: bool = False) -> ImageDataset:
-    """Fashion-MNIST as 32 x 32 x 3 uint8 (zero-padded, grey replicated to RGB)."""
-    folder = fashion_mnist_folder(data_dir, download)
-    prefix = {"train": "train", "test": "t10k"}.get(split)
-    if prefix is None:
-        raise UserError(f"Fashion-MNIST split must be train or test, got {split!r}")
-    images_path = _find_idx(folder, f"{prefix}-images-idx3-ubyte")
-    labels_path = _find_idx(folder, f"{prefix}-labels-idx1-ubyte")
-    if images_path is None or labels_path is None:
-        raise UserError(f"Fashion-MNIST {split} files missing in {folder}")
-    images = _read_idx(images_path)
-    labels = _read_idx(labels_path).astype(np.int64)
-    if images.shape[0] != labels.shape[0]:
-        raise UserError(f"Fashion-MNIST {split}: {images.shape[0]} images but {labels.shape[0]} labels in {folder}")
-    padded = np.pad(images, ((0, 0), (2, 2), (2, 2)))
-    return ImageDataset("fashion_mnist", np.repeat(padded[..., None], 3, axis=3), labels, list(FASHION_MNIST_CLASSES))
-
-
-@DATASETS.register("cifar10")
-def load_cifar10(split: str = "test", data_dir: Optional[str | Path] = None, download: bool = False) -> ImageDataset:
-    """CIFAR-10 from torchvision's layout (``cifar-10-batches-py`` under ``data_dir``)."""
-    import torchvision
-
-    root = Path(data_dir) if data_dir else DEFAULT_CACHE / "cifar10"
-    if split not in ("train", "test"):
-        raise UserError(f"CIFAR-10 split must be train or test, got {split!r}")
-    try:
-        data = torchvision.datasets.CIFAR10(str(root), train=split == "train", download=download)
-    except RuntimeError as error:
-        raise UserError(f"CIFAR-10 not found under {root} ({error}); pass --data-dir or allow --download") from None
-    return ImageDataset("cifar10", np.asarray(data.data, dtype=np.uint8), np.asarray(data.targets, dtype=np.int64), list(data.classes))
-
-
-@DATASETS.register("image_folder")
-def load_image_folder(split: str = "test", data_dir: Optional[str | Path] = None, download: bool = False, image_size: int = 32) -> ImageDataset:
-    """Any ``<root>/<class>/<image>`` folder, resized (shorter side) and centre-cropped to ``image_size``."""
-    import torchvision
-    from torchvision.transforms import CenterCrop, Compose, Resize
-
-    if data_dir is None or not Path(data_dir).is_dir():
-        raise UserError(f"image folder {data_dir} does not exist")
-    transform = Compose([Resize(image_size), CenterCrop(image_size)])
-    try:
-        folder = torchvision.datasets.ImageFolder(str(data_dir), transform=transform)
-    except (FileNotFoundError, RuntimeError) as error:
-        raise UserError(f"{data_dir} is not an image folder (<class>/<image>): {error}") from None
-    images = np.stack([np.asarray(image.convert("RGB"), dtype=np.uint8) for image, _ in folder])
-    labels = np.asarray(folder.targets, dtype=np.int64)
-    return ImageDataset(Path(data_dir).name, images, labels, list(folder.classes))
-
-
-# ---------------------------------------------------------------- CIFAR-100, ImageNet, Tiny-ImageNet
-
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
-
-
-def _unpickle(path: Path) -> dict:
-    """A CIFAR python-version pickle with ``str`` keys (the files were written by Python 2)."""
-    import pickle
-
-    try:
-        with open(path, "rb") as handle:
-            content = pickle.load(handle, encoding="latin1")
-    except (OSError, pickle.UnpicklingError, EOFError) as error:
-        raise UserError(f"cannot read {path}: {error}") from None
-    if not isinstance(content, dict):
-        raise UserError(f"{path} is not a CIFAR pickle (expected a dict, found {type(content).__name__})")
-    return {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in content.items()}
-
-
-def _cifar100_folder(data_dir: Optional[str | Path], download: bool) -> Path:
-    root = Path(data_dir) if data_dir else DEFAULT_CACHE / "cifar100"
-    # Accept the folder torchvision downloads into or the extracted folder itself.
-    for candidate in (root / "cifar-100-python", root):
-        if (candidate / "test").is_file() and (candidate / "meta").is_file():
-            return candidate
-    if download:
-        import torchvision
-
-        torchvision.datasets.CIFAR100(str(root), train=False, download=True)
-        torchvision.datasets.CIFAR100(str(root), train=True, download=True)
-        return root / "cifar-100-python"
-    raise UserError(f"CIFAR-100 not found under {root} (expected cifar-100-python/test and meta); pass --data-dir or allow --download")
-
-
-@DATASETS.register("cifar100")
-def load_cifar100(split: str = "test", data_dir: Optional[str | Path] = None, download: bool = False) -> ImageDataset:
-    """CIFAR-100 (fine labels) from torchvision's layout: ``cifar-100-python/{train,test,meta}``.
-
-    Read directly rather than through torchvision, whose checksum test rejects any file
-    but the original download.
-    """
-    if split not in ("train", "test"):
-        raise UserError(f"CIFAR-100 split must be train or test, got {split!r}")
-    folder = _cifar100_folder(data_dir, download)
-    batch = _unpickle(folder / split)
-    meta = _unpickle(folder / "meta")
-    for key, content, path in (("data", batch, folder / split), ("fine_labels", batch, folder / split), ("fine_label_names", meta, folder / "meta")):
-        if key not in content:
-            raise UserError(f"{path} has no {key!r} entry; is it a CIFAR-100 file?")
-    data = np.asarray(batch["data"], dtype=np.uint8)
-    labels = np.asarray(batch["fine_labels"], dtype=np.int64)
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != labels.shape[0]:
-        raise UserError(f"{folder / split}: data {data.shape} does not hold one 3x32x32 image per label ({labels.shape[0]})")
-    # Rows are channel-major (all red, then green, then blue), as in CIFAR-10.
-    images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-    return ImageDataset("cifar100", images, labels, [str(name) for name in meta["fine_label_names"]])
-
-
-def _decode_rgb(path: Path, transform: Optional[Callable] = None) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")  # some ImageNet files are greyscale or CMYK
-            if transform is not None:
-                image = transform(image)
-            return np.asarray(image, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as error:
-        raise UserError(f"cannot decode image {path}: {error}") from None
-
-
-def _stack_images(paths: Sequence[Path], transform: Optional[Callable] = None) -> np.ndarray:
-    """Decodes images (threads: Pillow releases the GIL while decoding) into one uint8 array."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    if not paths:
-        return np.zeros((0, 0, 0, 3), dtype=np.uint8)
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        images = list(pool.map(lambda path: _decode_rgb(path, transform), paths))
-    first = images[0].shape
-    for path, image in zip(paths, images):
-        if image.shape != first:
-            raise UserError(f"{path} is {image.shape[1]}x{image.shape[0]} px but {paths[0]} is {first[1]}x{first[0]} px; images must share one size")
-    return np.stack(images)
-
-
-def _class_folder_samples(root: Path) -> tuple[List[str], List[Path], np.ndarray]:
-    """``<root>/<class>/<image>`` in torchvision ImageFolder order: sorted classes, then sorted file names."""
-    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
-    if not classes:
-        raise UserError(f"{root} holds no class folders (expected <root>/<wnid>/*.JPEG)")
-    paths: List[Path] = []
-    labels: List[int] = []
-    for label, name in enumerate(classes):
-        files = sorted(f for f in os.listdir(root / name) if f.lower().endswith(IMAGE_SUFFIXES) and not f.startswith("."))
-        if not files:
-            raise UserError(f"class folder {root / name} holds no images")
-        paths.extend(root / name / file for file in files)
-        labels.extend([label] * len(files))
-    return classes, paths, np.asarray(labels, dtype=np.int64)
-
-
-@DATASETS.register("imagenet")
-def load_imagenet(
-    split: str = "test",
-    data_dir: Optional[str | Path] = None,
-    download: bool = False,
-    resize_size: int = 256,
-    crop_size: int = 224,
-) -> ImageDataset:
-    """ImageNet as an image folder ``<root>/<wnid>/*.JPEG``, resized (shorter side) then centre-cropped.
-
-    ``split`` test or val reads ``<data_dir>/val`` when it exists, else ``data_dir`` itself
-    (ImageNet's test labels were never published); train reads ``<data_dir>/train``.
-    Classes are the sorted wnids, so labels match ImageNet-C and torchvision's ImageFolder.
-    Everything is decoded into memory: 50000 validation images at 224 px take 7.5 GB.
-    """
-    from torchvision.transforms import CenterCrop, Compose, Resize
-
-    if split not in ("train", "val", "test"):
-        raise UserError(f"ImageNet split must be train, val or test, got {split!r}")
-    if data_dir is None:
-        raise UserError("ImageNet cannot be downloaded; pass --data-dir with <wnid>/*.JPEG folders")
-    root = Path(data_dir)
-    subfolder = root / ("train" if split == "train" else "val")
-    folder = subfolder if subfolder.is_dir() else root
-    if not folder.is_dir():
-        raise UserError(f"ImageNet folder {folder} does not exist")
-    if crop_size > resize_size or crop_size <= 0:
-        raise UserError(f"ImageNet crop size must be in 1..resize size ({resize_size}), got {crop_size}")
-    classes, paths, labels = _class_folder_samples(folder)
-    images = _stack_images(paths, Compose([Resize(resize_size), CenterCrop(crop_size)]))
-    return ImageDataset("imagenet", images, labels, classes)
-
-
-@DATASETS.register("tiny_imagenet")
-def load_tiny_imagenet(split: str = "test", data_dir: Optional[str | Path] = None, download: bool = False) -> ImageDataset:
-    """Tiny-ImageNet (64 px, 200 classes) from its published layout.
-
-    test or val: ``val/images/*.JPEG`` labelled by ``val/val_annotations.txt`` (file, wnid,
-    box); train: ``train/<wnid>/images/*.JPEG``. Classes are the sorted wnids (of
-    ``wnids.txt`` when present) and images come in (class, file name) order, the order of
-    an ImageFolder over Tiny-ImageNet-C, so clean and corrupted images pair up.
-    """
-    if split not in ("train", "val", "test"):
-        raise UserError(f"Tiny-ImageNet split must be train, val or test, got {split!r}")
-    if data_dir is None:
-        raise UserError("Tiny-ImageNet is not downloaded automatically; pass --data-dir (the tiny-imagenet-200 folder)")
-    root = Path(data_dir)
-    if (root / "tiny-imagenet-200").is_dir():
-        root = root / "tiny-imagenet-200"
-    samples = _tiny_imagenet_train(root) if split == "train" else _tiny_imagenet_val(root)
-    wnids_file = root / "wnids.txt"
-    if wnids_file.is_file():
-        classes = sorted(line.strip() for line in wnids_file.read_text().splitlines() if line.strip())
-    else:
-        classes = sorted({wnid for wnid, _ in samples})
-    position = {wnid: index for index, wnid in enumerate(classes)}
-    unknown = sorted({wnid for wnid, _ in samples} - set(position))
-    if unknown:
-        raise UserError(f"{root}: class {unknown[0]} is not listed in {wnids_file}")
-    samples.sort(key=lambda sample: (position[sample[0]], sample[1].name))
-    labels = np.asarray([position[wnid] for wnid, _ in samples], dtype=np.int64)
-    images = _stack_images([path for _, path in samples])
-    return ImageDataset("tiny_imagenet", images, labels, classes)
-
-
-def _tiny_imagenet_val(root: Path) -> List[tuple[str, Path]]:
-    annotations = root / "val" / "val_annotations.txt"
-    images = root / "val" / "images"
-    if not annotations.is_file() or not images.is_dir():
-        raise UserError(f"{root} is not a Tiny-ImageNet folder: missing val/val_annotations.txt or val/images")
-    samples = []
-    for number, line in enumerate(annotations.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        fields = line.split("\t")
-        if len(fields) < 2:
-            raise UserError(f"{annotations} line {number} is not '<file>\\t<wnid>\\t...': {line.strip()!r}")
-        path = images / fields[0].strip()
-        if not path.is_file():
-            raise UserError(f"{annotations} line {number} names {path.name}, which is missing from {images}")
-        samples.append((fields[1].strip(), path))
-    if not samples:
-        raise UserError(f"{annotations} lists no images")
-    return samples
-
-
-def _tiny_imagenet_train(root: Path) -> List[tuple[str, Path]]:
-    train = root / "train"
-    if not train.is_dir():
-        raise UserError(f"{root} is not a Tiny-ImageNet folder: missing train/")
-    samples = []
-    for wnid in sorted(entry.name for entry in os.scandir(train) if entry.is_dir()):
-        folder = train / wnid / "images"
-        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES)) if folder.is_dir() else []
-        if not files:
-            raise UserError(f"Tiny-ImageNet class folder {folder} holds no images")
-        samples.extend((wnid, folder / file) for file in files)
-    return samples
-
-
-def load_dataset(name: str, split: str = "test", data_dir: Optional[str | Path] = None, download: bool = False) -> ImageDataset:
+def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = None, download: bool = False) -> ImageDataset:
     """Loads a registered data set by name."""
     return DATASETS.get(name)(split=split, data_dir=data_dir, download=download)
 
 
-def channel_statistics(dataset: ImageDataset) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of the images in [0, 1], for the model's normalisation."""
-    pixels = dataset.images.reshape(-1, 3).astype(np.float64) / 255
-    return pixels.mean(axis=0).round(4).tolist(), pixels.std(axis=0).round(4).tolist()
+def list_datasets() -> list[str]:
+    """Names of the registered data sets."""
+    return DATASETS.names()

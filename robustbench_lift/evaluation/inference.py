@@ -1,4 +1,6 @@
-"""Batched inference on uint8 image arrays, device resolution and out-of-memory back-off."""
+"""Batched inference on uint8 image arrays, the uint8 -> float tensor conversion, device
+resolution and out-of-memory back-off."""
+
 from __future__ import annotations
 
 import logging
@@ -7,10 +9,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustbench_lift.data.datasets import to_tensor
 from robustbench_lift.errors import UserError
 
 log = logging.getLogger(__name__)
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 N x H x W x 3 -> float32 N x 3 x H x W in [0, 1] (the input every model takes)."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
 
 
 def resolve_device(device: str) -> str:

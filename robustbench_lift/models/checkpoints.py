@@ -8,39 +8,34 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any
 
 import torch
 from torch import nn
 
 from robustbench_lift.errors import CheckpointError
-from robustbench_lift.models.classifiers import build_model
+from robustbench_lift.models._builder import build_model
+from robustbench_lift.models._format import METADATA_KEY
+from robustbench_lift.utils.io import PARTIAL, atomic_write_bytes
 
-METADATA_KEY = "robustbench_lift"
 # Fields that decide the model's structure; a mismatch means the weights cannot belong to it.
 STRUCTURE_FIELDS = ("architecture", "pooling", "pooling_options", "num_classes")
 
 
 def save_checkpoint(model: nn.Module, metadata: Mapping[str, Any], path: str | Path) -> None:
     """Writes ``model``'s state dict and ``metadata`` to ``path`` atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file(state, temporary, metadata={METADATA_KEY: json.dumps(dict(metadata), sort_keys=True)})
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    data = save(state, metadata={METADATA_KEY: json.dumps(dict(metadata), sort_keys=True)})
+    atomic_write_bytes(path, data, temporary=path.with_name(f".{path.name}.{os.getpid()}{PARTIAL}"))
 
 
-def read_checkpoint(path: str | Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Reads (state dict, metadata) from a safetensors or torch file without building a model."""
     path = Path(path)
     if not path.is_file():
@@ -85,7 +80,7 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: str)
     model.load_state_dict(state)
 
 
-def load_checkpoint(path: str | Path, expect: Mapping[str, Any] | None = None) -> Tuple[nn.Module, Dict[str, Any]]:
+def load_checkpoint(path: str | Path, expect: Mapping[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Builds the model a checkpoint describes, loads its weights, and returns (model, metadata).
 
     ``expect`` lists metadata the caller requires (e.g. architecture and pooling); a

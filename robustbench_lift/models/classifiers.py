@@ -1,22 +1,23 @@
-"""Model builders: one registry, every architecture built by :func:`build_model` with a
-pooling kind, and the wrapper that puts input normalisation inside the model.
+"""The architectures of the benchmark and the wrapper that puts input normalisation inside a model.
 
 Inputs of every model this package hands out are float images in [0, 1]; the
 normalisation lives in :class:`NormalizedModel` so attacks and corruptions work in pixel
-space.
+space. Each architecture takes ``num_classes``, ``pooling`` and ``pooling_options`` and
+builds every downsampling layer with :func:`~robustbench_lift.nn.pooling.make_pooling`;
+:mod:`robustbench_lift.models._registry` files them by name.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from robustbench_lift.nn.pooling import PoolGeometry, make_pooling
-from robustbench_lift.registry import Registry
 
-ModelBuilder = Callable[..., nn.Module]
-MODELS: Registry[ModelBuilder] = Registry("architecture")
+__all__ = ["BasicBlock", "CifarResNet18", "CifarVGG13", "NormalizedModel", "SmallCNN"]
 
 
 class NormalizedModel(nn.Module):
@@ -48,7 +49,7 @@ class SmallCNN(nn.Module):
     One convolution per stage keeps a zoo of seven models trainable on two CPU cores in
     minutes; deeper backbones are ``resnet18_cifar`` and ``vgg13_cifar``."""
 
-    def __init__(self, num_classes: int = 10, pooling: str = "max", pooling_options: Optional[Dict[str, Any]] = None, widths: Sequence[int] = (16, 32, 64)) -> None:
+    def __init__(self, num_classes: int = 10, pooling: str = "max", pooling_options: dict[str, Any] | None = None, widths: Sequence[int] = (16, 32, 64)) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         in_channels = 3
@@ -70,7 +71,7 @@ class BasicBlock(nn.Module):
     shortcut, so the pooling is the only downsampling operator.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, downsample: bool, pooling: str, pooling_options: Dict[str, Any]) -> None:
+    def __init__(self, in_channels: int, out_channels: int, downsample: bool, pooling: str, pooling_options: dict[str, Any]) -> None:
         super().__init__()
         main: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)]
         if downsample:
@@ -91,7 +92,7 @@ class BasicBlock(nn.Module):
 class CifarResNet18(nn.Module):
     """ResNet-18 for 32-px inputs (3x3 stem, no stem pooling, stages 64-128-256-512)."""
 
-    def __init__(self, num_classes: int = 10, pooling: str = "max", pooling_options: Optional[Dict[str, Any]] = None) -> None:
+    def __init__(self, num_classes: int = 10, pooling: str = "max", pooling_options: dict[str, Any] | None = None) -> None:
         super().__init__()
         options = dict(pooling_options or {})
         self.stem = _conv_bn_relu(3, 64)
@@ -114,7 +115,7 @@ VGG13_LAYOUT = (64, 64, "pool", 128, 128, "pool", 256, 256, "pool", 512, 512, "p
 class CifarVGG13(nn.Module):
     """VGG-13 with batch norm for 32-px inputs: five pooling stages down to 1x1."""
 
-    def __init__(self, num_classes: int = 10, pooling: str = "max", pooling_options: Optional[Dict[str, Any]] = None) -> None:
+    def __init__(self, num_classes: int = 10, pooling: str = "max", pooling_options: dict[str, Any] | None = None) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         in_channels = 3
@@ -129,27 +130,3 @@ class CifarVGG13(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
-
-
-MODELS.add("small_cnn", SmallCNN)
-MODELS.add("resnet18_cifar", CifarResNet18)
-MODELS.add("vgg13_cifar", CifarVGG13)
-
-
-def build_model(
-    architecture: str,
-    pooling: str = "max",
-    num_classes: int = 10,
-    pooling_options: Optional[Dict[str, Any]] = None,
-    mean: Optional[Sequence[float]] = None,
-    std: Optional[Sequence[float]] = None,
-) -> nn.Module:
-    """Builds ``architecture`` with every pooling layer of kind ``pooling``.
-
-    With ``mean``/``std`` the network is wrapped in :class:`NormalizedModel` and takes
-    [0, 1] inputs.
-    """
-    network = MODELS.get(architecture)(num_classes=num_classes, pooling=pooling, pooling_options=pooling_options)
-    if mean is not None and std is not None:
-        return NormalizedModel(network, mean, std)
-    return network

@@ -51,20 +51,21 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
-from robustbench_lift.models.checkpoints import load_state, read_checkpoint
 from robustbench_lift.errors import CheckpointError, UserError
+from robustbench_lift.models.checkpoints import load_state, read_checkpoint
 from robustbench_lift.models.classifiers import NormalizedModel
 from robustbench_lift.nn.pooling import resolve_options
-from robustbench_lift.registry import Registry
 from robustbench_lift.nn.swap import REPLACEABLE, swap_pooling
+from robustbench_lift.registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -98,19 +99,19 @@ class ModelSpec:
     options: Mapping[str, str] = field(default_factory=dict)
 
     @property
-    def pooling(self) -> Optional[str]:
+    def pooling(self) -> str | None:
         return self.options.get("pooling")
 
     @property
-    def pooling_options(self) -> Dict[str, str]:
+    def pooling_options(self) -> dict[str, str]:
         return {key.removeprefix("pooling."): value for key, value in self.options.items() if key.startswith("pooling.")}
 
     @property
-    def weights_name(self) -> Optional[str]:
+    def weights_name(self) -> str | None:
         """The weights as a named set (``IMAGENET1K_V1``), or None when they are a path."""
         return self.weights if _WEIGHTS_NAME.fullmatch(self.weights) else None
 
-    def integer(self, key: str, default: Optional[int] = None) -> Optional[int]:
+    def integer(self, key: str, default: int | None = None) -> int | None:
         if key not in self.options:
             return default
         try:
@@ -118,7 +119,7 @@ class ModelSpec:
         except ValueError:
             raise UserError(f"model spec {self.text!r}: {key} must be an integer, got {self.options[key]!r}") from None
 
-    def flag(self, key: str) -> Optional[bool]:
+    def flag(self, key: str) -> bool | None:
         if key not in self.options:
             return None
         value = self.options[key].lower()
@@ -134,7 +135,7 @@ def parse_spec(spec: str) -> ModelSpec:
     if len(fields) < 3 or not fields[0] or not fields[1]:
         raise UserError(f"malformed model spec {spec!r}; expected {SPEC_SYNTAX}, e.g. {SPEC_EXAMPLE}")
     rest = fields[2:]
-    options: Dict[str, str] = {}
+    options: dict[str, str] = {}
     # The last field is always the weights, even if it looks like key=value.
     while len(rest) > 1 and _OPTION_FIELD.match(rest[0]):
         key, _, value = rest.pop(0).partition("=")
@@ -163,7 +164,7 @@ def _pooling_kinds(network: nn.Module) -> str:
     A network without MaxPool2d/AvgPool2d downsamples by strided convolution, which is
     the ``skip`` kind (strided subsampling) in SPEC §2's table.
     """
-    kinds: List[str] = []
+    kinds: list[str] = []
     for module in network.modules():
         kind = "max" if isinstance(module, nn.MaxPool2d) else "avg" if isinstance(module, nn.AvgPool2d) else None
         if kind and kind not in kinds:
@@ -177,7 +178,7 @@ class SpecSource:
     library: ClassVar[str] = ""
     description: ClassVar[str] = ""
     example: ClassVar[str] = ""
-    options: ClassVar[Dict[str, str]] = {**_SWAP_OPTIONS, **_NUM_CLASSES_OPTION}
+    options: ClassVar[dict[str, str]] = {**_SWAP_OPTIONS, **_NUM_CLASSES_OPTION}
     supports_swap: ClassVar[bool] = True
 
     def validate(self, spec: ModelSpec) -> None:
@@ -197,7 +198,7 @@ class SpecSource:
         if architecture not in known:
             raise UserError(f"unknown {self.library} architecture {architecture!r}{_close_matches(architecture, known)}")
 
-    def architectures(self) -> List[str]:
+    def architectures(self) -> list[str]:
         raise NotImplementedError
 
     def named_weights(self, spec: ModelSpec) -> Any:
@@ -207,20 +208,20 @@ class SpecSource:
     def weights_path(self, spec: ModelSpec) -> Path:
         return Path(spec.weights).expanduser()
 
-    def default_num_classes(self, spec: ModelSpec) -> Optional[int]:
+    def default_num_classes(self, spec: ModelSpec) -> int | None:
         """Classifier size implied by the weights themselves, when they say."""
         return None
 
     def build(self, spec: ModelSpec, num_classes: int) -> nn.Module:
         raise NotImplementedError
 
-    def normalisation(self, spec: ModelSpec, network: nn.Module) -> Tuple[Sequence[float], Sequence[float]]:
+    def normalisation(self, spec: ModelSpec, network: nn.Module) -> tuple[Sequence[float], Sequence[float]]:
         return IMAGENET_MEAN, IMAGENET_STD
 
     def input_description(self, spec: ModelSpec, input_size: Sequence[int]) -> str:
         return f"float RGB in [0, 1], {input_size[-2]} x {input_size[-1]}"
 
-    def native_pooling(self, spec: ModelSpec, network: nn.Module) -> Tuple[str, Dict[str, Any]]:
+    def native_pooling(self, spec: ModelSpec, network: nn.Module) -> tuple[str, dict[str, Any]]:
         return _pooling_kinds(network), {}
 
     def describe_weights(self, spec: ModelSpec) -> str:
@@ -239,13 +240,13 @@ class CheckpointSource(SpecSource):
     description = "any checkpoint (state dict, nested, module.-prefixed or safetensors) of a torchvision architecture"
     example = "checkpoint:resnet50:pooling=blur:runs/resnet50-blur.pt"
 
-    def architectures(self) -> List[str]:
+    def architectures(self) -> list[str]:
         import torchvision
 
         # Classification models only: detection/segmentation/video builders live in submodules.
         return torchvision.models.list_models(module=torchvision.models)
 
-    def builder_arguments(self, spec: ModelSpec) -> Dict[str, Any]:
+    def builder_arguments(self, spec: ModelSpec) -> dict[str, Any]:
         return {}
 
     def build(self, spec: ModelSpec, num_classes: int) -> nn.Module:
@@ -291,13 +292,13 @@ class TorchvisionSource(CheckpointSource):
             )
         return path
 
-    def default_num_classes(self, spec: ModelSpec) -> Optional[int]:
+    def default_num_classes(self, spec: ModelSpec) -> int | None:
         weights = self.named_weights(spec)
         return len(weights.meta["categories"]) if weights is not None else None
 
-    def builder_arguments(self, spec: ModelSpec) -> Dict[str, Any]:
+    def builder_arguments(self, spec: ModelSpec) -> dict[str, Any]:
         """Arguments torchvision's builders set themselves when they load pretrained weights."""
-        arguments: Dict[str, Any] = {}
+        arguments: dict[str, Any] = {}
         if spec.architecture in ("googlenet", "inception_v3"):
             # Their weights expect the input re-standardised as in the original release; the
             # auxiliary heads are in the file (and unused in eval mode).
@@ -309,7 +310,7 @@ class TorchvisionSource(CheckpointSource):
             arguments["input_size"] = weights.meta["min_size"]
         return arguments
 
-    def normalisation(self, spec: ModelSpec, network: nn.Module) -> Tuple[Sequence[float], Sequence[float]]:
+    def normalisation(self, spec: ModelSpec, network: nn.Module) -> tuple[Sequence[float], Sequence[float]]:
         weights = self.named_weights(spec)
         if weights is None:
             return super().normalisation(spec, network)
@@ -344,7 +345,7 @@ class AntialiasedSource(SpecSource):
     supports_swap = False
     DEFAULT_FILTER_SIZE: ClassVar[int] = 4
 
-    def architectures(self) -> List[str]:
+    def architectures(self) -> list[str]:
         import antialiased_cnns
 
         # Every model builder of the package takes a filter_size; helper functions do not.
@@ -370,7 +371,7 @@ class AntialiasedSource(SpecSource):
         builder = getattr(antialiased_cnns, spec.architecture)
         return builder(pretrained=False, filter_size=self.filter_size(spec), num_classes=num_classes)
 
-    def native_pooling(self, spec: ModelSpec, network: nn.Module) -> Tuple[str, Dict[str, Any]]:
+    def native_pooling(self, spec: ModelSpec, network: nn.Module) -> tuple[str, dict[str, Any]]:
         return "blur", {"filter_size": self.filter_size(spec)}
 
 
@@ -390,7 +391,7 @@ class TimmSource(SpecSource):
             raise UserError("timm is not installed; pip install timm") from None
         return timm
 
-    def architectures(self) -> List[str]:
+    def architectures(self) -> list[str]:
         return list(self.timm().list_models())
 
     def check_architecture(self, architecture: str) -> None:
@@ -401,17 +402,17 @@ class TimmSource(SpecSource):
     def build(self, spec: ModelSpec, num_classes: int) -> nn.Module:
         return self.timm().create_model(spec.architecture, pretrained=False, num_classes=num_classes)
 
-    def normalisation(self, spec: ModelSpec, network: nn.Module) -> Tuple[Sequence[float], Sequence[float]]:
+    def normalisation(self, spec: ModelSpec, network: nn.Module) -> tuple[Sequence[float], Sequence[float]]:
         config = getattr(network, "pretrained_cfg", None) or {}
         return tuple(config.get("mean", IMAGENET_MEAN)), tuple(config.get("std", IMAGENET_STD))
 
 
-def _requested_pooling(spec: ModelSpec, pooling: Optional[str], pooling_options: Optional[Mapping[str, Any]]) -> Tuple[Optional[str], Dict[str, Any]]:
+def _requested_pooling(spec: ModelSpec, pooling: str | None, pooling_options: Mapping[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
     """Merges the spec's pooling fields with the keyword arguments; disagreement is an error."""
     if pooling is not None and spec.pooling is not None and pooling != spec.pooling:
         raise UserError(f"model spec {spec.text!r} says pooling={spec.pooling}, but pooling={pooling!r} was also asked for")
     kind = pooling if pooling is not None else spec.pooling
-    options: Dict[str, Any] = dict(spec.pooling_options)
+    options: dict[str, Any] = dict(spec.pooling_options)
     if (options or pooling_options) and kind is None:
         raise UserError(f"pooling options for {spec.text!r} need a pooling kind (pooling=<kind>)")
     if kind is None:
@@ -424,15 +425,15 @@ def _requested_pooling(spec: ModelSpec, pooling: Optional[str], pooling_options:
     return kind, options
 
 
-def _modernise_keys(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    renamed: Dict[str, torch.Tensor] = {}
+def _modernise_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    renamed: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         match = _LEGACY_DENSENET_KEY.match(key.removeprefix("module."))
         renamed[match.group(1) + match.group(2) if match else key] = value
     return renamed
 
 
-def _add_batch_norm_counters(network: nn.Module, state: Dict[str, torch.Tensor]) -> None:
+def _add_batch_norm_counters(network: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Adds the ``num_batches_tracked`` buffers files saved before torch 0.4.1 lack.
 
     Older releases (torchvision's DenseNets among them) have none; torch's own BatchNorm
@@ -445,7 +446,7 @@ def _add_batch_norm_counters(network: nn.Module, state: Dict[str, torch.Tensor])
             state[key] = value
 
 
-def _mismatch_hint(network: nn.Module, state: Mapping[str, torch.Tensor], pooling: Optional[str]) -> str:
+def _mismatch_hint(network: nn.Module, state: Mapping[str, torch.Tensor], pooling: str | None) -> str:
     """A hint for a load failure that looks like a pooling-swap mix-up, else ''."""
     if pooling is not None:
         return f"; with pooling={pooling!r} the file must hold weights saved after the same swap, with the same options"
@@ -467,10 +468,10 @@ def _mismatch_hint(network: nn.Module, state: Mapping[str, torch.Tensor], poolin
 def load_pretrained(
     spec: str,
     *,
-    pooling: Optional[str] = None,
-    pooling_options: Optional[Mapping[str, Any]] = None,
+    pooling: str | None = None,
+    pooling_options: Mapping[str, Any] | None = None,
     input_size: Sequence[int] = (3, 224, 224),
-) -> Tuple[nn.Module, Dict[str, Any]]:
+) -> tuple[nn.Module, dict[str, Any]]:
     """Loads the model ``spec`` names, offline; returns (model in eval mode, metadata).
 
     The model takes [0, 1] inputs (normalisation inside, :class:`NormalizedModel`).
@@ -491,7 +492,7 @@ def load_pretrained(
     state = _modernise_keys(state)
     num_classes = parsed.integer("num_classes") or source.default_num_classes(parsed) or int(file_metadata.get("num_classes", DEFAULT_NUM_CLASSES))
     network = source.build(parsed, num_classes)
-    swapped_layers: List[str] = []
+    swapped_layers: list[str] = []
     if kind is not None:
         strided = parsed.flag("strided_convolutions")
         if strided is None:
@@ -540,7 +541,7 @@ def describe_spec(spec: str) -> str:
     return text
 
 
-def spec_table() -> List[Dict[str, str]]:
+def spec_table() -> list[dict[str, str]]:
     """One row per spec source, for listings."""
     return [
         {"source": name, "description": SPECS.get(name).description, "example": SPECS.get(name).example, "options": ", ".join([*SPECS.get(name).options, *(["pooling.<option>"] if SPECS.get(name).supports_swap else [])])}

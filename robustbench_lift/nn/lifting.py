@@ -7,8 +7,9 @@ exact for any P and U, which is what makes the pooling invertible.
 """
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -150,7 +151,7 @@ class LiftingStep(nn.Module):
         self.update = update
         self.axis = axis
 
-    def forward(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Returns (approximation, detail, odd samples); the axis must have even length."""
         even = x[..., 0::2] if self.axis == HORIZONTAL else x[..., 0::2, :]
         odd = x[..., 1::2] if self.axis == HORIZONTAL else x[..., 1::2, :]
@@ -177,7 +178,7 @@ class LiftDownPool(nn.Module):
     Odd H or W is first padded by reflection (one row/column at the bottom/right) to
     even, so the output is ceil(H/2) x ceil(W/2).
 
-    After each forward pass ``regularisation_terms()`` returns the detail term (mean
+    After each forward pass ``regularization_terms()`` returns the detail term (mean
     squared detail, pushes the predictor to predict) and the approximation term (mean
     squared distance of the approximation from the pair mean, keeps the low band close
     to the signal) summed over the three lifting steps, recorded in training mode only. Haar's approximation is exactly
@@ -211,12 +212,12 @@ class LiftDownPool(nn.Module):
             lifting.make_update(channels, VERTICAL, kernel_size, self.groups),
             VERTICAL,
         )
-        self._terms: Optional[Tuple[Tensor, Tensor]] = None
+        self._terms: tuple[Tensor, Tensor] | None = None
 
     def extra_repr(self) -> str:
         return f"{self.channels}, scheme={self.scheme}, combine={self.combine}, kernel_size={self.kernel_size}, groups={self.groups}"
 
-    def sub_bands(self, x: Tensor) -> Dict[str, Tensor]:
+    def sub_bands(self, x: Tensor) -> dict[str, Tensor]:
         """The four sub-bands LL, LH, HL, HH of ``x`` (each ceil(H/2) x ceil(W/2))."""
         height, width = x.shape[-2:]
         x = _pad_along(x, HORIZONTAL, 0, width % 2)
@@ -244,11 +245,16 @@ class LiftDownPool(nn.Module):
             return tuple(bands[name] for name in SUB_BANDS)
         return bands[self.combine]
 
-    def regularisation_terms(self) -> Tuple[Tensor, Tensor]:
+    def regularization_terms(self) -> tuple[Tensor, Tensor]:
         """(detail term, approximation term) of the latest forward pass."""
         if self._terms is None:
-            raise RuntimeError("regularisation_terms() needs a forward pass first")
+            raise RuntimeError("regularization_terms() needs a forward pass first")
         return self._terms
+
+    def regularisation_terms(self) -> tuple[Tensor, Tensor]:
+        """Deprecated spelling of :meth:`regularization_terms`."""
+        warnings.warn("regularisation_terms() is deprecated; use regularization_terms()", DeprecationWarning, stacklevel=2)
+        return self.regularization_terms()
 
     def inverse(self, low_low: Tensor, low_high: Tensor, high_low: Tensor, high_high: Tensor) -> Tensor:
         """Undo the vertical then the horizontal steps: four sub-bands -> 2H x 2W map."""
@@ -275,7 +281,7 @@ class LiftUpPool(nn.Module):
         low_high: Tensor,
         high_low: Tensor,
         high_high: Tensor,
-        output_size: Optional[Tuple[int, int]] = None,
+        output_size: tuple[int, int] | None = None,
     ) -> Tensor:
         x = self.down.inverse(low_low, low_high, high_low, high_high)
         if output_size is not None:
@@ -283,18 +289,24 @@ class LiftUpPool(nn.Module):
         return x
 
 
-def lifting_regularisation(model: nn.Module) -> Tuple[Tensor, Tensor]:
+def lifting_regularisation(model: nn.Module) -> tuple[Tensor, Tensor]:
+    """Deprecated spelling of :func:`lifting_regularization`."""
+    warnings.warn("lifting_regularisation() is deprecated; use lifting_regularization()", DeprecationWarning, stacklevel=2)
+    return lifting_regularization(model)
+
+
+def lifting_regularization(model: nn.Module) -> tuple[Tensor, Tensor]:
     """Sum of (detail, approximation) terms over every LiftDownPool of ``model``'s last forward."""
     detail = approximation = None
     for module in model.modules():
         if isinstance(module, LiftDownPool) and module._terms is not None:
-            d, a = module.regularisation_terms()
+            d, a = module.regularization_terms()
             detail = d if detail is None else detail + d
             approximation = a if approximation is None else approximation + a
     zero = torch.zeros(())
     return (zero if detail is None else detail, zero if approximation is None else approximation)
 
 
-def lift_pools(model: nn.Module) -> List[LiftDownPool]:
+def lift_pools(model: nn.Module) -> list[LiftDownPool]:
     """All LiftDownPool layers of ``model`` in module order."""
     return [module for module in model.modules() if isinstance(module, LiftDownPool)]

@@ -1,55 +1,32 @@
-"""The pooling kinds compared by the benchmark (SPEC §2), in one registry.
+"""The pooling layers compared by the benchmark: one builder per kind (see ``docs/layers.md``).
 
-Every kind is built from the geometry of the pooling layer it stands in for (kernel,
+The kinds themselves (names, options, where their builder lives) are registered in
+:mod:`robustbench_lift.nn.kinds`, which needs no torch. Every kind is built from the geometry of the pooling layer it stands in for (kernel,
 stride, padding of a torch MaxPool2d/AvgPool2d) so that it keeps that layer's output
 shape, whether it is placed by a model builder or swapped into a built model.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Tuple
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from robustbench_lift.errors import UserError
+from robustbench_lift.nn.kinds import POOLINGS, PoolGeometry, PoolingKind, list_poolings, pooling_table, resolve_options
 from robustbench_lift.nn.lifting import LiftDownPool
-from robustbench_lift.registry import Registry
 
-
-@dataclass(frozen=True)
-class PoolGeometry:
-    """Kernel, stride and padding of the downsampling layer being replaced."""
-
-    kernel_size: int = 2
-    stride: int = 2
-    padding: int = 0
-    ceil_mode: bool = False
-
-    def output_length(self, length: int) -> int:
-        """torch's pooling output length for an input of ``length``."""
-        span = length + 2 * self.padding - self.kernel_size
-        if not self.ceil_mode:
-            return span // self.stride + 1
-        out = -(-span // self.stride) + 1
-        # torch drops a last window that would start inside the right padding.
-        if (out - 1) * self.stride >= length + self.padding:
-            out -= 1
-        return out
-
-
-@dataclass(frozen=True)
-class PoolingKind:
-    """A registered pooling kind: a builder and the options it accepts (with defaults)."""
-
-    name: str
-    description: str
-    build: Callable[..., nn.Module]
-    options: Mapping[str, Tuple[Any, str]] = field(default_factory=dict)  # name -> (default, help)
-    supports_stride: Tuple[int, ...] = (2,)
-
-
-POOLINGS: Registry[PoolingKind] = Registry("pooling kind")
+__all__ = [
+    "POOLINGS",
+    "CropToGeometry",
+    "PoolGeometry",
+    "PoolingKind",
+    "StridedSubsample",
+    "list_poolings",
+    "make_pooling",
+    "pooling_table",
+    "resolve_options",
+]
 
 
 class CropToGeometry(nn.Module):
@@ -169,67 +146,9 @@ def _build_lift53(channels: int, geometry: PoolGeometry, combine: str = "sum") -
     return _lift_layer(channels, geometry, "cdf53", combine)
 
 
-_COMBINE_HELP = "sub-band combination: sum (LL+LH+HL+HH, the paper's), LL, LH, HL or HH"
-
-POOLINGS.add("max", PoolingKind("max", "max pooling (torch MaxPool2d)", _build_max, supports_stride=(1, 2, 3, 4)))
-POOLINGS.add("avg", PoolingKind("avg", "average pooling (torch AvgPool2d)", _build_avg, supports_stride=(1, 2, 3, 4)))
-POOLINGS.add("skip", PoolingKind("skip", "strided subsampling: keep every 2nd sample", _build_skip))
-POOLINGS.add(
-    "blur",
-    PoolingKind(
-        "blur",
-        "anti-aliased max pooling: dense max then BlurPool (antialiased-cnns, Zhang 2019)",
-        _build_blur,
-        {"filter_size": (3, "binomial blur filter taps (3 or 5 in the paper's tables)")},
-    ),
-)
-POOLINGS.add(
-    "lift",
-    PoolingKind(
-        "lift",
-        "learned LiftDownPool (Zhao & Snoek 2021)",
-        _build_lift,
-        {
-            "combine": ("sum", _COMBINE_HELP),
-            "kernel_size": (3, "taps of the predict/update convolution along the lifting axis: 3, 5 or 7"),
-            "groups": ("depthwise", "predict/update K-tap convolution: depthwise or dense"),
-        },
-    ),
-)
-POOLINGS.add("haar", PoolingKind("haar", "fixed Haar lifting (LL = 2x2 average)", _build_haar, {"combine": ("sum", _COMBINE_HELP)}))
-POOLINGS.add(
-    "lift53", PoolingKind("lift53", "fixed CDF 5/3 (LeGall) lifting", _build_lift53, {"combine": ("sum", _COMBINE_HELP)})
-)
-
-
-def resolve_options(kind: str, options: Mapping[str, Any] | None) -> Dict[str, Any]:
-    """The full option set of ``kind``: defaults overridden by ``options``; unknown keys rejected."""
-    spec = POOLINGS.get(kind)
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(spec.options))
-    if unknown:
-        known = ", ".join(spec.options) or "none"
-        raise UserError(f"pooling {kind!r} has no option {unknown[0]!r}; its options: {known}")
-    resolved = {name: default for name, (default, _) in spec.options.items()}
-    for name, value in options.items():
-        default = spec.options[name][0]
-        resolved[name] = type(default)(value) if default is not None else value
-    return resolved
-
-
 def make_pooling(kind: str, channels: int, geometry: PoolGeometry = PoolGeometry(), **options: Any) -> nn.Module:
     """Builds a pooling layer of ``kind`` standing in for a layer of ``geometry``."""
     spec = POOLINGS.get(kind)
     if geometry.stride not in spec.supports_stride:
         raise UserError(f"pooling {kind!r} cannot replace a stride-{geometry.stride} layer (it supports {spec.supports_stride})")
-    return spec.build(channels, geometry, **resolve_options(kind, options))
-
-
-def pooling_table() -> list[dict]:
-    """One row per kind with its options, for ``robustbench-lift list poolings``."""
-    rows = []
-    for name in POOLINGS:
-        spec = POOLINGS.get(name)
-        options = "; ".join(f"{key}={default!r} ({text})" for key, (default, text) in spec.options.items())
-        rows.append({"kind": name, "description": spec.description, "options": options or "-"})
-    return rows
+    return spec.builder()(channels, geometry, **resolve_options(kind, options))

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,9 +35,9 @@ OTHER_POOLING = (nn.MaxPool1d, nn.AvgPool1d, nn.MaxPool3d, nn.AvgPool3d, nn.LPPo
 class SwapReport:
     """What swap_pooling did, layer by layer."""
 
-    replaced: List[Tuple[str, str]] = field(default_factory=list)  # (layer name, old layer)
-    kept: List[Tuple[str, str]] = field(default_factory=list)  # (layer name, reason)
-    failed: List[Tuple[str, str]] = field(default_factory=list)  # (layer name, reason)
+    replaced: list[tuple[str, str]] = field(default_factory=list)  # (layer name, old layer)
+    kept: list[tuple[str, str]] = field(default_factory=list)  # (layer name, reason)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (layer name, reason)
 
     def __str__(self) -> str:
         lines = [f"replaced {name}: {old}" for name, old in self.replaced]
@@ -59,13 +60,13 @@ def _geometry(layer: nn.Module) -> PoolGeometry:
     return PoolGeometry(_single(layer.kernel_size, "kernel"), _single(layer.stride, "stride"), _single(layer.padding, "padding"), bool(layer.ceil_mode))
 
 
-def _probe_channels(model: nn.Module, input_size: Sequence[int], names: List[str]) -> Dict[str, int]:
+def _probe_channels(model: nn.Module, input_size: Sequence[int], names: list[str]) -> dict[str, int]:
     """Input channels of the named layers, from one forward pass on zeros."""
     modules = dict(model.named_modules())
-    channels: Dict[str, int] = {}
+    channels: dict[str, int] = {}
 
     def recorder(name: str):
-        def record(module: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> None:
+        def record(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
             channels.setdefault(name, int(inputs[0].shape[1]))
 
         return record
@@ -98,7 +99,7 @@ def swap_pooling(
     strict: bool = True,
     inplace: bool = False,
     **options: Any,
-) -> Tuple[nn.Module, SwapReport]:
+) -> tuple[nn.Module, SwapReport]:
     """Returns ``model`` with its pooling layers of kind ``kind`` and a :class:`SwapReport`.
 
     ``input_size`` (C, H, W) is used for the probe forward pass that finds each layer's

@@ -1,5 +1,5 @@
 """Comparison of two finished runs: per model and metric, the change B - A with its
-uncertainty (SPEC §6), written as a Markdown and an HTML table.
+uncertainty (``docs/gate.md``), written as a Markdown and an HTML table.
 
 Everything here reads stored result tables; no model is evaluated again.
 
@@ -21,14 +21,17 @@ SE above overstates the noise of a paired difference: the comparison errs toward
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from robustbench_lift.run.runner import read_run
+from robustbench_lift.reporting.html import static_text, template_environment
+from robustbench_lift.reporting.tables import as_float, attack_label, recorded_attacks
+from robustbench_lift.results import read_run
 
 # Width of a 95 % normal interval in standard errors (2 x 1.959964).
 INTERVAL_WIDTH_IN_STANDARD_ERRORS = 3.92
@@ -52,7 +55,7 @@ class MetricSpec:
     percent: bool = True  # shown as 100 x value (ratios like mCE too, as in the literature)
 
 
-_FIXED_METRICS: Tuple[MetricSpec, ...] = (
+_FIXED_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("clean_error", "clean error", PROPORTION, "lower"),
     MetricSpec("mce", "mCE", BOOTSTRAP, "lower"),
     MetricSpec("relative_mce", "relative mCE", BOOTSTRAP, "lower"),
@@ -64,29 +67,25 @@ _FIXED_METRICS: Tuple[MetricSpec, ...] = (
     MetricSpec("mean_top5_distance", "mean top-5 distance", PLAIN, "lower", percent=False),
     MetricSpec("shift_consistency", "shift consistency", PROPORTION, "higher"),
 )
-FIXED_METRICS: Dict[str, MetricSpec] = {spec.name: spec for spec in _FIXED_METRICS}
+FIXED_METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in _FIXED_METRICS}
 
-ATTACK_LABELS = {"fgsm": "FGSM", "pgd_linf": "PGD L∞", "pgd_l2": "PGD L2", "deepfool_l2": "DeepFool L2", "deepfool_linf": "DeepFool L∞", "cw_l2": "C&W L2", "fgm_l2": "FGM L2"}
+def metric_spec(name: str, labels: Mapping[str, str] | None = None) -> MetricSpec | None:
+    """The spec of a summary column, or None when the column is not a comparable metric.
 
-
-def attack_label(attack: str) -> str:
-    """Display name of an attack (``pgd_linf`` -> ``PGD L∞``)."""
-    return ATTACK_LABELS.get(attack, attack)
-
-
-def metric_spec(name: str) -> Optional[MetricSpec]:
-    """The spec of a summary column, or None when the column is not a comparable metric."""
+    ``labels``: display names of attacks (:func:`attack_labels` of the runs' records).
+    """
+    labels = labels or {}
     if name in FIXED_METRICS:
         return FIXED_METRICS[name]
     if name.endswith(("_low", "_high")):
         return None
     if name.startswith("robust_accuracy_"):
         attack = name[len("robust_accuracy_") :]
-        return MetricSpec(name, f"robust accuracy {attack_label(attack)}", PROPORTION, "higher")
+        return MetricSpec(name, f"robust accuracy {labels.get(attack, attack)}", PROPORTION, "higher")
     if name.startswith("median_perturbation_"):
         attack = name[len("median_perturbation_") :]
         # A larger smallest adversarial perturbation means a more robust model.
-        return MetricSpec(name, f"median perturbation {attack_label(attack)}", PLAIN, "higher", percent=False)
+        return MetricSpec(name, f"median perturbation {labels.get(attack, attack)}", PLAIN, "higher", percent=False)
     return None
 
 
@@ -99,7 +98,7 @@ def _ok_rows(results: pd.DataFrame, suite: str, model: str) -> pd.DataFrame:
     return results[(results["suite"] == suite) & (results["model"] == model) & (results["status"] == "ok")]
 
 
-def _first_sample_size(rows: pd.DataFrame, family: Optional[str] = None) -> float:
+def _first_sample_size(rows: pd.DataFrame, family: str | None = None) -> float:
     if family is not None:
         rows = rows[rows["family"] == family]
     sizes = pd.to_numeric(rows["n"], errors="coerce").dropna() if "n" in rows else pd.Series(dtype=float)
@@ -121,12 +120,12 @@ def sample_size(results: pd.DataFrame, summary_row: Mapping[str, Any], model: st
     return math.nan
 
 
-def _number(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return number
+def attack_labels(*records: Mapping[str, Any]) -> dict[str, str]:
+    """Attack display names from run records (later records win)."""
+    labels: dict[str, str] = {}
+    for record in records:
+        labels.update({name: attack_label(name, record) for name in recorded_attacks(record)})
+    return labels
 
 
 def metric_records(summary: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
@@ -135,7 +134,7 @@ def metric_records(summary: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame
     One row per model and metric column of ``summary`` (missing columns are simply
     absent); ``n`` is filled for proportions from ``results``.
     """
-    rows: List[Dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
     metric_columns = [column for column in summary.columns if metric_spec(column) is not None]
     for _, summary_row in summary.iterrows():
         model = str(summary_row["model"])
@@ -145,16 +144,16 @@ def metric_records(summary: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame
                 {
                     "model": model,
                     "metric": metric,
-                    "value": _number(summary_row.get(metric)),
-                    "low": _number(summary_row.get(f"{metric}_low")),
-                    "high": _number(summary_row.get(f"{metric}_high")),
+                    "value": as_float(summary_row.get(metric)),
+                    "low": as_float(summary_row.get(f"{metric}_low")),
+                    "high": as_float(summary_row.get(f"{metric}_high")),
                     "n": sample_size(results, summary_row, model, metric) if spec.kind == PROPORTION else math.nan,
                 }
             )
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
 
 
-def run_metric_records(run_directory: str | Path) -> Tuple[pd.DataFrame, Dict[str, Any]]:
+def run_metric_records(run_directory: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The metric records of a finished run and its run.json record."""
     results, summary, record = read_run(run_directory)
     return metric_records(summary, results), record
@@ -165,12 +164,12 @@ def run_metric_records(run_directory: str | Path) -> Tuple[pd.DataFrame, Dict[st
 
 def standard_error(record: Mapping[str, Any], spec: MetricSpec) -> float:
     """Standard error of one run's metric value (NaN when the run stores no uncertainty)."""
-    value, n = _number(record.get("value")), _number(record.get("n"))
+    value, n = as_float(record.get("value")), as_float(record.get("n"))
     if spec.kind == PROPORTION and np.isfinite(value) and np.isfinite(n) and n > 0:
         proportion = min(max(value, 0.0), 1.0)
         return math.sqrt(proportion * (1 - proportion) / n)
     if spec.kind in (PROPORTION, BOOTSTRAP):
-        low, high = _number(record.get("low")), _number(record.get("high"))
+        low, high = as_float(record.get("low")), as_float(record.get("high"))
         if np.isfinite(low) and np.isfinite(high):
             return (high - low) / INTERVAL_WIDTH_IN_STANDARD_ERRORS
     return math.nan
@@ -207,18 +206,19 @@ class Difference:
         return "better" if improved else "worse"
 
 
-def compare_records(records_a: pd.DataFrame, records_b: pd.DataFrame, z: float = DEFAULT_Z) -> List[Difference]:
-    """Differences for every (model, metric) present in both record tables, in B's order."""
+def compare_records(records_a: pd.DataFrame, records_b: pd.DataFrame, z: float = DEFAULT_Z, labels: Mapping[str, str] | None = None) -> list[Difference]:
+    """Differences for every (model, metric) present in both record tables, in B's order
+    (``labels``: attack display names for the metric labels)."""
     indexed_a = {(row["model"], row["metric"]): row for row in records_a.to_dict("records")}
     differences = []
     for row_b in records_b.to_dict("records"):
         row_a = indexed_a.get((row_b["model"], row_b["metric"]))
-        spec = metric_spec(row_b["metric"])
+        spec = metric_spec(row_b["metric"], labels)
         if row_a is None or spec is None:
             continue
-        difference = _number(row_b["value"]) - _number(row_a["value"])
+        difference = as_float(row_b["value"]) - as_float(row_a["value"])
         error = difference_standard_error(row_a, row_b, spec)
-        differences.append(Difference(row_b["model"], spec, _number(row_a["value"]), _number(row_b["value"]), difference, error, difference - z * error, difference + z * error))
+        differences.append(Difference(row_b["model"], spec, as_float(row_a["value"]), as_float(row_b["value"]), difference, error, difference - z * error, difference + z * error))
     return differences
 
 
@@ -259,13 +259,13 @@ class Comparison:
 
     name_a: str
     name_b: str
-    differences: List[Difference]
-    only_in_a: List[str]
-    only_in_b: List[str]
+    differences: list[Difference]
+    only_in_a: list[str]
+    only_in_b: list[str]
     z: float
-    notes: List[str]
+    notes: list[str]
 
-    def table_rows(self) -> List[Dict[str, str]]:
+    def table_rows(self) -> list[dict[str, str]]:
         return [
             {
                 "model": difference.model,
@@ -284,7 +284,7 @@ def _run_label(directory: Path, record: Mapping[str, Any]) -> str:
     return f"{record.get('run_name', directory.name)} ({directory})"
 
 
-def _metadata_notes(record_a: Mapping[str, Any], record_b: Mapping[str, Any]) -> List[str]:
+def _metadata_notes(record_a: Mapping[str, Any], record_b: Mapping[str, Any]) -> list[str]:
     notes = []
     for key in ("sample_size", "seed"):
         if record_a.get(key) != record_b.get(key):
@@ -304,7 +304,7 @@ def build_comparison(run_a: str | Path, run_b: str | Path, z: float = DEFAULT_Z)
     return Comparison(
         name_a=_run_label(Path(run_a), record_a),
         name_b=_run_label(Path(run_b), record_b),
-        differences=compare_records(records_a, records_b, z),
+        differences=compare_records(records_a, records_b, z, attack_labels(record_a, record_b)),
         only_in_a=[model for model in models_a if model not in models_b],
         only_in_b=[model for model in models_b if model not in models_a],
         z=z,
@@ -336,13 +336,11 @@ def comparison_markdown(comparison: Comparison) -> str:
 
 def comparison_html(comparison: Comparison) -> str:
     """The comparison as a self-contained HTML page (Jinja2, autoescaped)."""
-    from robustbench_lift.reporting.html import static_text, template_environment
-
     template = template_environment().get_template("comparison.html")
     return template.render(comparison=comparison, rows=comparison.table_rows(), style=static_text("_style.html"))
 
 
-def compare_runs(run_a: str | Path, run_b: str | Path, output_directory: str | Path | None = None) -> Tuple[Path, Path]:
+def compare_runs(run_a: str | Path, run_b: str | Path, output_directory: str | Path | None = None) -> tuple[Path, Path]:
     """Writes ``comparison.md`` and ``comparison.html`` (B - A per model and metric).
 
     ``output_directory`` defaults to ``<run_b>/comparison``. Returns (markdown path, html path).

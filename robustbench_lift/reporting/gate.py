@@ -39,14 +39,16 @@ import math
 import os
 import re
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from robustbench_lift import __version__
+from robustbench_lift._version import __version__
+from robustbench_lift.errors import UserError
 from robustbench_lift.reporting.comparison import (
     DEFAULT_Z,
     FIXED_METRICS,
@@ -59,7 +61,6 @@ from robustbench_lift.reporting.comparison import (
     metric_spec,
     run_metric_records,
 )
-from robustbench_lift.errors import UserError
 
 EXIT_PASSED = 0
 EXIT_REGRESSION = 1
@@ -69,7 +70,7 @@ DEFAULT_POLICY_FILE = Path("reports") / "policy.yaml"
 
 # The built-in policy, used when no policy file is given and ./reports/policy.yaml does
 # not exist; tests keep it identical to reports/policy.yaml.
-DEFAULT_POLICY: Dict[str, Any] = {
+DEFAULT_POLICY: dict[str, Any] = {
     "z": 1.96,
     "models": "all",
     "metrics": {
@@ -97,7 +98,7 @@ class MetricRule:
     direction: str
     tolerance: float = 0.0
     relative_tolerance: float = 0.0
-    models: Optional[Tuple[str, ...]] = None  # None: every model of the baseline
+    models: tuple[str, ...] | None = None  # None: every model of the baseline
 
     def allowance(self, baseline: float) -> float:
         """How much worse than ``baseline`` the metric may get before the tolerance is exceeded."""
@@ -108,12 +109,12 @@ class MetricRule:
 class Policy:
     """What the gate checks (see the module docstring for the YAML form)."""
 
-    rules: Tuple[MetricRule, ...]
+    rules: tuple[MetricRule, ...]
     z: float = DEFAULT_Z
     source: str = "built-in default"
 
 
-def _model_list(value: Any, where: str) -> Optional[Tuple[str, ...]]:
+def _model_list(value: Any, where: str) -> tuple[str, ...] | None:
     if value is None or value == "all":
         return None
     if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
@@ -195,7 +196,7 @@ def load_policy(policy_file: str | Path | None = None) -> Policy:
 # ------------------------------------------------------------------ baseline
 
 
-def _baseline_header(record: Mapping[str, Any], run_directory: Path) -> Dict[str, Any]:
+def _baseline_header(record: Mapping[str, Any], run_directory: Path) -> dict[str, Any]:
     config = record.get("config", {})
     return {
         "run_name": record.get("run_name", run_directory.name),
@@ -231,7 +232,7 @@ def write_baseline(run_directory: str | Path, baseline_file: str | Path) -> Path
     return path
 
 
-def read_baseline(baseline_file: str | Path) -> Tuple[pd.DataFrame, Dict[str, str]]:
+def read_baseline(baseline_file: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
     """(records, header metadata) of a baseline file; UserError when missing or malformed."""
     path = Path(baseline_file)
     if not path.is_file():
@@ -241,7 +242,7 @@ def read_baseline(baseline_file: str | Path) -> Tuple[pd.DataFrame, Dict[str, st
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"baseline file {path} is unreadable: {error}") from None
     lines = text.splitlines(keepends=True)
-    header: Dict[str, str] = {}
+    header: dict[str, str] = {}
     # Only the leading comment lines are metadata; a '#' later on may be part of a name.
     while lines and lines[0].startswith("#"):
         key, _, value = lines.pop(0)[1:].partition(":")
@@ -286,23 +287,23 @@ class GateCheck:
     worse_by: float = math.nan  # > 0: worse than the baseline
     allowance: float = math.nan
     noise: float = math.nan  # z x SE of the difference
-    spec: Optional[MetricSpec] = None
+    spec: MetricSpec | None = None
 
 
 @dataclass
 class GateResult:
     """Outcome of :func:`check_run`: ``passed``, ``markdown`` summary, ``failures`` (messages)."""
 
-    checks: List[GateCheck]
+    checks: list[GateCheck]
     markdown: str = ""
-    notes: List[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
         return all(check.passed for check in self.checks)
 
     @property
-    def failures(self) -> List[str]:
+    def failures(self) -> list[str]:
         return [check.message for check in self.checks if not check.passed]
 
     @property
@@ -315,7 +316,7 @@ def _spec_for(rule: MetricRule) -> MetricSpec:
     return MetricSpec(known.name, known.label, known.kind, rule.direction, known.percent)
 
 
-def _missing_reason(row: Optional[Mapping[str, Any]]) -> str:
+def _missing_reason(row: Mapping[str, Any] | None) -> str:
     if row is None:
         return "no such column in summary.csv (suite not run?)"
     if np.isinf(row["value"]):
@@ -323,7 +324,7 @@ def _missing_reason(row: Optional[Mapping[str, Any]]) -> str:
     return "no value (failed cells or no reference model?)"
 
 
-def _judge(model: str, rule: MetricRule, baseline_row: Optional[Mapping[str, Any]], run_row: Optional[Mapping[str, Any]], run_has_model: bool, z: float) -> GateCheck:
+def _judge(model: str, rule: MetricRule, baseline_row: Mapping[str, Any] | None, run_row: Mapping[str, Any] | None, run_has_model: bool, z: float) -> GateCheck:
     spec = _spec_for(rule)
     if not run_has_model:
         return GateCheck(model, rule.metric, False, f"{model}: model missing from the run", spec=spec)
@@ -352,11 +353,11 @@ def _magnitude(value: float, spec: MetricSpec) -> str:
     return format_change(value, spec).lstrip("+")
 
 
-def _rule_models(rule: MetricRule, baseline_models: List[str]) -> List[str]:
+def _rule_models(rule: MetricRule, baseline_models: list[str]) -> list[str]:
     return list(rule.models) if rule.models is not None else baseline_models
 
 
-def evaluate_gate(run_records: pd.DataFrame, baseline_records: pd.DataFrame, policy: Policy) -> List[GateCheck]:
+def evaluate_gate(run_records: pd.DataFrame, baseline_records: pd.DataFrame, policy: Policy) -> list[GateCheck]:
     """One check per policy metric and model (policy models, or every baseline model)."""
     run_index = {(row["model"], row["metric"]): row for row in run_records.to_dict("records")}
     baseline_index = {(row["model"], row["metric"]): row for row in baseline_records.to_dict("records")}
@@ -369,7 +370,7 @@ def evaluate_gate(run_records: pd.DataFrame, baseline_records: pd.DataFrame, pol
     return checks
 
 
-def _header_notes(header: Mapping[str, str], record: Mapping[str, Any], run_directory: Path, run_records: pd.DataFrame, baseline_records: pd.DataFrame) -> List[str]:
+def _header_notes(header: Mapping[str, str], record: Mapping[str, Any], run_directory: Path, run_records: pd.DataFrame, baseline_records: pd.DataFrame) -> list[str]:
     notes = []
     current = {key: str(value) for key, value in _baseline_header(record, run_directory).items()}
     for key in ("dataset", "sample_size", "seed", "profile", "severities"):

@@ -18,11 +18,13 @@ import dataclasses
 import logging
 import socket
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, ClassVar
 
-from robustbench_lift.run.config import RunConfig
-from robustbench_lift.errors import UserError
+from robustbench_lift.errors import USER_ERRORS, UserError
+from robustbench_lift.evaluation.suites import SUITES, ModelEntry, RunContext
+from robustbench_lift.options import ConfigView, Option
 from robustbench_lift.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -46,28 +48,35 @@ class CellResult:
     """What evaluating a cell gives: the suite's output, its wall time and device."""
 
     cell: Cell
-    rows: List[Dict[str, Any]]
-    per_image: Dict[str, Any]
+    rows: list[dict[str, Any]]
+    per_image: dict[str, Any]
     seconds: float
     device: str
 
 
-def evaluate_cell(cell: Cell, entry: Any, prepared: Any, context: Any) -> CellResult:
+def evaluate_cell(cell: Cell, entry: ModelEntry, prepared: Any, context: RunContext) -> CellResult:
     """Evaluates one cell in this process; the model must be on ``context.device``."""
-    from robustbench_lift.evaluation.suites.base import SUITES
-
     tick = time.perf_counter()
     output = SUITES.get(cell.suite).evaluate_condition(entry, cell.condition, prepared, context)
     return CellResult(cell, output.rows, output.per_image, time.perf_counter() - tick, str(context.device))
 
 
 class Executor:
-    """Base of the executors; use as a context manager (``start`` / ``close``)."""
+    """Base of the executors; use as a context manager (``start`` / ``close``).
+
+    ``options`` are the run-config keys the executor owns; :meth:`validate` checks their
+    values when the executor is selected.
+    """
 
     name = ""
+    options: ClassVar[Mapping[str, Option]] = {}
 
-    def __init__(self, config: RunConfig) -> None:
+    def __init__(self, config: ConfigView) -> None:
         self.config = config
+
+    @classmethod
+    def validate(cls, config: ConfigView) -> None:
+        """Checks this executor's options beyond their types; one-line UserError."""
 
     def start(self) -> None:
         """Connects or starts workers; a one-line UserError when that is impossible."""
@@ -81,10 +90,10 @@ class Executor:
 
         return resolve_device(self.config.device)
 
-    def run(self, cells: Sequence[Cell], models: Dict[str, Any], prepared: Dict[str, Any], context: Any) -> Iterator[CellResult]:
+    def run(self, cells: Sequence[Cell], models: Mapping[str, ModelEntry], prepared: Mapping[str, Any], context: RunContext) -> Iterator[CellResult]:
         raise NotImplementedError
 
-    def __enter__(self) -> "Executor":
+    def __enter__(self) -> Executor:
         self.start()
         return self
 
@@ -92,7 +101,7 @@ class Executor:
         self.close()
 
 
-EXECUTORS: Registry[type] = Registry("executor")
+EXECUTORS: Registry[type[Executor]] = Registry("executor")
 
 
 @EXECUTORS.register("local")
@@ -101,8 +110,8 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def run(self, cells: Sequence[Cell], models: Dict[str, Any], prepared: Dict[str, Any], context: Any) -> Iterator[CellResult]:
-        by_model: Dict[str, List[Cell]] = {}
+    def run(self, cells: Sequence[Cell], models: Mapping[str, ModelEntry], prepared: Mapping[str, Any], context: RunContext) -> Iterator[CellResult]:
+        by_model: dict[str, list[Cell]] = {}
         for cell in cells:
             by_model.setdefault(cell.model, []).append(cell)
         for name, model_cells in by_model.items():
@@ -115,7 +124,7 @@ class LocalExecutor(Executor):
                 entry.model.cpu()
 
 
-def _ray_cell(cell: Cell, entry: Any, prepared: Any, context: Any, threads: Optional[int]) -> CellResult:
+def _ray_cell(cell: Cell, entry: ModelEntry, prepared: Any, context: RunContext, threads: int | None) -> CellResult:
     """The body of a Ray task: resolve the device here (the worker's GPUs), then evaluate."""
     import torch
 
@@ -146,8 +155,11 @@ class RayExecutor(Executor):
     """One Ray task per cell; a local Ray instance unless ``ray_address`` names a cluster."""
 
     name = "ray"
+    options: ClassVar[Mapping[str, Option]] = {
+        "ray_address": Option(str | None, None, "the Ray cluster to attach to, host:port or auto (null: start a local one)"),
+    }
 
-    def __init__(self, config: RunConfig) -> None:
+    def __init__(self, config: ConfigView) -> None:
         super().__init__(config)
         self._owns_ray = False
         self._remote: Any = None
@@ -164,7 +176,7 @@ class RayExecutor(Executor):
         else:
             if address and address != "auto":
                 _check_reachable(address)
-            options: Dict[str, Any] = {"logging_level": logging.WARNING, "include_dashboard": False}
+            options: dict[str, Any] = {"logging_level": logging.WARNING, "include_dashboard": False}
             if not address:
                 options["num_cpus"] = max(1, self.config.workers)
             try:
@@ -189,7 +201,7 @@ class RayExecutor(Executor):
         # Tasks resolve the device on their worker; the driver only checks the name.
         return "cpu" if self.config.device == "auto" else self.config.device
 
-    def run(self, cells: Sequence[Cell], models: Dict[str, Any], prepared: Dict[str, Any], context: Any) -> Iterator[CellResult]:
+    def run(self, cells: Sequence[Cell], models: Mapping[str, ModelEntry], prepared: Mapping[str, Any], context: RunContext) -> Iterator[CellResult]:
         import ray
         from ray.exceptions import RayError, RayTaskError
 
@@ -209,10 +221,10 @@ class RayExecutor(Executor):
                     result = ray.get(ready[0])
                 except RayTaskError as error:
                     cause = getattr(error, "cause", None)
-                    if isinstance(cause, UserError):
+                    if isinstance(cause, USER_ERRORS):
                         raise UserError(str(cause)) from None
                     if isinstance(cause, BaseException):
-                        raise cause
+                        raise cause from None
                     raise
                 except RayError as error:
                     cluster_lost = True

@@ -16,58 +16,43 @@ never leaves partial result files; the cells it finished stay in
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
-import shutil
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from robustbench_lift import __version__
-from robustbench_lift.models.checkpoints import load_checkpoint
-from robustbench_lift.run.config import RunConfig, validate
+from robustbench_lift._version import __version__
+from robustbench_lift.data.base import ImageDataset
 from robustbench_lift.data.datasets import load_dataset
 from robustbench_lift.errors import UserError
-from robustbench_lift.run.executors import EXECUTORS, Cell
-from robustbench_lift.run.store import STORE_NAME, RunStore, config_hash, model_fingerprint
-from robustbench_lift.evaluation.suites.base import SUITES, ModelEntry, RunContext, Suite
-from robustbench_lift.models.zoo import ZOO_KINDS, load_zoo_model, zoo_model_name, zoo_names
+from robustbench_lift.evaluation.suites import SUITES, ModelEntry, RunContext, Suite
+from robustbench_lift.models._factory import resolve_model
+from robustbench_lift.models.zoo import zoo_names
+from robustbench_lift.results import RESULT_COLUMNS, write_run
+from robustbench_lift.run.config import RunConfig, validate
+from robustbench_lift.run.executors import EXECUTORS, Cell, Executor
+from robustbench_lift.run.store import STORE_NAME, RunStore, Store, config_hash, model_fingerprint
+from robustbench_lift.utils.digest import array_digest
 
 log = logging.getLogger(__name__)
 
-# Leading columns of results.csv; suites add their own metric columns after these.
-RESULT_COLUMNS = ["run", "model", "architecture", "pooling", "dataset", "suite", "condition", "family", "level", "status", "n"]
 
 
-def resolve_models(names: List[str]) -> List[ModelEntry]:
+def resolve_models(names: list[str]) -> list[ModelEntry]:
     """Zoo names (``small_cnn-lift``, ``lift``), checkpoint paths, or pretrained-model specs
     (``torchvision:resnet18:IMAGENET1K_V1``, see :mod:`robustbench_lift.models.pretrained`) -> loaded models."""
-    from robustbench_lift.models.pretrained import SPECS, load_pretrained
-
     if not names:
         names = zoo_names()
         if not names:
             raise UserError("the model zoo has no weights; run scripts/train_zoo.py or name checkpoint files with --models")
-    entries = []
-    for name in names:
-        path = Path(name)
-        if name.partition(":")[0] in SPECS:
-            model, metadata = load_pretrained(name)
-            entries.append(ModelEntry(name, model, metadata))
-        elif path.suffix in (".safetensors", ".pt", ".pth") or path.exists():
-            model, metadata = load_checkpoint(path)
-            entries.append(ModelEntry(path.stem, model, metadata))
-        else:
-            model, metadata = load_zoo_model(name)
-            entries.append(ModelEntry(zoo_model_name(metadata["pooling"]) if metadata.get("pooling") in ZOO_KINDS else name, model, metadata))
+    entries = [ModelEntry(*resolve_model(name)) for name in names]
     seen = set()
     for entry in entries:
         if entry.name in seen:
@@ -76,23 +61,13 @@ def resolve_models(names: List[str]) -> List[ModelEntry]:
     return entries
 
 
-def _versions() -> Dict[str, str]:
+def _versions() -> dict[str, str]:
     import torchvision
 
     return {"robustbench_lift": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": np.__version__, "pandas": pd.__version__, "python": platform.python_version()}
 
 
-def _sample_digest(indices: np.ndarray, images: np.ndarray) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    for array in (np.ascontiguousarray(indices, dtype=np.int64), np.ascontiguousarray(images)):
-        digest.update(f"{array.dtype}{array.shape}".encode())
-        digest.update(memoryview(array).cast("B"))
-    return digest.hexdigest()
-
-
-def plan_cells(models: List[ModelEntry], suites: List[Suite], context: RunContext) -> List[Cell]:
+def plan_cells(models: list[ModelEntry], suites: list[Suite], context: RunContext) -> list[Cell]:
     """Every cell of a run, in result order (model, then suite, then condition)."""
     conditions = {suite.name: suite.conditions(context) for suite in suites}
     return [Cell(entry.name, suite.name, condition) for entry in models for suite in suites for condition in conditions[suite.name]]
@@ -107,7 +82,7 @@ def run_benchmark(config: RunConfig) -> Path:
     if config.threads:
         torch.set_num_threads(config.threads)
     started = time.perf_counter()
-    timings: Dict[str, Any] = {"prepare": {}, "evaluate": {}}
+    timings: dict[str, Any] = {"prepare": {}, "evaluate": {}}
     models = resolve_models(config.models)
     full = load_dataset(config.dataset, config.split, config.data_dir, config.download)
     dataset, indices = full.sample(config.sample_size, config.seed)
@@ -126,12 +101,12 @@ def run_benchmark(config: RunConfig) -> Path:
     return directory
 
 
-def _run_cells(config: RunConfig, executor: Any, models: List[ModelEntry], dataset: Any, indices: np.ndarray, context: RunContext, started: float, timings: Dict[str, Any]) -> Tuple[Path, int, int]:
+def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], dataset: ImageDataset, indices: np.ndarray, context: RunContext, started: float, timings: dict[str, Any]) -> tuple[Path, int, int]:
     """Resumes or opens the run's store, evaluates the pending cells, writes the run."""
     suites = [SUITES.get(name) for name in config.suites]
     plan = plan_cells(models, suites, context)
     fingerprints = {entry.name: model_fingerprint(entry.model, entry.metadata) for entry in models}
-    hash_value = config_hash(config.to_dict(), {"version": __version__, "sample": _sample_digest(indices, dataset.images)})
+    hash_value = config_hash(config.to_dict(), {"version": __version__, "sample": array_digest(np.asarray(indices, dtype=np.int64), dataset.images)})
     log.info("run %s: %d models, %d images of %s/%s, suites %s, %d cells, executor %s", config.run_name, len(models), len(dataset), config.dataset, config.split, ", ".join(config.suites), len(plan), config.executor)
 
     with RunStore.open(config.run_directory, hash_value, config.to_dict()) as run_store:
@@ -149,7 +124,7 @@ def _run_cells(config: RunConfig, executor: Any, models: List[ModelEntry], datas
         if pending:
             log.info("committing cells to %s as they finish; if interrupted, rerun the same command to resume", store.path)
 
-        prepared: Dict[str, Any] = {}
+        prepared: dict[str, Any] = {}
         for suite in suites:
             wanted = list(dict.fromkeys(cell.condition for cell in pending if cell.suite == suite.name))
             if not wanted:
@@ -184,25 +159,27 @@ def _run_cells(config: RunConfig, executor: Any, models: List[ModelEntry], datas
             "versions": _versions(),
             "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()},
             "timings": timings,
+            # What readers of the run need from the suites (e.g. attack labels), torch-free.
+            "suites": {suite.name: suite.record(config) for suite in suites},
         }
         directory = write_run(config.run_directory, results, summary.reset_index(), record, extra=lambda staging: store.copy_to(staging / STORE_NAME))
         run_store.finished()
     return directory, computed, resumed
 
 
-def _tables(config: RunConfig, models: List[ModelEntry], suites: List[Suite], plan: List[Cell], store: Any, context: RunContext) -> Tuple[pd.DataFrame, pd.DataFrame, List[str], Dict[str, float]]:
+def _tables(config: RunConfig, models: list[ModelEntry], suites: list[Suite], plan: list[Cell], store: Store, context: RunContext) -> tuple[pd.DataFrame, pd.DataFrame, list[str], dict[str, float]]:
     """results and summary tables, devices used and seconds per model/suite, from the store."""
     records = store.load(cell.key for cell in plan)
     missing = [cell for cell in plan if cell.key not in records]
     if missing:
         raise RuntimeError(f"{len(missing)} cells missing from the store after evaluation, e.g. {'/'.join(missing[0].key)}")
-    rows: List[Dict[str, Any]] = []
-    per_image: Dict[str, Dict[str, Dict[str, np.ndarray]]] = {suite.name: {} for suite in suites}
-    seconds: Dict[str, float] = {}
+    rows: list[dict[str, Any]] = []
+    per_image: dict[str, dict[str, dict[str, np.ndarray]]] = {suite.name: {} for suite in suites}
+    seconds: dict[str, float] = {}
     for entry in models:
         for suite in suites:
-            suite_rows: List[Dict[str, Any]] = []
-            arrays: Dict[str, np.ndarray] = {}
+            suite_rows: list[dict[str, Any]] = []
+            arrays: dict[str, np.ndarray] = {}
             for cell in plan:
                 if cell.model == entry.name and cell.suite == suite.name:
                     record = records[cell.key]
@@ -225,48 +202,3 @@ def _tables(config: RunConfig, models: List[ModelEntry], suites: List[Suite], pl
         part = suite.summarize(results, per_image[suite.name], models, context)
         summary = summary.join(part, how="left")
     return results, summary, devices, {key: round(value, 2) for key, value in seconds.items()}
-
-
-def write_run(directory: Path, results: pd.DataFrame, summary: pd.DataFrame, record: Dict[str, Any], extra: Optional[Callable[[Path], None]] = None) -> Path:
-    """Writes the three result files (and whatever ``extra(staging)`` adds, such as the
-    store) into a temporary folder, then swaps it into place."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.staging-", dir=directory.parent))
-    try:
-        results.to_csv(staging / "results.csv", index=False)
-        summary.to_csv(staging / "summary.csv", index=False)
-        (staging / "run.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
-        if extra is not None:
-            extra(staging)
-        if directory.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
-            os.replace(directory, retired / directory.name)
-            os.replace(staging, directory)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, directory)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return directory
-
-
-def read_run(directory: str | Path) -> Tuple[pd.DataFrame, pd.DataFrame, Dict[str, Any]]:
-    """Reads (results, summary, run record) of a finished run; UserError when incomplete."""
-    directory = Path(directory)
-    files = [directory / name for name in ("results.csv", "summary.csv", "run.json")]
-    missing = [path.name for path in files if not path.is_file()]
-    if missing:
-        raise UserError(f"{directory} holds no finished run (missing {', '.join(missing)})")
-    try:
-        return pd.read_csv(files[0]), pd.read_csv(files[1]), json.loads(files[2].read_text())
-    except (ValueError, pd.errors.ParserError) as error:
-        raise UserError(f"{directory} has malformed result files: {error}") from None
-
-
-def failed_cells(directory: str | Path) -> List[str]:
-    """``model/suite/condition`` of every cell of a finished run whose status is failed."""
-    results, _, _ = read_run(directory)
-    failed = results[results["status"] == "failed"]
-    return [f"{row.model}/{row.suite}/{row.condition}" for row in failed.itertuples()]

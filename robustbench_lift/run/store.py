@@ -44,9 +44,10 @@ import re
 import shutil
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,7 @@ LOCK_NAME = "lock"
 # store at the end): changing them keeps a run resumable.
 EXECUTION_KEYS = frozenset({"output_dir", "run_name", "workers", "threads", "device", "executor", "ray_address", "cache_dir", "download", "reference_model"})
 
-CellKey = Tuple[str, str, str]  # (model, suite, condition)
+CellKey = tuple[str, str, str]  # (model, suite, condition)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -83,8 +84,8 @@ CREATE TABLE IF NOT EXISTS arrays (
 class CellRecord:
     """One stored cell."""
 
-    rows: List[Dict[str, Any]]
-    per_image: Dict[str, np.ndarray]
+    rows: list[dict[str, Any]]
+    per_image: dict[str, np.ndarray]
     fingerprint: str
     device: str
     seconds: float
@@ -112,7 +113,7 @@ def decode_array(blob: bytes) -> np.ndarray:
     return np.load(io.BytesIO(blob), allow_pickle=False)
 
 
-def config_hash(config: Dict[str, Any], extra: Optional[Dict[str, Any]] = None) -> str:
+def config_hash(config: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
     """Hash of the keys of ``config`` that change numbers, plus ``extra`` (version, data)."""
     material = {key: value for key, value in config.items() if key not in EXECUTION_KEYS}
     material["__extra__"] = extra or {}
@@ -120,7 +121,7 @@ def config_hash(config: Dict[str, Any], extra: Optional[Dict[str, Any]] = None) 
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def model_fingerprint(model: Any, metadata: Dict[str, Any]) -> str:
+def model_fingerprint(model: Any, metadata: dict[str, Any]) -> str:
     """Hash of a model's weights and buffers (and metadata): who computed a cell."""
     digest = hashlib.sha256(json.dumps(metadata, sort_keys=True, default=str).encode())
     for name, tensor in sorted(model.state_dict().items()):
@@ -147,7 +148,7 @@ class Store:
 
     # ------------------------------------------------------------ meta
 
-    def get_meta(self, key: str) -> Optional[str]:
+    def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
@@ -155,19 +156,19 @@ class Store:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     @property
-    def config_hash(self) -> Optional[str]:
+    def config_hash(self) -> str | None:
         return self.get_meta("config_hash")
 
     # ------------------------------------------------------------ cells
 
-    def finished(self) -> Dict[CellKey, str]:
+    def finished(self) -> dict[CellKey, str]:
         """Every stored cell -> the model fingerprint it was computed with."""
         return {(model, suite, condition): fingerprint for model, suite, condition, fingerprint in self._db.execute("SELECT model, suite, condition, fingerprint FROM cells")}
 
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM cells").fetchone()[0])
 
-    def commit_cell(self, key: CellKey, fingerprint: str, rows: List[Dict[str, Any]], per_image: Dict[str, np.ndarray], device: str, seconds: float) -> None:
+    def commit_cell(self, key: CellKey, fingerprint: str, rows: list[dict[str, Any]], per_image: dict[str, np.ndarray], device: str, seconds: float) -> None:
         """Stores one finished cell (rows and arrays) in one transaction."""
         rows_json = json.dumps(rows, default=_json_default, allow_nan=True)
         blobs = [(*key, name, encode_array(array)) for name, array in per_image.items()]
@@ -198,9 +199,9 @@ class Store:
             self._db.execute("ROLLBACK")
             raise
 
-    def load(self, keys: Iterable[CellKey]) -> Dict[CellKey, CellRecord]:
+    def load(self, keys: Iterable[CellKey]) -> dict[CellKey, CellRecord]:
         """The stored cells among ``keys``, with their rows and per-image arrays."""
-        records: Dict[CellKey, CellRecord] = {}
+        records: dict[CellKey, CellRecord] = {}
         for key in keys:
             row = self._db.execute("SELECT rows_json, fingerprint, device, seconds FROM cells WHERE model = ? AND suite = ? AND condition = ?", key).fetchone()
             if row is None:
@@ -263,7 +264,7 @@ class RunStore:
         self._done = False
 
     @classmethod
-    def open(cls, run_directory: str | Path, hash_value: str, config: Dict[str, Any]) -> "RunStore":
+    def open(cls, run_directory: str | Path, hash_value: str, config: dict[str, Any]) -> RunStore:
         run_directory = Path(run_directory)
         folder = in_progress_folder(run_directory)
         created_parent = not run_directory.parent.exists()
@@ -303,7 +304,7 @@ class RunStore:
             _unlock(lock)
             raise
 
-    def __enter__(self) -> "RunStore":
+    def __enter__(self) -> RunStore:
         return self
 
     def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
@@ -330,14 +331,14 @@ class RunStore:
         self._done = True
 
 
-def _open_existing(path: Path, read_only: bool = False) -> Optional[Store]:
+def _open_existing(path: Path, read_only: bool = False) -> Store | None:
     """An existing store, or None (with a warning) when the file is not one."""
     try:
         if read_only:
             store = Store.__new__(Store)
             store.path = path
             store._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-            store.config_hash  # reads the schema: fails on a non-store file
+            _ = store.config_hash  # reads the schema: fails on a non-store file
             return store
         return Store(path)
     except (UserError, sqlite3.DatabaseError) as error:

@@ -1,0 +1,127 @@
+"""The adversarial suite: robust accuracy per attack and epsilon (foolbox 3), with gradient-masking checks."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from robustbench_lift.errors import UserError
+from robustbench_lift.evaluation.suites.base import (
+    ModelEntry,
+    RunContext,
+    Suite,
+    SuiteOutput,
+    first_images,
+    predict,
+)
+from robustbench_lift.options import ConfigView, Option
+
+__all__ = ["AdversarialSuite"]
+
+log = logging.getLogger(__name__)
+
+
+class AdversarialSuite(Suite):
+    """Adversarial robustness over foolbox 3 (``docs/attacks.md``), with gradient-masking checks.
+
+    Cells: ``clean`` (predictions on the attacked images; no rows) and one per attack (a
+    row per epsilon). The gradient-masking checks compare attacks, so they run in
+    ``finalize`` once all of a model's cells exist.
+    """
+
+    name = "adversarial"
+    description = "robust accuracy per attack and epsilon (foolbox 3), success rate, flips, median perturbation"
+    options: ClassVar[Mapping[str, Option]] = {
+        "attacks": Option(list[str], ["fgsm", "pgd_linf", "pgd_l2", "deepfool_l2", "cw_l2"], "attack names"),
+        "attack_epsilons": Option(dict[str, list[float]] | None, None, "epsilons per attack (null: each attack's grid)"),
+        "attack_sample_size": Option(int | None, 100, "images attacked, the first of the sample"),
+    }
+
+    def validate(self, config: ConfigView) -> None:
+        from robustbench_lift.evaluation.attacks import ATTACKS, validate_epsilons
+
+        if config.attack_sample_size is not None and config.attack_sample_size <= 0:
+            raise UserError(f"attack_sample_size must be positive, got {config.attack_sample_size}")
+        for attack in config.attacks:
+            ATTACKS.get(attack)
+        for attack, epsilons in (config.attack_epsilons or {}).items():
+            validate_epsilons(ATTACKS.get(attack).norm, epsilons)
+
+    def record(self, config: ConfigView) -> dict[str, Any]:
+        """Each attack's display label, norm and headline epsilon, for reports."""
+        from robustbench_lift.evaluation.attacks import ATTACKS
+
+        attacks = {}
+        for name in config.attacks:
+            spec = ATTACKS.get(name)
+            attacks[name] = {"label": spec.label, "norm": spec.norm, "headline_epsilon": spec.headline_epsilon}
+        return {"attacks": attacks}
+
+    def conditions(self, context: RunContext) -> list[str]:
+        return ["clean"] + list(context.config.attacks)
+
+    def prepare(self, context: RunContext, conditions: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        images, labels, _ = first_images(context, context.config.attack_sample_size)
+        return images, labels
+
+    def evaluate_condition(self, entry: ModelEntry, condition: str, prepared: tuple[np.ndarray, np.ndarray], context: RunContext) -> SuiteOutput:
+        import torch
+
+        from robustbench_lift.evaluation.attacks import evaluate_attack
+        from robustbench_lift.evaluation.inference import to_tensor
+
+        config = context.config
+        pixels, label_array = prepared
+        if condition == "clean":
+            predictions = predict(entry, pixels, context)
+            return SuiteOutput([], {} if predictions is None else {"clean_correct": predictions == label_array})
+        epsilons = (config.attack_epsilons or {}).get(condition)
+        attack_rows = evaluate_attack(entry.model, to_tensor(pixels), torch.from_numpy(label_array), condition, epsilons, batch_size=config.batch_size, device=context.device, seed=config.seed)
+        rows = []
+        for attack_row in attack_rows:
+            row = {"suite": self.name, "condition": f"{attack_row['attack']}/eps={attack_row['epsilon']:.5g}", "family": attack_row["attack"], "level": float(attack_row["epsilon"])}
+            row |= {key: value for key, value in attack_row.items() if key not in ("attack", "epsilon")}
+            rows.append(row)
+        return SuiteOutput(rows)
+
+    def finalize(self, model: str, rows: list[dict[str, Any]], per_image: dict[str, np.ndarray], context: RunContext) -> list[dict[str, Any]]:
+        from robustbench_lift.evaluation.attacks import sanity_warnings
+
+        correct = per_image.get("clean_correct")
+        clean_accuracy = float(correct.mean()) if correct is not None else math.nan
+        views = [dict(row, attack=row["family"], epsilon=row["level"]) for row in rows]
+        for warning in sanity_warnings(views, clean_accuracy):
+            log.warning("%s: %s", model, warning)
+        for row, view in zip(rows, views):
+            if view.get("warning") != row.get("warning"):
+                row["warning"] = view["warning"]
+        return rows
+
+    def summarize(self, results: pd.DataFrame, per_image: dict[str, dict[str, np.ndarray]], models: list[ModelEntry], context: RunContext) -> pd.DataFrame:
+        from robustbench_lift.evaluation.attacks import ATTACKS
+
+        table = results[results["suite"] == self.name]
+        rows = []
+        for entry in models:
+            row: dict[str, Any] = {"model": entry.name}
+            for attack in context.config.attacks:
+                spec = ATTACKS.get(attack)
+                cells = table[(table["model"] == entry.name) & (table["family"] == attack) & (table["status"] == "ok")]
+                match = cells[np.isclose(cells["level"], spec.headline_epsilon)]
+                column = f"robust_accuracy_{attack}"
+                row[column] = float(match["robust_accuracy"].iloc[0]) if len(match) else math.nan
+                row[f"{column}_low"] = float(match["robust_accuracy_low"].iloc[0]) if len(match) else math.nan
+                row[f"{column}_high"] = float(match["robust_accuracy_high"].iloc[0]) if len(match) else math.nan
+                if spec.minimization:
+                    row[f"median_perturbation_{attack}"] = float(cells["median_perturbation"].dropna().iloc[0]) if cells["median_perturbation"].notna().any() else math.nan
+            warnings = table[(table["model"] == entry.name) & table["warning"].fillna("").astype(bool)] if "warning" in table else table.iloc[0:0]
+            # One warning text can sit on every epsilon row of its attack: count distinct ones.
+            row["adversarial_warnings"] = int(warnings["warning"].nunique()) if len(warnings) else 0
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("model")
+

@@ -1,0 +1,327 @@
+"""The report's plots: small builder functions, each turning a run's tables into figures.
+
+Builders are listed in :data:`PLOT_BUILDERS` (register one with :func:`plot_builder` to
+add a plot). Figures are drawn with matplotlib's object API (Agg), saved as PNG and SVG
+and embedded by :mod:`robustbench_lift.reporting.html`. The one computation on images is
+corrupting a single test image for display.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import corruptions
+from corruptions.registry import CORRUPTION_FAMILIES
+from robustbench_lift.errors import USER_ERRORS
+from robustbench_lift.reporting.tables import (
+    CORRUPTION_ORDER,
+    EXTRA_CORRUPTIONS,
+    RunTables,
+    as_float,
+    corruption_error_table,
+    corruption_names_in_run,
+)
+
+__all__ = [
+    "GRID_SEVERITIES",
+    "PLOT_BUILDERS",
+    "PLOT_DIRECTORY",
+    "FigureSpec",
+    "Plot",
+    "PlotOutcome",
+    "model_colors",
+    "plain_label",
+    "plot_builder",
+    "render_plots",
+    "save_figure",
+]
+
+PLOT_DIRECTORY = "plots"
+GRID_SEVERITIES = corruptions.SEVERITIES
+
+
+def model_colors(models: Sequence[str]) -> dict[str, Any]:
+    """One stable color per model, shared by every plot."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10" if len(models) <= 10 else "tab20"]
+    return {model: palette(position % palette.N) for position, model in enumerate(models)}
+
+
+def plain_label(text: Any) -> str:
+    """Text for matplotlib that is never parsed as mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+@dataclass
+class FigureSpec:
+    """A drawn figure waiting to be saved: file stem, title, caption."""
+
+    name: str
+    title: str
+    caption: str
+    figure: Any  # matplotlib Figure
+
+
+@dataclass
+class PlotOutcome:
+    """What a builder produced: figures, and a note when it had to leave something out."""
+
+    figures: list[FigureSpec] = field(default_factory=list)
+    note: str | None = None
+
+
+@dataclass
+class Plot:
+    """A saved plot as the template sees it."""
+
+    name: str
+    title: str
+    caption: str
+    png_base64: str
+    png_file: str
+    svg_file: str
+
+
+PlotBuilder = Callable[[RunTables], PlotOutcome]
+PLOT_BUILDERS: list[PlotBuilder] = []
+
+
+def plot_builder(function: PlotBuilder) -> PlotBuilder:
+    """Registers a plot builder; the report draws builders in registration order."""
+    PLOT_BUILDERS.append(function)
+    return function
+
+
+def _figure(rows: int, columns: int, size: tuple[float, float], **options: Any) -> tuple[Any, Any]:
+    """A new (figure, axes grid). matplotlib's object API renders with Agg and leaves the
+    global backend and figure list alone, so a user's interactive session is unaffected."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size)
+    return figure, figure.subplots(rows, columns, squeeze=False, **options)
+
+
+def _legend_below(figure: Any, axes: Any) -> None:
+    handles, labels = axes.get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False, fontsize=8)
+
+
+@plot_builder
+def corruption_heatmap(tables: RunTables) -> PlotOutcome:
+    """CE (or mean error) per corruption and model, as an image for the plots folder."""
+    table, measure = corruption_error_table(tables)
+    if table.empty or not len(table.columns):
+        return PlotOutcome()
+    values = 100 * table.to_numpy(dtype=float)
+    figure, axes_grid = _figure(1, 1, (max(6.0, 0.45 * len(table.columns) + 3), 0.45 * len(table.index) + 2.2))
+    axes = axes_grid[0][0]
+    finite = values[np.isfinite(values)]
+    from matplotlib.colors import TwoSlopeNorm
+
+    norm = TwoSlopeNorm(vmin=min(finite.min(), 99.9), vcenter=100, vmax=max(finite.max(), 100.1)) if measure == "CE" and finite.size else None
+    image = axes.imshow(np.ma.masked_invalid(values), cmap="RdYlGn_r", norm=norm, aspect="auto")
+    axes.set_xticks(range(len(table.columns)), [plain_label(name) for name in table.columns], rotation=60, ha="right", fontsize=8)
+    axes.set_yticks(range(len(table.index)), [plain_label(name) for name in table.index], fontsize=8)
+    for row in range(values.shape[0]):
+        for column in range(values.shape[1]):
+            text = f"{values[row, column]:.0f}" if np.isfinite(values[row, column]) else "×"
+            axes.text(column, row, text, ha="center", va="center", fontsize=7)
+    figure.colorbar(image, ax=axes, label=f"{measure} (%)")
+    axes.set_title(f"{measure} per corruption (%)", fontsize=10)
+    figure.tight_layout()
+    caption = "CE = Σ_s E(model) / Σ_s E(reference) per corruption, 100 = reference; × = failed or not available." if measure == "CE" else "Mean error over severities (no reference model in this run)."
+    return PlotOutcome([FigureSpec("corruption_heatmap", f"{measure} per corruption and model", caption, figure)])
+
+
+@plot_builder
+def error_versus_severity(tables: RunTables) -> PlotOutcome:
+    """Error versus severity, one figure per corruption family, one line per model."""
+    rows = tables.rows("corruption")
+    if rows.empty:
+        return PlotOutcome()
+    colours = model_colors(tables.models)
+    clean = tables.rows("clean").set_index("model")["error"] if not tables.rows("clean").empty else pd.Series(dtype=float)
+    present = set(rows["family"].astype(str))
+    groups = {family: [name for name in names if name in present] for family, names in CORRUPTION_FAMILIES.items()}
+    groups["other"] = [name for name in corruption_names_in_run(tables) if name not in CORRUPTION_ORDER]
+    figures = []
+    for family, names in groups.items():
+        if not names:
+            continue
+        figure, axes_row = _figure(1, len(names), (2.7 * len(names) + 0.5, 3.2), sharey=True)
+        for axes, corruption in zip(axes_row[0], names):
+            for model in tables.models:
+                part = rows[(rows["model"] == model) & (rows["family"] == corruption)].sort_values("level")
+                if part.empty:
+                    continue
+                levels, errors = part["level"].to_numpy(float), part["error"].to_numpy(float)
+                lows, highs = part["error_low"].to_numpy(float), part["error_high"].to_numpy(float)
+                if model in clean.index:
+                    levels, errors = np.r_[0.0, levels], np.r_[float(clean.loc[model]), errors]
+                    lows, highs = np.r_[math.nan, lows], np.r_[math.nan, highs]
+                axes.plot(levels, 100 * errors, marker="o", markersize=3, color=colours[model], label=plain_label(model))
+                axes.fill_between(levels, 100 * lows, 100 * highs, color=colours[model], alpha=0.12, linewidth=0)
+            axes.set_title(plain_label(corruption + (" *" if corruption in EXTRA_CORRUPTIONS else "")), fontsize=9)
+            axes.set_xlabel("severity (0 = clean)", fontsize=8)
+            axes.set_xticks(range(0, 6))
+            axes.grid(alpha=0.3)
+        axes_row[0][0].set_ylabel("top-1 error (%)", fontsize=8)
+        _legend_below(figure, axes_row[0][0])
+        figure.tight_layout(rect=(0, 0.12, 1, 1))
+        caption = f"Top-1 error per severity ({family} corruptions; * = held-out extra), shaded: 95 % Wilson interval; severity 0 is the clean error."
+        figures.append(FigureSpec(f"severity_{family}", f"Error versus severity: {family}", caption, figure))
+    return PlotOutcome(figures)
+
+
+@plot_builder
+def flip_probability_bars(tables: RunTables) -> PlotOutcome:
+    """Flip probability (and top-5 distance) per perturbation, grouped bars per model."""
+    rows = tables.rows("perturbation")
+    if rows.empty or "flip_probability" not in rows.columns:
+        return PlotOutcome()
+    colours = model_colors(tables.models)
+    perturbations = list(dict.fromkeys(rows["family"].astype(str)))
+    metrics = [("flip_probability", "flip probability (%)", 100)] + ([("top5_distance", "top-5 distance", 1)] if "top5_distance" in rows.columns and rows["top5_distance"].notna().any() else [])
+    figure, axes_column = _figure(len(metrics), 1, (max(7.0, 0.6 * len(perturbations) * max(1, len(tables.models)) / 2 + 3), 3.0 * len(metrics) + 0.6))
+    width = 0.8 / max(1, len(tables.models))
+    positions = np.arange(len(perturbations))
+    for axes, (metric, label, scale) in zip(axes_column[:, 0], metrics):
+        for offset, model in enumerate(tables.models):
+            part = rows[rows["model"] == model].set_index("family")
+            heights = [scale * as_float(part.loc[name, metric]) if name in part.index else math.nan for name in perturbations]
+            axes.bar(positions + (offset - (len(tables.models) - 1) / 2) * width, heights, width, color=colours[model], label=plain_label(model))
+        axes.set_xticks(positions, [plain_label(name) for name in perturbations], rotation=30, ha="right", fontsize=8)
+        axes.set_ylabel(label, fontsize=8)
+        axes.grid(axis="y", alpha=0.3)
+    _legend_below(figure, axes_column[0, 0])
+    figure.tight_layout(rect=(0, 0.1, 1, 1))
+    return PlotOutcome([FigureSpec("flip_probability", "Flip probability per perturbation", "ImageNet-P-style flip probability per perturbation sequence (lower is more stable).", figure)])
+
+
+@plot_builder
+def shift_consistency_bars(tables: RunTables) -> PlotOutcome:
+    """Shift consistency per model with its 95 % interval."""
+    if "shift_consistency" not in tables.summary.columns or not tables.summary["shift_consistency"].notna().any():
+        return PlotOutcome()
+    colours = model_colors(tables.models)
+    models = tables.models
+    values = np.array([tables.summary_value(model, "shift_consistency") for model in models])
+    lows = np.array([tables.summary_value(model, "shift_consistency_low") for model in models])
+    highs = np.array([tables.summary_value(model, "shift_consistency_high") for model in models])
+    errors = np.nan_to_num(np.vstack([values - lows, highs - values]), nan=0.0)
+    figure, axes_grid = _figure(1, 1, (max(5.0, 0.8 * len(models) + 2), 3.4))
+    axes = axes_grid[0][0]
+    axes.bar(range(len(models)), 100 * values, yerr=100 * errors, color=[colours[model] for model in models], capsize=3)
+    axes.set_xticks(range(len(models)), [plain_label(model) for model in models], rotation=30, ha="right", fontsize=8)
+    axes.set_ylabel("shift consistency (%)", fontsize=8)
+    finite = values[np.isfinite(values)]
+    axes.set_ylim(max(0.0, 100 * finite.min() - 10) if finite.size else 0, 100)
+    axes.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    return PlotOutcome([FigureSpec("shift_consistency", "Shift consistency", "Share of images classified the same under two random shifts; bars: 95 % Wilson interval.", figure)])
+
+
+@plot_builder
+def robust_accuracy_versus_epsilon(tables: RunTables) -> PlotOutcome:
+    """Robust accuracy versus epsilon, one panel per attack, one line per model."""
+    rows = tables.rows("adversarial")
+    if rows.empty or "robust_accuracy" not in rows.columns:
+        return PlotOutcome()
+    colours = model_colors(tables.models)
+    attacks = list(dict.fromkeys(rows["family"].astype(str)))
+    figure, axes_row = _figure(1, len(attacks), (3.0 * len(attacks) + 0.5, 3.3), sharey=True)
+    for axes, attack in zip(axes_row[0], attacks):
+        norms = rows.loc[rows["family"] == attack, "norm"].dropna().astype(str) if "norm" in rows.columns else pd.Series(dtype=str)
+        norm = norms.iloc[0] if len(norms) else ""
+        for model in tables.models:
+            part = rows[(rows["model"] == model) & (rows["family"] == attack)].sort_values("level")
+            if part.empty:
+                continue
+            # L-inf budgets read best in pixel steps (8/255 -> 8).
+            levels = part["level"].to_numpy(float) * (255 if norm == "linf" else 1)
+            axes.plot(levels, 100 * part["robust_accuracy"].to_numpy(float), marker="o", markersize=3, color=colours[model], label=plain_label(model))
+            if {"robust_accuracy_low", "robust_accuracy_high"} <= set(part.columns):
+                axes.fill_between(levels, 100 * part["robust_accuracy_low"].to_numpy(float), 100 * part["robust_accuracy_high"].to_numpy(float), color=colours[model], alpha=0.12, linewidth=0)
+        axes.set_title(plain_label(tables.attack_label(attack)), fontsize=9)
+        axes.set_xlabel({"linf": "epsilon (L∞, × 1/255)", "l2": "epsilon (L2)"}.get(norm, "epsilon"), fontsize=8)
+        axes.grid(alpha=0.3)
+    axes_row[0][0].set_ylabel("robust accuracy (%)", fontsize=8)
+    _legend_below(figure, axes_row[0][0])
+    figure.tight_layout(rect=(0, 0.12, 1, 1))
+    return PlotOutcome([FigureSpec("robust_accuracy", "Robust accuracy versus epsilon", "Accuracy under attack per perturbation budget; shaded: 95 % Wilson interval.", figure)])
+
+
+def example_image(config: dict[str, Any]) -> tuple[np.ndarray, int]:
+    """The run's first sampled test image and its index in the split (which seeds corruptions)."""
+    from robustbench_lift.data.datasets import load_dataset
+
+    full = load_dataset(config["dataset"], config.get("split", "test"), config.get("data_dir"))
+    sample, indices = full.sample(config.get("sample_size"), int(config.get("seed", 0)))
+    return sample.images[0], int(indices[0])
+
+
+@plot_builder
+def corruption_grid(tables: RunTables) -> PlotOutcome:
+    """One test image under every corruption at severities 1..5 (display only)."""
+    config = tables.record.get("config") or {}
+    if not config.get("dataset"):
+        return PlotOutcome(note="Corruption examples omitted: run.json records no data set.")
+    names = corruption_names_in_run(tables) or corruptions.corruption_names("all")
+    try:
+        image, index = example_image(config)
+        profile, seed = config.get("profile", "cifar"), int(config.get("seed", 0))
+        grid = [[corruptions.corrupt_image(image, name, severity, profile=profile, seed=seed, index=index) for severity in GRID_SEVERITIES] for name in names]
+    except (*USER_ERRORS, OSError, ValueError, KeyError) as error:
+        return PlotOutcome(note=f"Corruption examples omitted: the run's data is not available here ({' '.join(str(error).split())}).")
+    # Corruptions across, severities down: a wide, short grid fits the page width.
+    row_labels = ["clean"] + [f"severity {severity}" for severity in GRID_SEVERITIES]
+    figure, axes_grid = _figure(len(row_labels), len(names), (0.85 * len(names) + 0.9, 0.85 * len(row_labels) + 0.9))
+    for column, name in enumerate(names):
+        for row, label in enumerate(row_labels):
+            axes = axes_grid[row][column]
+            axes.imshow(image if row == 0 else grid[column][row - 1], interpolation="nearest")
+            axes.set_xticks([])
+            axes.set_yticks([])
+            if column == 0:
+                axes.set_ylabel(label, fontsize=7)
+        axes_grid[0][column].set_title(plain_label(name.replace("_", " ")), fontsize=7, rotation=40, ha="left", loc="left")
+    figure.subplots_adjust(left=0.04, right=0.99, bottom=0.02, top=0.84, wspace=0.05, hspace=0.05)
+    caption = f"Test image {index} of {config.get('dataset', '?')} ({config.get('split', '?')}) under each corruption, profile {config.get('profile', 'cifar')}."
+    return PlotOutcome([FigureSpec("corruption_grid", "Corruption examples", caption, figure)])
+
+
+def save_figure(spec: FigureSpec, directory: Path) -> Plot:
+    """Writes ``<name>.png`` and ``<name>.svg`` and returns the embeddable plot."""
+    directory.mkdir(parents=True, exist_ok=True)
+    png_path, svg_path = directory / f"{spec.name}.png", directory / f"{spec.name}.svg"
+    buffer = io.BytesIO()
+    # Fixed metadata keeps the files identical from one rendering to the next.
+    spec.figure.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
+    png_path.write_bytes(buffer.getvalue())
+    spec.figure.savefig(svg_path, format="svg", metadata={"Date": None})
+    return Plot(spec.name, spec.title, spec.caption, base64.b64encode(buffer.getvalue()).decode("ascii"), f"{PLOT_DIRECTORY}/{png_path.name}", f"{PLOT_DIRECTORY}/{svg_path.name}")
+
+
+def render_plots(tables: RunTables, directory: Path) -> tuple[list[Plot], list[str]]:
+    """Runs every builder; returns the saved plots and the builders' notes."""
+    import matplotlib
+
+    plots, notes = [], []
+    with matplotlib.rc_context({"svg.hashsalt": "robustbench-lift"}):
+        for builder in PLOT_BUILDERS:
+            outcome = builder(tables)
+            plots += [save_figure(spec, directory) for spec in outcome.figures]
+            if outcome.note:
+                notes.append(outcome.note)
+    return plots, notes
