@@ -54,7 +54,7 @@ def _disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
     # Small radii still get a 17x17 support, as in the generator, so the anti-alias blur
     # acts on the same grid.
     if radius <= 8:
-        support = np.arange(-8, 8 + 1)
+        support: np.ndarray = np.arange(-8, 8 + 1)
         blur_size = (3, 3)
     else:
         support = np.arange(-radius, radius + 1)
@@ -495,10 +495,10 @@ def elastic_transform(image: np.ndarray, severity: int, rng: np.random.Generator
     height, width = shape[:2]
 
     # Like the generator, the (row, column) centre is used as OpenCV's (x, y) point.
-    centre = np.float32([height, width]) // 2
+    centre = np.array([height, width], dtype=np.float32) // 2
     half_side = min(height, width) // 3
-    source_points = np.float32(
-        [centre + half_side, [centre[0] + half_side, centre[1] - half_side], centre - half_side]
+    source_points = np.array(
+        [centre + half_side, [centre[0] + half_side, centre[1] - half_side], centre - half_side], dtype=np.float32
     )
     target_points = source_points + rng.uniform(-affine_jitter, affine_jitter, size=source_points.shape).astype(
         np.float32
@@ -529,7 +529,7 @@ def pixelate(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
     factor = (0.95, 0.9, 0.85, 0.75, 0.65)[severity - 1]
     height, width = image.shape[:2]
     small_size = (max(1, int(width * factor)), max(1, int(height * factor)))
-    picture = Image.fromarray(image).resize(small_size, Image.BOX).resize((width, height), Image.BOX)
+    picture = Image.fromarray(image).resize(small_size, Image.Resampling.BOX).resize((width, height), Image.Resampling.BOX)
     return np.array(picture)
 
 

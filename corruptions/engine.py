@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -145,7 +146,7 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
 def run_chunks(
     function: Callable[..., np.ndarray],
     tasks: Sequence[tuple[Hashable, int, int, tuple]],
-    results: dict[Hashable, np.ndarray],
+    results: dict[Any, np.ndarray],
     workers: int,
     bar: tqdm,
 ) -> None:

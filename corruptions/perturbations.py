@@ -705,7 +705,7 @@ def shift_pairs(
         offsets[position] = rng.integers(-max_shift, max_shift + 1, size=(2, 2))
 
     margin = ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0))
-    padded = np.pad(images, margin, mode=pad_mode)
+    padded = np.pad(images, margin, mode=pad_mode)  # type: ignore[call-overload]  # mode: a str from SHIFT_FILLS
     # Shifting by (dy, dx) reads the window that starts max_shift - (dy, dx) into the padding.
     rows = np.arange(height)[np.newaxis, :] + (max_shift - offsets[:, :, 0])[..., np.newaxis]  # N x 2 x H
     columns = np.arange(width)[np.newaxis, :] + (max_shift - offsets[:, :, 1])[..., np.newaxis]  # N x 2 x W

@@ -77,12 +77,11 @@ def corruption_id(name: str) -> int:
 
 def check_severity(corruption: str, severity: object) -> int:
     """Return ``severity`` as an int, or raise CorruptionError unless it is an integer in 1..5."""
-    is_integer = isinstance(severity, (int, np.integer)) and not isinstance(severity, bool)
-    if not is_integer or int(severity) not in SEVERITIES:  # type: ignore[arg-type]
+    if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or int(severity) not in SEVERITIES:
         raise CorruptionError(
             f"severity for corruption {corruption!r} must be an integer in 1..5, got {severity!r}"
         )
-    return int(severity)  # type: ignore[arg-type]
+    return int(severity)
 
 
 def make_profile_registry(profile: str) -> Registry[CorruptionFunction]:

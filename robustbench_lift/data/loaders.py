@@ -309,7 +309,7 @@ def _tiny_imagenet_train(root: Path) -> list[tuple[str, Path]]:
     train = root / "train"
     if not train.is_dir():
         raise UserError(f"{root} is not a Tiny-ImageNet folder: missing train/")
-    samples = []
+    samples: list[tuple[str, Path]] = []
     for wnid in sorted(entry.name for entry in os.scandir(train) if entry.is_dir()):
         folder = train / wnid / "images"
         files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES)) if folder.is_dir() else []

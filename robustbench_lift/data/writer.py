@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +68,7 @@ class ImageFormat:
     """How the image-folder writer stores one image."""
 
     suffix: str
-    options: dict[str, object]
+    options: dict[str, Any]
 
 
 IMAGE_FORMATS: Registry[ImageFormat] = Registry("image format")

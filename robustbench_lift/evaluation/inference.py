@@ -81,7 +81,7 @@ def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 500, 
             size = max(1, size // 2)
             log.warning("out of memory on %s; retrying with batch size %d", device, size)
             continue
-        start += batch.shape[0]
+        start += pixels.shape[0]
     return torch.cat(outputs) if outputs else torch.empty(0)
 
 

@@ -6,9 +6,10 @@ See ``docs/metrics.md``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 __all__ = [
@@ -39,14 +40,14 @@ ALEXNET_IMAGENET_C_ERRORS: dict[str, float] = {
 }
 
 
-def corruption_error(model_errors: Sequence[float], reference_errors: Sequence[float]) -> float:
+def corruption_error(model_errors: npt.ArrayLike, reference_errors: npt.ArrayLike) -> float:
     """CE(f, c) = sum_s E(f,c,s) / sum_s E(ref,c,s) (SPEC §3)."""
     denominator = float(np.sum(reference_errors))
     return float(np.sum(model_errors)) / denominator if denominator > 0 else math.nan
 
 
 def relative_corruption_error(
-    model_errors: Sequence[float], model_clean_error: float, reference_errors: Sequence[float], reference_clean_error: float
+    model_errors: npt.ArrayLike, model_clean_error: float, reference_errors: npt.ArrayLike, reference_clean_error: float
 ) -> float:
     """Relative CE: sum_s (E(f,c,s) - E(f,clean)) / sum_s (E(ref,c,s) - E(ref,clean))."""
     numerator = float(np.sum(np.asarray(model_errors) - model_clean_error))

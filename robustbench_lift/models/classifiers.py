@@ -23,6 +23,9 @@ __all__ = ["BasicBlock", "CifarResNet18", "CifarVGG13", "NormalizedModel", "Smal
 class NormalizedModel(nn.Module):
     """Standardises [0, 1] inputs with fixed per-channel mean/std, then runs ``model``."""
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.model = model

@@ -357,7 +357,7 @@ class AntialiasedSource(SpecSource):
 
     def filter_size(self, spec: ModelSpec) -> int:
         size = spec.integer("filter_size", self.DEFAULT_FILTER_SIZE)
-        if size not in range(1, 8):
+        if size is None or size not in range(1, 8):
             raise UserError(f"model spec {spec.text!r}: filter_size must be 1..7, got {size}")
         return size
 

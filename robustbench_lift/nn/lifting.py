@@ -237,7 +237,7 @@ class LiftDownPool(nn.Module):
             self._terms = (detail_term, approximation_term)
         return {"LL": low_low, "LH": low_high, "HL": high_low, "HH": high_high}
 
-    def forward(self, x: Tensor):  # -> Tensor | tuple of four Tensors
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, ...]:
         bands = self.sub_bands(x)
         if self.combine == "sum":
             return bands["LL"] + bands["LH"] + bands["HL"] + bands["HH"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,7 +65,7 @@ def _probe_channels(model: nn.Module, input_size: Sequence[int], names: list[str
     modules = dict(model.named_modules())
     channels: dict[str, int] = {}
 
-    def recorder(name: str):
+    def recorder(name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
         def record(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
             channels.setdefault(name, int(inputs[0].shape[1]))
 
@@ -136,6 +136,7 @@ def swap_pooling(
         report.replaced.append((name, repr(layer)))
     for name in convolutions:
         convolution = model.get_submodule(name)
+        assert isinstance(convolution, nn.Conv2d)  # collected as Conv2d above
         try:
             stride = _single(convolution.stride, "stride")
             if stride != 2:

@@ -105,7 +105,7 @@ def _first_sample_size(rows: pd.DataFrame, family: str | None = None) -> float:
     return float(sizes.max()) if len(sizes) else math.nan
 
 
-def sample_size(results: pd.DataFrame, summary_row: Mapping[str, Any], model: str, metric: str) -> float:
+def sample_size(results: pd.DataFrame, summary_row: Mapping[str, Any] | pd.Series, model: str, metric: str) -> float:
     """The n behind a proportion metric, read from the run's tables (NaN when unknown)."""
     if metric == "clean_error":
         stored = pd.to_numeric(pd.Series([summary_row.get("n", math.nan)]), errors="coerce").iloc[0]
@@ -140,6 +140,7 @@ def metric_records(summary: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame
         model = str(summary_row["model"])
         for metric in metric_columns:
             spec = metric_spec(metric)
+            assert spec is not None  # metric_columns holds metrics only
             rows.append(
                 {
                     "model": model,
@@ -162,7 +163,7 @@ def run_metric_records(run_directory: str | Path) -> tuple[pd.DataFrame, dict[st
 # ------------------------------------------------------------------ statistics
 
 
-def standard_error(record: Mapping[str, Any], spec: MetricSpec) -> float:
+def standard_error(record: Mapping[Any, Any], spec: MetricSpec) -> float:
     """Standard error of one run's metric value (NaN when the run stores no uncertainty)."""
     value, n = as_float(record.get("value")), as_float(record.get("n"))
     if spec.kind == PROPORTION and np.isfinite(value) and np.isfinite(n) and n > 0:
@@ -175,7 +176,7 @@ def standard_error(record: Mapping[str, Any], spec: MetricSpec) -> float:
     return math.nan
 
 
-def difference_standard_error(record_a: Mapping[str, Any], record_b: Mapping[str, Any], spec: MetricSpec) -> float:
+def difference_standard_error(record_a: Mapping[Any, Any], record_b: Mapping[Any, Any], spec: MetricSpec) -> float:
     """SE of B - A for independent runs: the two SEs in quadrature."""
     return math.hypot(standard_error(record_a, spec), standard_error(record_b, spec))
 

@@ -313,10 +313,11 @@ class GateResult:
 
 def _spec_for(rule: MetricRule) -> MetricSpec:
     known = metric_spec(rule.metric)
+    assert known is not None, f"policy metric {rule.metric} was validated when the policy was read"
     return MetricSpec(known.name, known.label, known.kind, rule.direction, known.percent)
 
 
-def _missing_reason(row: Mapping[str, Any] | None) -> str:
+def _missing_reason(row: Mapping[Any, Any] | None) -> str:
     if row is None:
         return "no such column in summary.csv (suite not run?)"
     if np.isinf(row["value"]):
@@ -324,7 +325,7 @@ def _missing_reason(row: Mapping[str, Any] | None) -> str:
     return "no value (failed cells or no reference model?)"
 
 
-def _judge(model: str, rule: MetricRule, baseline_row: Mapping[str, Any] | None, run_row: Mapping[str, Any] | None, run_has_model: bool, z: float) -> GateCheck:
+def _judge(model: str, rule: MetricRule, baseline_row: Mapping[Any, Any] | None, run_row: Mapping[Any, Any] | None, run_has_model: bool, z: float) -> GateCheck:
     spec = _spec_for(rule)
     if not run_has_model:
         return GateCheck(model, rule.metric, False, f"{model}: model missing from the run", spec=spec)
@@ -397,6 +398,7 @@ def gate_markdown(result: GateResult, run_directory: Path, baseline_file: Path, 
     ]
     for check in result.checks:
         spec = check.spec
+        assert spec is not None, "every check of evaluate_gate carries its spec"
         status = "pass" if check.passed else "**FAIL**"
         cells = [check.model, check.metric, format_value(check.baseline, spec), format_value(check.value, spec)]
         cells.append(format_change(check.value - check.baseline, spec) if np.isfinite(check.baseline) and np.isfinite(check.value) else "—")

@@ -21,7 +21,7 @@ import pandas as pd
 
 import corruptions
 from corruptions.registry import CORRUPTION_FAMILIES
-from robustbench_lift.errors import USER_ERRORS
+from robustbench_lift.errors import CorruptionError, UserError
 from robustbench_lift.reporting.tables import (
     CORRUPTION_ORDER,
     EXTRA_CORRUPTIONS,
@@ -282,7 +282,7 @@ def corruption_grid(tables: RunTables) -> PlotOutcome:
         image, index = example_image(config)
         profile, seed = config.get("profile", "cifar"), int(config.get("seed", 0))
         grid = [[corruptions.corrupt_image(image, name, severity, profile=profile, seed=seed, index=index) for severity in GRID_SEVERITIES] for name in names]
-    except (*USER_ERRORS, OSError, ValueError, KeyError) as error:
+    except (UserError, CorruptionError, OSError, ValueError, KeyError) as error:
         return PlotOutcome(note=f"Corruption examples omitted: the run's data is not available here ({' '.join(str(error).split())}).")
     # Corruptions across, severities down: a wide, short grid fits the page width.
     row_labels = ["clean"] + [f"severity {severity}" for severity in GRID_SEVERITIES]

@@ -164,7 +164,7 @@ def corruption_error_table(tables: RunTables) -> tuple[pd.DataFrame, str]:
     return table, measure
 
 
-def _corruption_error(own: pd.Series, reference: str | None, corruption: str, errors: dict[tuple[str, str], pd.Series], failed: set) -> float:
+def _corruption_error(own: pd.Series, reference: str | None, corruption: str, errors: Mapping[Any, pd.Series], failed: set[tuple[str, str]]) -> float:
     if reference is None:
         return math.nan
     if reference == "alexnet":

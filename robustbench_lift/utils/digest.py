@@ -30,6 +30,6 @@ def array_digest(*arrays: np.ndarray, with_dtype: bool = True) -> str:
         array = np.ascontiguousarray(array)
         header = f"{array.dtype}{array.shape}" if with_dtype else str(array.shape)
         digest.update(header.encode())
-        digest.update(memoryview(array).cast("B"))
+        digest.update(array.data.cast("B"))
     return digest.hexdigest()
 

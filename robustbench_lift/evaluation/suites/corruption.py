@@ -210,7 +210,7 @@ class CorruptionSuite(Suite):
             return out
         reference_errors = table[(table["model"] == reference) & table["family"].isin(common)][["model", "family", "level", "error"]]
         frame = pd.concat([errors, reference_errors]).rename(columns={"family": "corruption", "level": "severity"})
-        clean_errors = {name: float(clean_table.loc[name, "error"]) for name in (model, reference)}
+        clean_errors = {name: float(clean_table["error"].astype(float)[name]) for name in (model, reference)}
         computed = corruption_summary(frame, clean_errors, reference, common).set_index("model").loc[model]
         out["mce"], out["relative_mce"] = float(computed["mce"]), float(computed["relative_mce"])
         reference_wrong = np.stack([reference_images[condition] for condition in conditions]).astype(np.float64)

@@ -142,7 +142,7 @@ class PerturbationSuite(Suite):
             row |= {"mfr": math.nan, "mfr_low": math.nan, "mfr_high": math.nan, "mt5d": math.nan, "mt5d_low": math.nan, "mt5d_high": math.nan}
             reference = reference_model(entry, models, config) if config.reference_model != "alexnet" else None
             reference_table = table[table["model"] == reference].set_index("family") if reference else None
-            if reference_table is not None and usable and all(name in reference_table.index for name in usable):
+            if reference is not None and reference_table is not None and usable and all(name in reference_table.index for name in usable):
                 own, theirs = per_image.get(entry.name, {}), per_image.get(reference, {})
                 for metric, key, column in (("mfr", "flips", "flip_probability"), ("mt5d", "top5", "top5_distance")):
                     # A perturbation on which the reference never flips gives no ratio; it is
