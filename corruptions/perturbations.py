@@ -7,7 +7,7 @@ repository hendrycks/robustness: ``ImageNet-P/create_p/make_cifar_p.py`` (profil
 224 px). The code is written afresh in numpy/OpenCV; ImageMagick's motion blur (Wand) and
 torchvision's affine transform are replaced by equivalents (see the functions).
 
-Two kinds of perturbation (the metrics treat them differently, SPEC section 4):
+Two kinds of perturbation (the metrics treat them differently, ``docs/metrics.md``):
 
 * Noise (:data:`NOISE_PERTURBATIONS`): frame 0 is the clean image, frames 1..30 each add
   independent noise of one strength. ``difficulty`` 1, 2, 3 picks the strength, as the

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robustbench_lift.data.datasets import DEBIAN_FASHION_MNIST, load_dataset
+from robustbench_lift.data.datasets import load_dataset
 from robustbench_lift.evaluation.inference import accuracy
 from robustbench_lift.models.zoo import ZOO_KINDS, load_zoo_model, zoo_checkpoint_path
 
 ROOT = Path(__file__).resolve().parents[1]
-needs_data = pytest.mark.skipif(not (DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz").exists(), reason="Fashion-MNIST (Debian dataset-fashion-mnist) not installed")
+needs_data = pytest.mark.needs_data
 
 
 def test_every_zoo_kind_ships_weights():

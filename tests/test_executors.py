@@ -14,7 +14,6 @@ import pytest
 import torch
 from torch import nn
 
-from robustbench_lift.data.datasets import DEBIAN_FASHION_MNIST
 from robustbench_lift.errors import UserError
 from robustbench_lift.evaluation.inference import predict_logits, resolve_device
 from robustbench_lift.run.config import RunConfig, config_from_mapping
@@ -23,11 +22,9 @@ from robustbench_lift.run.runner import run_benchmark
 from robustbench_lift.run.store import STORE_NAME, in_progress_folder
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-needs_data = pytest.mark.skipif(not (DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz").exists(), reason="Fashion-MNIST (Debian dataset-fashion-mnist) not installed")
-needs_zoo = pytest.mark.skipif(
-    not all((REPOSITORY / "robustbench_lift" / "zoo_weights" / f"fashion_mnist-small_cnn-{kind}.safetensors").exists() for kind in ("max", "avg")),
-    reason="zoo weights for max and avg not trained yet",
-)
+needs_data = pytest.mark.needs_data
+# The zoo weights ship with the package; tests that load them need the data set too.
+needs_zoo = pytest.mark.needs_data
 
 
 # ---------------------------------------------------------------- out-of-memory back-off

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 import cli
-from robustbench_lift.data.datasets import DEBIAN_FASHION_MNIST, ImageDataset, load_dataset
+from robustbench_lift.data.datasets import ImageDataset, load_dataset
 from robustbench_lift.errors import UserError
 from robustbench_lift.evaluation.suites import SUITES, RunContext
 from robustbench_lift.evaluation.suites.cache import cache_path
@@ -30,11 +30,9 @@ from robustbench_lift.run.runner import run_benchmark
 from robustbench_lift.run.store import STORE_NAME, RunStore, Store, in_progress_folder
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-needs_data = pytest.mark.skipif(not (DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz").exists(), reason="Fashion-MNIST (Debian dataset-fashion-mnist) not installed")
-needs_zoo = pytest.mark.skipif(
-    not all((REPOSITORY / "robustbench_lift" / "zoo_weights" / f"fashion_mnist-small_cnn-{kind}.safetensors").exists() for kind in ("max", "avg")),
-    reason="zoo weights for max and avg not trained yet",
-)
+needs_data = pytest.mark.needs_data
+# The zoo weights ship with the package; tests that load them need the data set too.
+needs_zoo = pytest.mark.needs_data
 
 # 2 models x (clean + 2 corruptions x 2 severities + 1 shift) = 12 cells.
 SMALL = ["--models", "max", "avg", "--suites", "corruption", "shift", "--corruptions", "gaussian_noise", "contrast", "--severities", "1", "3", "--sample-size", "60", "--workers", "1"]

@@ -19,7 +19,7 @@ __all__ = [
     "relative_corruption_error",
 ]
 
-# Published mean-over-severity top-1 errors of AlexNet on ImageNet-C (SPEC §3): the
+# Published mean-over-severity top-1 errors of AlexNet on ImageNet-C (``docs/metrics.md``): the
 # normaliser of ImageNet mCE.
 ALEXNET_IMAGENET_C_ERRORS: dict[str, float] = {
     "gaussian_noise": 0.886428,
@@ -41,7 +41,7 @@ ALEXNET_IMAGENET_C_ERRORS: dict[str, float] = {
 
 
 def corruption_error(model_errors: npt.ArrayLike, reference_errors: npt.ArrayLike) -> float:
-    """CE(f, c) = sum_s E(f,c,s) / sum_s E(ref,c,s) (SPEC §3)."""
+    """CE(f, c) = sum_s E(f,c,s) / sum_s E(ref,c,s) (``docs/metrics.md``)."""
     denominator = float(np.sum(reference_errors))
     return float(np.sum(model_errors)) / denominator if denominator > 0 else math.nan
 

@@ -28,7 +28,7 @@ def _frame_pairs(frames: int, noise: bool, difficulty: int) -> tuple[np.ndarray,
 
 
 def flip_probability(predictions: np.ndarray, noise: bool, difficulty: int = 1) -> float:
-    """Flip probability over sequences (SPEC §4): predictions is sequences x frames."""
+    """Flip probability over sequences (``docs/metrics.md``): predictions is sequences x frames."""
     predictions = np.asarray(predictions)
     earlier, later = _frame_pairs(predictions.shape[1], noise, difficulty)
     if later.size == 0:
@@ -37,7 +37,7 @@ def flip_probability(predictions: np.ndarray, noise: bool, difficulty: int = 1) 
 
 
 def top5_distance(logits: np.ndarray, noise: bool, difficulty: int = 1) -> float:
-    """Mean top-5 distance between compared frames (SPEC §4; ImageNet-P ``ranking_dist``).
+    """Mean top-5 distance between compared frames (``docs/metrics.md``; ImageNet-P ``ranking_dist``).
 
     For the top-5 classes of the earlier frame, in its order k = 0..4, the distance sums
     |k - min(r_k, 5)| where r_k is the class's 0-based rank in the later frame: 0 when

@@ -162,7 +162,7 @@ def _pooling_kinds(network: nn.Module) -> str:
     """Pooling kinds a network uses natively, in order of appearance ("max", "max+avg").
 
     A network without MaxPool2d/AvgPool2d downsamples by strided convolution, which is
-    the ``skip`` kind (strided subsampling) in SPEC §2's table.
+    the ``skip`` kind (strided subsampling) in the pooling table of ``docs/layers.md``.
     """
     kinds: list[str] = []
     for module in network.modules():

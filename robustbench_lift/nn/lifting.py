@@ -1,4 +1,4 @@
-"""Lifting-scheme pooling (SPEC §1): LiftDownPool, its exact inverse LiftUpPool, and the
+"""Lifting-scheme pooling (see ``docs/layers.md``): LiftDownPool, its exact inverse LiftUpPool, and the
 predict/update operators they are built from, learned or fixed (Haar, CDF 5/3).
 
 One lifting step along an axis splits x into even and odd samples and computes

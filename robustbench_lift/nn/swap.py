@@ -1,4 +1,4 @@
-"""Swapping the pooling of an already-built model (SPEC §2).
+"""Swapping the pooling of an already-built model (see ``docs/layers.md``).
 
 Every MaxPool2d/AvgPool2d (ResNet's 3x3 stride-2 stem pooling included) is replaced by
 the chosen kind built for its geometry and channel count, so output shapes stay the

@@ -1,7 +1,7 @@
 """Regression gate: checks a finished run against a stored baseline under a policy.
 
 A metric FAILS only when it is worse than the baseline by more than its tolerance AND by
-more than ``z`` standard errors of the difference (SPEC §6), so sampling noise alone never
+more than ``z`` standard errors of the difference (``docs/gate.md``), so sampling noise alone never
 fails a build. A metric the policy names but the run (or the baseline) lacks fails with a
 message saying which. Bad input (missing or malformed baseline or policy, a folder without
 a finished run) raises :class:`~robustbench_lift.errors.UserError`.
