@@ -191,3 +191,50 @@ def test_config_from_mapping_checks_like_files() -> None:
         config_from_mapping({"suites": ["corruption"], "severities": [9]})
     base = RunConfig(seed=5)
     assert config_from_mapping({"workers": 1}, base) == dataclasses.replace(base, workers=1)
+
+
+# ---------------------------------------------------------------- plugin-owned options
+
+
+@pytest.fixture
+def toy_suite():
+    """A new suite as a contributor adds one: its own options and validation, one registry entry."""
+    from robustbench_lift.evaluation.suites import SUITES, Suite
+    from robustbench_lift.options import Option
+
+    class ToySuite(Suite):
+        name = "toy"
+        description = "a suite added by one module and one registry entry"
+        options = {"toy_level": Option(int, 3, "how hard")}
+
+        def validate(self, config) -> None:
+            if config.toy_level > 9:
+                raise UserError(f"toy_level must be at most 9, got {config.toy_level}")
+
+    SUITES.add("toy", ToySuite())
+    try:
+        yield
+    finally:
+        del SUITES._entries["toy"]
+
+
+def test_a_new_suite_brings_its_own_config_keys(toy_suite) -> None:
+    assert RunConfig().toy_level == 3
+    config = config_from_mapping({"suites": ["toy"], "toy_level": 5})
+    assert config.toy_level == 5 and config.to_dict()["toy_level"] == 5
+    with pytest.raises(UserError, match="toy_level.*integer"):
+        config_from_mapping({"suites": ["toy"], "toy_level": "hard"})
+    with pytest.raises(UserError, match="at most 9"):
+        config_from_mapping({"suites": ["toy"], "toy_level": 12})
+    # Options of a suite the run does not select are accepted and unused.
+    assert config_from_mapping({"suites": ["shift"], "toy_level": 12}).toy_level == 12
+
+
+def test_options_read_as_attributes_and_round_trip() -> None:
+    config = RunConfig(severities=[1, 3], attacks=["fgsm"])
+    assert config.severities == [1, 3] and config.attacks == ["fgsm"]
+    assert config.replace(seed=4).severities == [1, 3]
+    with pytest.raises(AttributeError):
+        _ = config.no_such_key
+    with pytest.raises(UserError, match="unknown config key 'no_such_key'"):
+        RunConfig(no_such_key=1)

@@ -47,11 +47,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from robustbench_lift.errors import UserError
+from robustbench_lift.utils.io import acquire_lock, release_lock
 
 log = logging.getLogger(__name__)
 
@@ -346,25 +347,20 @@ def _open_existing(path: Path, read_only: bool = False) -> Store | None:
         return None
 
 
-def _lock(folder: Path, run_directory: Path) -> Any:
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock; one process per run name is up to the user
-        return None
-    handle = open(folder / LOCK_NAME, "w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise UserError(f"another process is running {run_directory} right now (lock in {folder}); wait for it or use another --run-name") from None
-    handle.write(str(os.getpid()))
-    handle.flush()
+def _lock(folder: Path, run_directory: Path) -> IO[str] | None:
+    """Locks the run so two processes never run the same run name at once; records our pid."""
+    handle = acquire_lock(
+        folder / LOCK_NAME,
+        f"another process is running {run_directory} right now (lock in {folder}); wait for it or use another --run-name",
+    )
+    if handle is not None:
+        handle.write(str(os.getpid()))
+        handle.flush()
     return handle
 
 
-def _unlock(handle: Any) -> None:
-    if handle is not None:
-        handle.close()  # closing releases the flock
+def _unlock(handle: IO[str] | None) -> None:
+    release_lock(handle)
 
 
 def _remove_stale_staging(run_directory: Path) -> None:
