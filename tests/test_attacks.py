@@ -143,6 +143,7 @@ def test_registry_lists_the_suite():
     assert HEADLINE_EPSILONS == {"linf": 8 / 255, "l2": 0.5}
 
 
+@pytest.mark.slow
 def test_unknown_attack_is_a_user_error(trained):
     model, images, labels, _ = trained
     with pytest.raises(UserError, match="unknown attack 'nope'"):
@@ -172,6 +173,7 @@ def test_possible_epsilons_pass():
     validate_epsilons("l2", [100.0])  # no shape: only sign and finiteness are known
 
 
+@pytest.mark.slow
 def test_evaluate_attack_rejects_bad_epsilons(trained):
     model, images, labels, _ = trained
     with pytest.raises(UserError, match="negative"):
@@ -180,6 +182,7 @@ def test_evaluate_attack_rejects_bad_epsilons(trained):
         evaluate_attack(model, images[:4], labels[:4], "pgd_l2", [60.0])
 
 
+@pytest.mark.slow
 def test_rows_have_the_documented_fields(trained, linf_rows):
     _, images, _, _ = trained
     for rows in linf_rows.values():
@@ -194,6 +197,7 @@ def test_rows_have_the_documented_fields(trained, linf_rows):
             assert math.isnan(row["median_perturbation"])
 
 
+@pytest.mark.slow
 def test_pgd_beats_fgsm_which_never_beats_clean(trained, linf_rows):
     _, _, _, clean_accuracy = trained
     assert clean_accuracy > 0.7  # four classes: chance is 0.25
@@ -211,6 +215,7 @@ def test_pgd_beats_fgsm_which_never_beats_clean(trained, linf_rows):
     assert sanity_warnings(fgsm + pgd, clean_accuracy) == []
 
 
+@pytest.mark.slow
 def test_pgd_is_repeatable_and_leaves_the_callers_generator_alone(trained, linf_rows):
     model, images, labels, _ = trained
     state = torch.get_rng_state()
@@ -220,6 +225,7 @@ def test_pgd_is_repeatable_and_leaves_the_callers_generator_alone(trained, linf_
     assert model.training is False and all(parameter.requires_grad for parameter in model.parameters())
 
 
+@pytest.mark.slow
 def test_pgd_l2_is_monotone(trained):
     model, images, labels, clean_accuracy = trained
     rows = evaluate_attack(model, images[:48], labels[:48], "pgd_l2", batch_size=48)
@@ -228,6 +234,7 @@ def test_pgd_l2_is_monotone(trained):
     assert accuracies[-1] < accuracies[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "attack",
     ["deepfool_linf", "deepfool_l2", CarliniWagnerL2(binary_search_steps=2, steps=25)],
@@ -246,6 +253,7 @@ def test_minimisation_attacks_report_a_median_perturbation(trained, attack):
     assert rows[0]["robust_accuracy"] == rows[0]["clean_correct"] / rows[0]["n"]
 
 
+@pytest.mark.slow
 def test_quantised_inputs_trip_a_gradient_masking_warning(trained):
     model, images, labels, _ = trained
     masked = Quantised(model).eval()
@@ -263,6 +271,7 @@ def test_quantised_inputs_trip_a_gradient_masking_warning(trained):
     assert [row["warning"] for row in rows] == warnings_before  # a second call adds nothing
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("only_under_attack", [False, True], ids=["always", "under_attack"])
 @pytest.mark.parametrize("attack", ["pgd_linf", "deepfool_l2"])
 def test_nan_logits_give_failed_rows_not_exceptions(trained, only_under_attack, attack):

@@ -17,6 +17,9 @@ from robustbench_lift.nn.pooling import POOLINGS
 REPOSITORY = Path(__file__).resolve().parents[1]
 PREFIX = "robustbench-lift: error:"
 
+# Every test here starts the command line in a subprocess: the slow tier.
+pytestmark = pytest.mark.slow
+
 
 def run_cli(arguments: list[str], cwd: Path) -> subprocess.CompletedProcess:
     environment = dict(os.environ)

@@ -69,6 +69,7 @@ def test_cifar_profile_every_severity(corruption: str, small_images: list[np.nda
     assert small_images[0].tobytes() == textured_image(32, 32, 0).tobytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("corruption", ALL)
 def test_imagenet_profile_every_severity(corruption: str) -> None:
     image = textured_image(64, 64, 4)
@@ -87,6 +88,7 @@ def test_imagenet_profile_every_severity(corruption: str) -> None:
 CONDITIONS = [("gaussian_noise", 3), ("glass_blur", 5), ("frost", 2), ("fog", 4), ("spatter", 5), ("snow", 3)]
 
 
+@pytest.mark.slow
 def test_workers_do_not_change_results() -> None:
     images = np.stack([textured_image(32, 32, seed) for seed in range(6)])
     in_process = corrupt_many(images, CONDITIONS, seed=5, workers=1)

@@ -17,6 +17,9 @@ from robustbench_lift.models.zoo import ZOO_KINDS, load_zoo_model, zoo_checkpoin
 ROOT = Path(__file__).resolve().parents[1]
 needs_data = pytest.mark.needs_data
 
+# Every test here runs the command line or whole benchmarks: the slow tier.
+pytestmark = pytest.mark.slow
+
 
 def test_every_zoo_kind_ships_weights():
     missing = [kind for kind in ZOO_KINDS if not zoo_checkpoint_path(kind).exists()]

@@ -106,6 +106,8 @@ def read_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.read_csv(folder / "results.csv").drop(columns="run"), pd.read_csv(folder / "summary.csv")
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 @needs_data
 @needs_zoo
 def test_ray_executor_gives_the_local_tables(tmp_path) -> None:
@@ -119,6 +121,8 @@ def test_ray_executor_gives_the_local_tables(tmp_path) -> None:
     assert record["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 @needs_data
 @needs_zoo
 def test_unreachable_ray_cluster_is_one_line_and_loses_nothing(tmp_path) -> None:

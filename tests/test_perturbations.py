@@ -110,6 +110,7 @@ def test_random_draws_depend_on_index_and_seed(perturbation: str) -> None:
     assert not np.array_equal(reference, other_profile)
 
 
+@pytest.mark.slow
 def test_perturb_many_matches_single_sequences_for_any_workers(batch: np.ndarray) -> None:
     names = list(ALL_PERTURBATIONS)
     indices = np.array([10, 3, 42, 7])

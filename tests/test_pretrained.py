@@ -72,6 +72,7 @@ def _one_line(error: pytest.ExceptionInfo) -> str:
     return message
 
 
+@pytest.mark.slow
 def test_named_torchvision_weights_load_offline_from_the_hub_cache(hub_dir: Path, resnet18: nn.Module, resnet18_file: Path) -> None:
     (hub_dir / "checkpoints").mkdir(parents=True)
     (hub_dir / "checkpoints" / RESNET18_HUB_FILE).write_bytes(resnet18_file.read_bytes())
@@ -106,6 +107,7 @@ def test_explicit_weights_file(resnet18: nn.Module, resnet18_file: Path) -> None
     assert metadata["source"] == str(resnet18_file) and metadata["weights"] is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("nesting", ["state_dict", "model"])
 def test_nested_checkpoints_with_module_prefixes(nesting: str, resnet18: nn.Module, tmp_path: Path) -> None:
     path = tmp_path / "trained.pt"
@@ -125,6 +127,7 @@ def test_safetensors_checkpoint(resnet18: nn.Module, tmp_path: Path) -> None:
     _assert_same_outputs(model, _reference(resnet18))
 
 
+@pytest.mark.slow
 def test_swap_then_load_reproduces_a_blur_checkpoint(resnet18: nn.Module, tmp_path: Path) -> None:
     swapped, _ = swap_pooling(resnet18, "blur", input_size=SMALL_INPUT, filter_size=5)
     path = tmp_path / "resnet18-blur.pt"
@@ -144,6 +147,7 @@ def test_swap_then_load_reproduces_a_blur_checkpoint(resnet18: nn.Module, tmp_pa
     assert "shape" in _one_line(error)
 
 
+@pytest.mark.slow
 def test_swap_includes_strided_convolutions_when_there_is_no_pooling(tmp_path: Path) -> None:
     torch.manual_seed(0)
     swapped, _ = swap_pooling(torchvision.models.mobilenet_v2().eval(), "blur", input_size=SMALL_INPUT, include_strided_convolutions=True)
@@ -157,6 +161,7 @@ def test_swap_includes_strided_convolutions_when_there_is_no_pooling(tmp_path: P
     assert load_pretrained(f"checkpoint:mobilenet_v2:{unswapped_path}")[1]["pooling"] == "skip"
 
 
+@pytest.mark.slow
 def test_legacy_densenet_file_without_batch_norm_counters(tmp_path: Path) -> None:
     """torchvision's DenseNet files predate torch 0.4.1: 'norm.1'-style keys and no num_batches_tracked."""
     torch.manual_seed(0)
@@ -174,6 +179,7 @@ def test_legacy_densenet_file_without_batch_norm_counters(tmp_path: Path) -> Non
     assert metadata["pooling"] == "max+avg"
 
 
+@pytest.mark.slow
 def test_antialiased_model_from_a_weights_file(tmp_path: Path) -> None:
     import antialiased_cnns
 

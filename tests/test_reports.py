@@ -270,6 +270,8 @@ def browser(report: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 # ------------------------------------------------------------------ tests
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_report_opens_in_chromium_without_errors(browser: HeadlessChromium, report: Path) -> None:
     assert browser.problems() == []
     # Self-contained: nothing but the page itself and inline data is requested.
@@ -278,6 +280,8 @@ def test_report_opens_in_chromium_without_errors(browser: HeadlessChromium, repo
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_report_key_elements_present(browser: HeadlessChromium) -> None:
     assert browser.evaluate("document.querySelectorAll('#leaderboard-table tbody tr').length") == len(MODELS)
     assert browser.evaluate("document.querySelectorAll('#ce-heatmap tbody tr').length") == len(MODELS)
@@ -288,6 +292,8 @@ def test_report_key_elements_present(browser: HeadlessChromium) -> None:
     assert browser.evaluate("document.querySelectorAll('#failed-table tbody tr').length") == 1
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_hostile_model_name_shown_as_text_in_browser(browser: HeadlessChromium) -> None:
     names = browser.evaluate("Array.from(document.querySelectorAll('#leaderboard-table tbody th.model-name')).map(c => c.firstChild.textContent.trim())")
     assert HOSTILE in names
@@ -301,6 +307,8 @@ def test_report_escapes_hostile_model_name(report: Path) -> None:
     assert html.count("<script") == 1  # only the report's own sorting script
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_leaderboard_sorts_on_header_click(browser: HeadlessChromium) -> None:
     header = "document.querySelector('#leaderboard-table th[data-column=\"clean_error\"] button')"
     values = "Array.from(document.querySelectorAll('#leaderboard-table tbody tr')).map(r => Number(r.cells[3].dataset.sort))"
@@ -384,6 +392,8 @@ def test_write_report_without_run_is_user_error(tmp_path: Path) -> None:
         report_html.write_report(tmp_path)
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_comparison_page_opens_without_errors(browser: HeadlessChromium, report: Path, tmp_path: Path) -> None:
     from robustbench_lift.reporting.comparison import compare_runs
 

@@ -83,6 +83,7 @@ def expected_layer(kind: str, layer: nn.Module) -> bool:
     raise AssertionError(kind)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, kind", CASES)
 def test_swap_replaces_every_pooling_layer_and_keeps_shapes(built, name, kind) -> None:
     original = built[name]
@@ -139,6 +140,7 @@ def test_mobilenet_without_pooling_is_refused(built) -> None:
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [64, 57])
 @pytest.mark.parametrize("kind", ["lift", "blur", "haar"])
 def test_mobilenet_strided_convolutions_become_convolution_plus_pooling(built, kind, size) -> None:
@@ -209,6 +211,7 @@ def test_unknown_kind_or_option_fails_before_any_work() -> None:
         swap_pooling(model, "lift", input_size=(3, 12, 12), strict=False, bogus=1)
 
 
+@pytest.mark.slow
 def test_swap_passes_options_to_every_layer(built) -> None:
     swapped, _ = swap_pooling(built["vgg11"], "lift", input_size=(3, SIZE, SIZE), kernel_size=5, groups="dense")
     pools = [module for module in swapped.modules() if isinstance(module, LiftDownPool)]
