@@ -67,7 +67,7 @@ import numpy as np
 from skimage import color as skimage_color
 from tqdm import tqdm
 
-from corruptions.cifar_profile import clipped_zoom, gaussian_filter, spatter_wetness
+from corruptions.cifar_profile import clipped_zoom, gaussian_filter, imagemagick_to_uint8, spatter_wetness
 from corruptions.engine import _check_indices, _check_seed, _images_per_task, check_uint8_images, run_chunks
 from robustbench_lift.errors import UserError
 from robustbench_lift.registry import Registry
@@ -144,11 +144,6 @@ def _unit_float(image: np.ndarray, dtype: type = np.float64) -> np.ndarray:
 def _truncate_to_uint8(unit_values: np.ndarray) -> np.ndarray:
     # The generators convert with np.uint8(255 * x) (or torch's .byte()): truncation.
     return (np.clip(unit_values, 0, 1) * 255).astype(np.uint8)
-
-
-def _round_to_uint8(values: np.ndarray) -> np.ndarray:
-    # ImageMagick, PIL and OpenCV resampling hand back rounded 8-bit pixels.
-    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
 def _with_clean_first(image: np.ndarray, noisy_frames: np.ndarray) -> np.ndarray:
@@ -279,8 +274,8 @@ def _motion_blur_stack(image: np.ndarray, radius: float, sigma: float, angles: n
 def _motion_blur_frames(
     image: np.ndarray, angles: np.ndarray, rng: np.random.Generator, radius: float, sigma: float
 ) -> np.ndarray:
-    """ImageMagick's motion blur at a turning angle; 8-bit output, rounded as ImageMagick's."""
-    return _round_to_uint8(_motion_blur_stack(image, radius, sigma, angles))
+    """ImageMagick's motion blur at a turning angle; 8-bit output, converted as ImageMagick's."""
+    return imagemagick_to_uint8(_motion_blur_stack(image, radius, sigma, angles))
 
 
 def _zoom_blur_frames(image: np.ndarray, scales: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -312,7 +307,8 @@ def _snow_frames(
 
     gray = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)[..., np.newaxis]
     whitened = image_weight * x + (1 - image_weight) * np.maximum(x, gray * 1.5 + 0.5)
-    layers = _round_to_uint8(_motion_blur_stack(flakes_8bit, blur_radius, blur_sigma, angles))[..., np.newaxis] / 255.0
+    layers = imagemagick_to_uint8(_motion_blur_stack(flakes_8bit, blur_radius, blur_sigma, angles))[..., np.newaxis]
+    layers = layers / 255.0
     # Flakes plus the same flakes turned 180 degrees, on every frame.
     return _truncate_to_uint8(whitened + layers + layers[:, ::-1, ::-1])
 
