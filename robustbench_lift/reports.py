@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,9 @@ import pandas as pd
 from robustbench_lift.comparison import attack_label
 from robustbench_lift.errors import UserError
 from robustbench_lift.runner import read_run
+
+if TYPE_CHECKING:
+    from robustbench_lift.metrics import PublishedReference
 
 log = logging.getLogger(__name__)
 
@@ -140,19 +143,20 @@ def _reference_of(tables: RunTables, model: str) -> Optional[str]:
     return str(match.iloc[0])
 
 
-def _alexnet_errors() -> Dict[str, float]:
-    from robustbench_lift.metrics import ALEXNET_IMAGENET_C_ERRORS
+def _alexnet_reference() -> PublishedReference:
+    from robustbench_lift.metrics import ALEXNET_IMAGENET_C
 
-    return ALEXNET_IMAGENET_C_ERRORS
+    return ALEXNET_IMAGENET_C
 
 
 def corruption_error_table(tables: RunTables) -> Tuple[pd.DataFrame, str]:
     """Per model and corruption: CE (SPEC §3) and the measure's name.
 
     ``CE(f, c) = sum_s E(f, c, s) / sum_s E(ref, c, s)`` over the severities both models
-    have, with each model's reference from summary.csv (``alexnet``: the published mean
-    errors). When no model has a reference the table holds the mean error per corruption
-    instead and the measure is ``"mean error"``. Failed cells are NaN.
+    have, with each model's reference from summary.csv (``alexnet``: AlexNet's published
+    errors at the same severities). When no model has a reference the table holds the
+    mean error per corruption instead and the measure is ``"mean error"``. Failed cells
+    are NaN.
     """
     corruptions_in_run = corruption_names_in_run(tables)
     rows = tables.rows("corruption")
@@ -178,8 +182,12 @@ def _corruption_error(own: pd.Series, reference: Optional[str], corruption: str,
     if reference is None:
         return math.nan
     if reference == "alexnet":
-        published = _alexnet_errors().get(corruption)
-        return own.mean() / published if published else math.nan
+        alexnet = _alexnet_reference()
+        if corruption not in alexnet.severity_errors:
+            return math.nan
+        # AlexNet's errors at the severities this model has, not its five-severity mean.
+        denominator = float(alexnet.errors_at(corruption, own.index).sum())
+        return own.sum() / denominator if denominator > 0 else math.nan
     theirs = errors.get((reference, corruption))
     if theirs is None or (reference, corruption) in failed:
         return math.nan
