@@ -140,7 +140,10 @@ def _cifar10_folder(data_dir: Optional[str | Path], download: bool) -> Path:
         # torchvision checks the archive's MD5 before extracting the original files.
         torchvision.datasets.CIFAR10(str(root), train=False, download=True)
         return root / "cifar-10-batches-py"
-    raise UserError(f"CIFAR-10 not found under {root} (expected cifar-10-batches-py/test_batch and batches.meta); pass --data-dir or allow --download")
+    raise UserError(
+        f"CIFAR-10 not found under {root} (expected cifar-10-batches-py/test_batch and batches.meta); "
+        "pass --data-dir or allow --download"
+    )
 
 
 @DATASETS.register("cifar10")

@@ -100,7 +100,9 @@ class PublishedReference:
         for severity in severities:
             level = float(severity)
             if not level.is_integer() or not 1 <= level <= len(table):
-                raise UserError(f"the {self.name} reference has no errors at severity {severity!r} (it has 1..{len(table)})")
+                raise UserError(
+                    f"the {self.name} reference has no errors at severity {severity!r} (it has 1..{len(table)})"
+                )
             values.append(table[int(level) - 1])
         return np.asarray(values, dtype=np.float64)
 

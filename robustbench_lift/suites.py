@@ -362,9 +362,10 @@ class CorruptionSuite(Suite):
             resampled = resampled_model.reshape(-1, *shape)
             model_clean = weights @ model_images["clean"].astype(np.float64)
             samples = (resampled.sum(axis=2) / published.sum(axis=1)).mean(axis=1)
-            relative = (resampled - model_clean[:, None, None]).sum(axis=2) / (published - ALEXNET_IMAGENET_C.clean_error).sum(axis=1)
+            excess = (published - ALEXNET_IMAGENET_C.clean_error).sum(axis=1)
+            relative = ((resampled - model_clean[:, None, None]).sum(axis=2) / excess).mean(axis=1)
             out["mce_low"], out["mce_high"] = np.percentile(samples, [2.5, 97.5]).tolist()
-            out["relative_mce_low"], out["relative_mce_high"] = np.percentile(relative.mean(axis=1), [2.5, 97.5]).tolist()
+            out["relative_mce_low"], out["relative_mce_high"] = np.percentile(relative, [2.5, 97.5]).tolist()
             return out
         reference_images = per_image.get(reference, {})
         if any(condition not in reference_images for condition in conditions) or "clean" not in reference_images:

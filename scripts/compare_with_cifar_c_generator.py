@@ -15,6 +15,7 @@ scikit-image's sample photographs, box-resized to 32 x 32.
 Usage:
     python scripts/compare_with_cifar_c_generator.py PATH/TO/make_cifar_c.py [--images 40] [corruption ...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,13 +58,22 @@ def load_generator(path: Path, rng_holder: Dict[str, np.random.Generator]) -> Di
         def randint(self, low: int, high: int | None = None, size: Any = None) -> Any:
             return rng_holder["rng"].integers(low, high, size)
 
-    def gaussian(image: np.ndarray, sigma: float = 1, multichannel: bool | None = None, **options: Any) -> np.ndarray:
+    def gaussian(
+        image: np.ndarray,
+        sigma: float = 1,
+        multichannel: bool | None = None,
+        **options: Any,
+    ) -> np.ndarray:
         return skimage.filters.gaussian(image, sigma=sigma, channel_axis=-1 if multichannel else None, **options)
 
     def random_noise(image: np.ndarray, **options: Any) -> np.ndarray:
         return skimage.util.random_noise(image, rng=rng_holder["rng"], **options)
 
-    namespace: Dict[str, Any] = {"np": np, "_random": GlobalRandom(), "_random_noise": random_noise}
+    namespace: Dict[str, Any] = {
+        "np": np,
+        "_random": GlobalRandom(),
+        "_random_noise": random_noise,
+    }
     exec(compile(code, str(path), "exec"), namespace)
     namespace["gaussian"] = gaussian
     return namespace
@@ -73,7 +83,12 @@ def sample_images(count: int) -> List[np.ndarray]:
     import skimage.data
     from PIL import Image
 
-    photographs = [skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee(), skimage.data.rocket()]
+    photographs = [
+        skimage.data.astronaut(),
+        skimage.data.chelsea(),
+        skimage.data.coffee(),
+        skimage.data.rocket(),
+    ]
     rng = np.random.default_rng(12345)
     images = []
     for index in range(count):
@@ -88,7 +103,11 @@ def sample_images(count: int) -> List[np.ndarray]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("generator", type=Path, help="path to make_cifar_c.py (frost pictures beside it)")
+    parser.add_argument(
+        "generator",
+        type=Path,
+        help="path to make_cifar_c.py (frost pictures beside it)",
+    )
     parser.add_argument("corruptions", nargs="*", help="corruptions to compare (default: all 19)")
     parser.add_argument("--images", type=int, default=40, help="test images per corruption and severity")
     parser.add_argument("--seed", type=int, default=0)
@@ -115,11 +134,16 @@ def main() -> int:
                 ours = corruptions.corrupt_image(image, name, severity, seed=arguments.seed, index=index)
                 difference = np.abs(theirs.astype(np.int64) - ours.astype(np.int64))
                 same += int(not difference.any())
-                largest, differing = max(largest, int(difference.max())), differing + int((difference > 0).sum())
+                largest, differing = (
+                    max(largest, int(difference.max())),
+                    differing + int((difference > 0).sum()),
+                )
             identical_pairs += same == len(images)
             print(f"{name:18s} severity {severity}: {same}/{len(images)} images identical, "
                   f"{differing} values differ, by at most {largest}", flush=True)  # fmt: skip
-    print(f"byte-identical on all {len(images)} images: {identical_pairs} of {len(names) * 5} corruption x severity pairs")
+    print(
+        f"byte-identical on all {len(images)} images: {identical_pairs} of {len(names) * 5} corruption x severity pairs"
+    )
     return 0 if identical_pairs == len(names) * 5 else 1
 
 

@@ -265,7 +265,9 @@ def x86_uint8_cast(value: float) -> int:
     return int(value) % 256
 
 
-def reference_motion_blur_value(image: np.ndarray, row: int, column: int, channel: int, radius: float, sigma: float, angle: float) -> float:
+def reference_motion_blur_value(
+    image: np.ndarray, row: int, column: int, channel: int, radius: float, sigma: float, angle: float
+) -> float:
     """ImageMagick's MotionBlurImage at one pixel: one-sided Gaussian taps along the angle, edges repeated."""
     width = 2 * math.ceil(radius) + 1
     weights = [math.exp(-(tap * tap) / (2 * sigma * sigma)) for tap in range(width)]
@@ -339,8 +341,8 @@ def test_snow_flakes_pass_through_imagemagicks_conversion() -> None:
     layer = np.zeros((32, 32))
     for row in range(32):
         for column in range(32):
-            value = reference_motion_blur_value(flakes_8bit[..., np.newaxis], row, column, 0, radius, sigma, angle)
-            layer[row, column] = imagemagick_8bit(value) / 255.0
+            flake = reference_motion_blur_value(flakes_8bit[..., np.newaxis], row, column, 0, radius, sigma, angle)
+            layer[row, column] = imagemagick_8bit(flake) / 255.0
     x = image.astype(np.float32) / 255.0
     gray = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)[..., np.newaxis]
     x = image_weight * x + (1 - image_weight) * np.maximum(x, gray * 1.5 + 0.5)
@@ -351,7 +353,8 @@ def test_snow_flakes_pass_through_imagemagicks_conversion() -> None:
 
 def reference_spatter_water(image: np.ndarray, liquid: np.ndarray, intensity: float) -> np.ndarray:
     """make_cifar_c.py's water branch after the liquid layer, with the cast written out."""
-    liquid_8bit = np.array([x86_uint8_cast(value) for value in (liquid * 255).ravel()], dtype=np.uint8).reshape(liquid.shape)
+    cast = [x86_uint8_cast(value) for value in (liquid * 255).ravel()]
+    liquid_8bit = np.array(cast, dtype=np.uint8).reshape(liquid.shape)
     distance = cv2.distanceTransform(255 - cv2.Canny(liquid_8bit, 50, 150), cv2.DIST_L2, 5)
     _, distance = cv2.threshold(distance, 20, 20, cv2.THRESH_TRUNC)
     distance = cv2.equalizeHist(cv2.blur(distance, (3, 3)).astype(np.uint8))
@@ -368,12 +371,14 @@ def reference_spatter_water(image: np.ndarray, liquid: np.ndarray, intensity: fl
 def test_spatter_wetness_wraps_like_the_generator_on_a_constructed_layer() -> None:
     # Two drops; the centre of the second is thicker than 1, so liquid * 255 passes 255.
     rows, columns = np.mgrid[0:32, 0:32]
-    liquid = np.maximum(1.3 - ((rows - 20) ** 2 + (columns - 18) ** 2) / 40, 0.9 - ((rows - 8) ** 2 + (columns - 8) ** 2) / 60)
+    thick = 1.3 - ((rows - 20) ** 2 + (columns - 18) ** 2) / 40
+    liquid = np.maximum(thick, 0.9 - ((rows - 8) ** 2 + (columns - 8) ** 2) / 60)
     liquid[liquid < 0.69] = 0
     assert (liquid * 255 > 256).sum() > 20
     image = textured_image(32, 32, 8)
-    ours = (np.asarray(image, np.float32) / 255 + cifar_profile.spatter_wetness(liquid, 0.5)[..., np.newaxis] * np.array([175, 238, 238], dtype=np.float32) / 255)
-    ours = (np.clip(ours, 0, 1) * 255).astype(np.uint8)
+    water = np.array([175, 238, 238], dtype=np.float32) / 255
+    wet = image.astype(np.float32) / 255 + cifar_profile.spatter_wetness(liquid, 0.5)[..., np.newaxis] * water
+    ours = (np.clip(wet, 0, 1) * 255).astype(np.uint8)
     assert ours.tobytes() == reference_spatter_water(image, liquid, 0.5).tobytes()
     clipped = reference_spatter_water(image, np.clip(liquid, 0, 1), 0.5)
     assert clipped.tobytes() != ours.tobytes()
@@ -396,7 +401,8 @@ def test_cifar_profile_values_need_no_clipping(corruption: str) -> None:
     # The generator saved np.uint8(corruption(image)) without clipping; the engine clips
     # first. That is the same only while every value lies in [0, 256).
     function = cifar_profile.CIFAR_PROFILE.get(corruption)
-    for seed, image in enumerate([textured_image(32, 32, 10), np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 255, np.uint8)]):
+    images = [textured_image(32, 32, 10), np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 255, np.uint8)]
+    for seed, image in enumerate(images):
         for severity in SEVERITIES:
             values = np.asarray(function(image, severity, np.random.default_rng(seed)), dtype=np.float64)
             assert values.min() >= 0 and values.max() < 256, (corruption, severity, seed)
