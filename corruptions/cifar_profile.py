@@ -10,6 +10,15 @@ uint8, ``severity`` is in 1..5 and ``rng`` is the only source of randomness (nev
 global state, so results are reproducible and independent of the caller). Functions
 return floats in [0, 255] (or uint8); the engine converts to uint8 by truncation, as the
 generator's ``np.uint8(...)`` did.
+
+8-bit conversions follow the generator exactly, including its quirks (each is the
+default and only behaviour): the final ``np.uint8`` truncates, and since every function
+here stays inside [0, 256) the engine's clip before it changes nothing; glass blur
+truncates its first blur; motion blur and snow's flake layer come back from ImageMagick
+converted as :func:`imagemagick_to_uint8` describes (not rounded); spatter's liquid layer
+is cast to 8 bits without clipping, so thick drops wrap around (:func:`wrap_to_uint8`).
+With the same random draws, every corruption and severity of this profile gives the
+generator's bytes (checked with the generator itself run under ImageMagick 6.9.11 Q16).
 """
 from __future__ import annotations
 
@@ -26,7 +35,6 @@ from scipy import ndimage
 from skimage import color as skimage_color
 from skimage import util as skimage_util
 
-from corruptions._pixels import round_to_uint8 as _round_to_uint8
 from corruptions._pixels import unit_float as _unit_float
 from corruptions.registry import make_profile_registry
 
@@ -170,6 +178,42 @@ def motion_blur_line(image: np.ndarray, radius: float, sigma: float, angle: floa
         source_columns = np.clip(columns + column_offset, 0, width - 1)
         blurred += weight * image[source_rows[:, None], source_columns[None, :]]
     return blurred
+
+
+def imagemagick_to_uint8(values: np.ndarray) -> np.ndarray:
+    """8-bit pixels from 0..255 floats, as the generator got them back from ImageMagick.
+
+    The generator ran MotionBlurImage through Wand on an 8-bit PNG and decoded the PNG that
+    ImageMagick wrote. A Q16 build (checked against ImageMagick 6.9.11-60 Q16 through Wand:
+    identical on 553,000 blurred values) rounds each blurred value to 16 bits,
+    ``round(257 * value)``, and the PNG writer then truncates that to 8 bits
+    (``quantum // 257``). The result is the floor of the value except within 1/514 below
+    an integer; plain rounding would be one level too high on about half of the pixels.
+
+    Args:
+        values: Floats on the 0..255 scale (any shape).
+
+    Returns:
+        uint8 array of the same shape.
+    """
+    quantum = np.clip(np.floor(np.asarray(values, dtype=np.float64) * 257.0 + 0.5), 0, 65535)
+    return (quantum // 257).astype(np.uint8)
+
+
+def wrap_to_uint8(values: np.ndarray) -> np.ndarray:
+    """``values.astype(np.uint8)`` as it behaved where the reference data sets were made.
+
+    Casting floats outside 0..255 to uint8 is undefined in C and numpy leaves it to the
+    platform; on x86 it truncates toward zero and keeps the low 8 bits, so 300.7 becomes
+    44. We do that explicitly, so the result is the same on every platform.
+
+    Args:
+        values: Floats (any shape) within the int64 range.
+
+    Returns:
+        uint8 array of the same shape.
+    """
+    return (np.asarray(values).astype(np.int64) % 256).astype(np.uint8)
 
 
 def shuffle_pixels_once(image: np.ndarray, max_delta: int, offsets: np.ndarray) -> None:
@@ -319,7 +363,7 @@ def motion_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> n
     """Blur along a line at a random angle in [-45, 45) degrees (numpy line kernel, no Wand)."""
     radius, sigma = ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))[severity - 1]
     angle = rng.uniform(-45, 45)
-    return _round_to_uint8(motion_blur_line(image, radius, sigma, angle))
+    return imagemagick_to_uint8(motion_blur_line(image, radius, sigma, angle))
 
 
 @CIFAR_PROFILE.register("zoom_blur")
@@ -367,7 +411,7 @@ def snow(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarr
     # The generator passes the layer through an 8-bit PNG before and after ImageMagick.
     flakes_8bit = (np.clip(flakes, 0, 1) * 255).astype(np.uint8)
     angle = rng.uniform(-135, -45)
-    flakes = _round_to_uint8(motion_blur_line(flakes_8bit, blur_radius, blur_sigma, angle)) / 255.0
+    flakes = imagemagick_to_uint8(motion_blur_line(flakes_8bit, blur_radius, blur_sigma, angle)) / 255.0
     flakes = flakes[..., np.newaxis]
 
     gray = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)[..., np.newaxis]
@@ -403,9 +447,9 @@ def fog(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarra
 def spatter_wetness(liquid: np.ndarray, intensity: float) -> np.ndarray:
     """The water branch of spatter: embossed distance-to-drop-edge map of a liquid layer,
     scaled to ``intensity`` (shared with the spatter perturbation sequence)."""
-    # Clip before the 8-bit cast: the generator let rare values above 1 wrap around,
-    # which numpy 2 leaves platform-dependent.
-    liquid_8bit = (np.clip(liquid, 0, 1) * 255).astype(np.uint8)
+    # No clipping: the generator cast liquid * 255 to uint8 unclipped, so drops thicker
+    # than 1 (mostly at severity 3, whose spread is 0.3) wrap around to dark values.
+    liquid_8bit = wrap_to_uint8(liquid * 255)
     distance = 255 - cv2.Canny(liquid_8bit, 50, 150)
     distance = cv2.distanceTransform(distance, cv2.DIST_L2, 5)
     _, distance = cv2.threshold(distance, 20, 20, cv2.THRESH_TRUNC)

@@ -68,11 +68,10 @@ from skimage import color as skimage_color
 from tqdm import tqdm
 
 from corruptions._checks import check_indices, check_seed, check_uint8_images
-from corruptions._pixels import round_to_uint8 as _round_to_uint8
 from corruptions._pixels import truncate_to_uint8 as _truncate_to_uint8
 from corruptions._pixels import unit_float as _unit_float
 from corruptions._registry import Registry
-from corruptions.cifar_profile import clipped_zoom, gaussian_filter, spatter_wetness
+from corruptions.cifar_profile import clipped_zoom, gaussian_filter, imagemagick_to_uint8, spatter_wetness
 from corruptions.engine import images_per_task, run_chunks
 from corruptions.errors import CorruptionError
 
@@ -269,8 +268,8 @@ def _motion_blur_stack(image: np.ndarray, radius: float, sigma: float, angles: n
 def _motion_blur_frames(
     image: np.ndarray, angles: np.ndarray, rng: np.random.Generator, radius: float, sigma: float
 ) -> np.ndarray:
-    """ImageMagick's motion blur at a turning angle; 8-bit output, rounded as ImageMagick's."""
-    return _round_to_uint8(_motion_blur_stack(image, radius, sigma, angles))
+    """ImageMagick's motion blur at a turning angle; 8-bit output, converted as ImageMagick's."""
+    return imagemagick_to_uint8(_motion_blur_stack(image, radius, sigma, angles))
 
 
 def _zoom_blur_frames(image: np.ndarray, scales: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -302,7 +301,8 @@ def _snow_frames(
 
     gray = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)[..., np.newaxis]
     whitened = image_weight * x + (1 - image_weight) * np.maximum(x, gray * 1.5 + 0.5)
-    layers = _round_to_uint8(_motion_blur_stack(flakes_8bit, blur_radius, blur_sigma, angles))[..., np.newaxis] / 255.0
+    layers = imagemagick_to_uint8(_motion_blur_stack(flakes_8bit, blur_radius, blur_sigma, angles))[..., np.newaxis]
+    layers = layers / 255.0
     # Flakes plus the same flakes turned 180 degrees, on every frame.
     return _truncate_to_uint8(whitened + layers + layers[:, ::-1, ::-1])
 

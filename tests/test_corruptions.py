@@ -1,8 +1,12 @@
 """Tests for the corruption engine (corruptions/)."""
 from __future__ import annotations
 
+import math
+
+import cv2
 import numpy as np
 import pytest
+from scipy import ndimage
 
 import corruptions
 from corruptions import (
@@ -15,6 +19,7 @@ from corruptions import (
     corrupt_image,
     corrupt_many,
     corruption_names,
+    engine,
 )
 from corruptions.errors import CorruptionError as UserError
 
@@ -242,3 +247,165 @@ def test_clipped_zoom_matches_scipy_crop_zoom_trim() -> None:
             ours = cifar_profile.clipped_zoom(image, zoom_factor)
             assert ours.dtype == image.dtype
             np.testing.assert_allclose(ours, generator_zoom(image, zoom_factor), atol=1e-6)
+
+
+# ---------------------------------------------------------------- 8-bit conversions as the generator made them
+#
+# make_cifar_c.py (hendrycks/robustness) gets motion_blur and snow's flake layer back from
+# ImageMagick as 8-bit PNGs, and casts spatter's liquid layer with an unclipped
+# ``(liquid * 255).astype(np.uint8)``. The expected values below are computed from those
+# formulas written out here, independently of corruptions/.
+
+
+def imagemagick_8bit(value: float) -> int:
+    """ImageMagick Q16: round to 16 bits (ClampToQuantum), then the PNG writer keeps quantum // 257."""
+    quantum = min(max(math.floor(value * 257 + 0.5), 0), 65535)
+    return quantum // 257
+
+
+def x86_uint8_cast(value: float) -> int:
+    """numpy's float -> uint8 cast on x86: truncate toward zero, keep the low 8 bits."""
+    return int(value) % 256
+
+
+def reference_motion_blur_value(
+    image: np.ndarray, row: int, column: int, channel: int, radius: float, sigma: float, angle: float
+) -> float:
+    """ImageMagick's MotionBlurImage at one pixel: one-sided Gaussian taps along the angle, edges repeated."""
+    width = 2 * math.ceil(radius) + 1
+    weights = [math.exp(-(tap * tap) / (2 * sigma * sigma)) for tap in range(width)]
+    total = sum(weights)
+    value = 0.0
+    for tap, weight in enumerate(weights):
+        source_row = min(max(row + math.ceil(tap * math.sin(math.radians(angle)) - 0.5), 0), image.shape[0] - 1)
+        source_column = min(max(column + math.ceil(tap * math.cos(math.radians(angle)) - 0.5), 0), image.shape[1] - 1)
+        value += weight / total * float(image[source_row, source_column, channel])
+    return value
+
+
+def test_imagemagick_and_x86_conversions_on_constructed_values() -> None:
+    values = np.array([0.0, 0.4, 12.5, 172.4, 172.9979, 172.9981, 254.999, 255.0, 300.0, -3.0])
+    # Floor, except within 1/514 below the next integer (172.9981 -> 173).
+    assert cifar_profile.imagemagick_to_uint8(values).tolist() == [imagemagick_8bit(v) for v in values]
+    assert cifar_profile.imagemagick_to_uint8(values).tolist() == [0, 0, 12, 172, 172, 173, 255, 255, 255, 0]
+    wrapping = np.array([0.0, 175.95, 255.9, 256.0, 300.7, 511.99, 600.0, -1.5])
+    assert cifar_profile.wrap_to_uint8(wrapping).tolist() == [x86_uint8_cast(v) for v in wrapping]
+    assert cifar_profile.wrap_to_uint8(wrapping).tolist() == [0, 175, 255, 0, 44, 255, 88, 255]
+
+
+def test_motion_blur_matches_imagemagick_output() -> None:
+    # ImageMagick 6.9.11-60 Q16 through Wand (the generator's path: PIL PNG -> MotionImage.
+    # motion_blur(radius=6, sigma=2, angle=30) -> make_blob -> cv2.imdecode -> RGB) on this
+    # 12x12 image gave these bytes. Rounding instead of ImageMagick's conversion matches
+    # only about half of them.
+    rows, columns, channels = np.mgrid[0:12, 0:12, 0:3]
+    image = ((rows * 37 + columns * 91 + channels * 53 + rows * columns * 7) % 256).astype(np.uint8)
+    imagemagick = bytes.fromhex(
+        "5b598d81ab796da24a3e729c90a99387846458819aaa74759f3c716389be9c76abba40755286afaa78aaa5507974a97773a44f4a74"
+        "a8a46ea29e3e726c866ebf5938b142767d62967ea87678a9545780999b818284588d8fa98e9091656780b1b56b918f6e947b658b9e"
+        "3359a16fa0a9547e87a0868e8f646d866c74764a53889ea690868c6c86957f6590705661967b679899547d96a78c8d9d718b978081"
+        "86657f8a747579597280b56b659a7a5b907982b74c9092667d967b9294687f957d958a6a659680638c6c639882578c6c6ca18b70a5"
+        "85457aaf8a5e78927b7c8f6f84a18b819f6393b16791af6ea3776ca14c80b53d71a63b6fa4679bd05770a17b7ca55a8a74658e5373"
+        "a85e78ad6c917b7195568bb0578ca778ad5e84b9385e936999837ba565907a709c5c9171679c5388715e92537fb35e88a080ae477c"
+        "bf4e839b7fb4937b7da4659a8176906a9e547b9171a34d829675aa53839d7ca1577ea3838a6398bd41767172a764957f849171a75c"
+        "91a4806a6f7c5c92477c8f6a9f5c64998d624ca77c5c875c918a8b6b81679ca65e938283b8795f949e568b7b7bb072578c984c8183"
+        "588d972156cf0439"
+    )
+    blurred = cifar_profile.motion_blur_line(image, 6, 2, 30)
+    assert cifar_profile.imagemagick_to_uint8(blurred).tobytes() == imagemagick
+    assert np.clip(np.rint(blurred), 0, 255).astype(np.uint8).tobytes() != imagemagick
+
+
+def test_motion_blur_corruption_uses_imagemagicks_conversion() -> None:
+    image = textured_image(32, 32, 4)
+    severity, radius, sigma = 4, 8, 2
+    ours = corrupt_image(image, "motion_blur", severity, seed=5, index=2)
+    angle = engine.image_generator(5, 2, "motion_blur", severity).uniform(-45, 45)
+    pixels = [(0, 0, 0), (5, 17, 1), (16, 16, 2), (31, 3, 0), (20, 31, 1), (9, 9, 2), (27, 12, 0), (13, 25, 1)]
+    floats = [reference_motion_blur_value(image, r, c, ch, radius, sigma, angle) for r, c, ch in pixels]
+    assert [int(ours[r, c, ch]) for r, c, ch in pixels] == [imagemagick_8bit(value) for value in floats]
+    # The pixels were chosen so that rounding would differ somewhere.
+    assert [imagemagick_8bit(value) for value in floats] != [round(value) for value in floats]
+
+
+def test_snow_flakes_pass_through_imagemagicks_conversion() -> None:
+    image = textured_image(32, 32, 6)
+    severity = 3
+    mean, spread, zoom, threshold, radius, sigma, image_weight = (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9)
+    ours = corrupt_image(image, "snow", severity, seed=1, index=0)
+
+    # make_cifar_c.py's snow, replaying the same random draws.
+    rng = engine.image_generator(1, 0, "snow", severity)
+    flakes = rng.normal(loc=mean, scale=spread, size=(32, 32))
+    flakes = cifar_profile.clipped_zoom(flakes[..., np.newaxis], zoom)[..., 0]
+    flakes[flakes < threshold] = 0
+    flakes_8bit = (np.clip(flakes, 0, 1) * 255).astype(np.uint8)
+    angle = rng.uniform(-135, -45)
+    layer = np.zeros((32, 32))
+    for row in range(32):
+        for column in range(32):
+            flake = reference_motion_blur_value(flakes_8bit[..., np.newaxis], row, column, 0, radius, sigma, angle)
+            layer[row, column] = imagemagick_8bit(flake) / 255.0
+    x = image.astype(np.float32) / 255.0
+    gray = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)[..., np.newaxis]
+    x = image_weight * x + (1 - image_weight) * np.maximum(x, gray * 1.5 + 0.5)
+    layer = layer[..., np.newaxis]
+    expected = (np.clip(x + layer + np.rot90(layer, k=2), 0, 1) * 255).astype(np.uint8)
+    assert ours.tobytes() == expected.tobytes()
+
+
+def reference_spatter_water(image: np.ndarray, liquid: np.ndarray, intensity: float) -> np.ndarray:
+    """make_cifar_c.py's water branch after the liquid layer, with the cast written out."""
+    cast = [x86_uint8_cast(value) for value in (liquid * 255).ravel()]
+    liquid_8bit = np.array(cast, dtype=np.uint8).reshape(liquid.shape)
+    distance = cv2.distanceTransform(255 - cv2.Canny(liquid_8bit, 50, 150), cv2.DIST_L2, 5)
+    _, distance = cv2.threshold(distance, 20, 20, cv2.THRESH_TRUNC)
+    distance = cv2.equalizeHist(cv2.blur(distance, (3, 3)).astype(np.uint8))
+    distance = cv2.filter2D(distance, cv2.CV_8U, np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float32))
+    distance = cv2.blur(distance, (3, 3)).astype(np.float32)
+    wetness = liquid_8bit * distance
+    wetness /= wetness.max()
+    wetness *= intensity
+    water = np.array([175, 238, 238], dtype=np.float32) / 255
+    x = image.astype(np.float32) / 255
+    return (np.clip(x + wetness[..., np.newaxis] * water, 0, 1) * 255).astype(np.uint8)
+
+
+def test_spatter_wetness_wraps_like_the_generator_on_a_constructed_layer() -> None:
+    # Two drops; the centre of the second is thicker than 1, so liquid * 255 passes 255.
+    rows, columns = np.mgrid[0:32, 0:32]
+    thick = 1.3 - ((rows - 20) ** 2 + (columns - 18) ** 2) / 40
+    liquid = np.maximum(thick, 0.9 - ((rows - 8) ** 2 + (columns - 8) ** 2) / 60)
+    liquid[liquid < 0.69] = 0
+    assert (liquid * 255 > 256).sum() > 20
+    image = textured_image(32, 32, 8)
+    water = np.array([175, 238, 238], dtype=np.float32) / 255
+    wet = image.astype(np.float32) / 255 + cifar_profile.spatter_wetness(liquid, 0.5)[..., np.newaxis] * water
+    ours = (np.clip(wet, 0, 1) * 255).astype(np.uint8)
+    assert ours.tobytes() == reference_spatter_water(image, liquid, 0.5).tobytes()
+    clipped = reference_spatter_water(image, np.clip(liquid, 0, 1), 0.5)
+    assert clipped.tobytes() != ours.tobytes()
+
+
+def test_spatter_severity_3_wraps_like_the_generator() -> None:
+    image = textured_image(32, 32, 3)
+    rng = np.random.default_rng(9)  # a draw whose liquid layer passes 1 at one pixel
+    ours = np.clip(cifar_profile.spatter(image, 3, rng), 0, 255).astype(np.uint8)
+    rng = np.random.default_rng(9)
+    liquid = ndimage.gaussian_filter(rng.normal(loc=0.65, scale=0.3, size=(32, 32)), 1, mode="nearest", truncate=4.0)
+    liquid[liquid < 0.69] = 0
+    assert liquid.max() > 1
+    assert ours.tobytes() == reference_spatter_water(image, liquid, 0.5).tobytes()
+    assert ours.tobytes() != reference_spatter_water(image, np.clip(liquid, 0, 1), 0.5).tobytes()
+
+
+@pytest.mark.parametrize("corruption", ALL)
+def test_cifar_profile_values_need_no_clipping(corruption: str) -> None:
+    # The generator saved np.uint8(corruption(image)) without clipping; the engine clips
+    # first. That is the same only while every value lies in [0, 256).
+    function = cifar_profile.CIFAR_PROFILE.get(corruption)
+    images = [textured_image(32, 32, 10), np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 255, np.uint8)]
+    for seed, image in enumerate(images):
+        for severity in SEVERITIES:
+            values = np.asarray(function(image, severity, np.random.default_rng(seed)), dtype=np.float64)
+            assert values.min() >= 0 and values.max() < 256, (corruption, severity, seed)

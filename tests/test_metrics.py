@@ -9,8 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from robustbench_lift.errors import UserError
 from robustbench_lift.metrics import (
+    ALEXNET_IMAGENET_C,
     ALEXNET_IMAGENET_C_ERRORS,
+    ALEXNET_IMAGENET_C_SEVERITY_ERRORS,
+    ALEXNET_IMAGENET_CLEAN_ERROR,
     corruption_error,
     corruption_summary,
     error_with_interval,
@@ -176,20 +180,68 @@ def test_corruption_summary_other_reference() -> None:
     assert summary.loc["lift", "mce"] == pytest.approx(1.0)
 
 
-def test_corruption_summary_with_the_alexnet_table() -> None:
+def test_corruption_summary_against_alexnet_uses_the_severities_run() -> None:
     rows = [
         {"model": "net", "corruption": "gaussian_noise", "severity": 1, "error": 0.5},
         {"model": "net", "corruption": "gaussian_noise", "severity": 2, "error": 0.7},
         {"model": "net", "corruption": "brightness", "severity": 2, "error": 0.4},
         {"model": "net", "corruption": "brightness", "severity": 1, "error": 0.2},
     ]
-    summary = corruption_summary(pd.DataFrame(rows), {"net": 0.1}, ALEXNET_IMAGENET_C_ERRORS, ["gaussian_noise", "brightness"])
+    summary = corruption_summary(pd.DataFrame(rows), {"net": 0.1}, ALEXNET_IMAGENET_C, ["gaussian_noise", "brightness"])
     row = summary.set_index("model").loc["net"]
-    # CE = mean model error / AlexNet's mean error, per corruption.
-    expected = (0.6 / 0.886428 + 0.3 / 0.564592) / 2
-    assert row["mce"] == pytest.approx(expected)
-    assert math.isnan(row["relative_mce"])
+    # AlexNet's published errors at severities 1 and 2 (not its five-severity means):
+    # gaussian_noise 0.69528, 0.82542; brightness 0.45140, 0.48502; clean 0.43478.
+    expected = ((0.5 + 0.7) / (0.69528 + 0.82542) + (0.2 + 0.4) / (0.45140 + 0.48502)) / 2
+    assert row["mce"] == pytest.approx(expected, rel=1e-12)
+    expected_relative = (
+        (0.4 + 0.6) / (0.69528 + 0.82542 - 2 * 0.43478) + (0.1 + 0.3) / (0.45140 + 0.48502 - 2 * 0.43478)
+    ) / 2
+    assert row["relative_mce"] == pytest.approx(expected_relative, rel=1e-12)
     assert row["mean_corruption_error"] == pytest.approx(0.45)
+
+
+@pytest.mark.parametrize("severities", [(1, 2, 3, 4, 5), (1, 3, 5), (2,), (4, 5)])
+def test_a_model_with_alexnets_errors_has_mce_and_relative_mce_of_one(severities: tuple[int, ...]) -> None:
+    rows = [
+        {"model": "alexnet-copy", "corruption": name, "severity": severity, "error": errors[severity - 1]}
+        for name, errors in ALEXNET_IMAGENET_C_SEVERITY_ERRORS.items()
+        for severity in severities
+    ]
+    clean = {"alexnet-copy": ALEXNET_IMAGENET_CLEAN_ERROR}
+    summary = corruption_summary(pd.DataFrame(rows), clean, ALEXNET_IMAGENET_C, ALEXNET_IMAGENET_C_ERRORS)
+    row = summary.set_index("model").loc["alexnet-copy"]
+    assert row["mce"] == pytest.approx(1.0, rel=1e-12)
+    assert row["relative_mce"] == pytest.approx(1.0, rel=1e-12)
+
+
+def test_relative_mce_is_empty_without_the_models_clean_error() -> None:
+    rows = [{"model": "net", "corruption": "fog", "severity": 3, "error": 0.5}]
+    row = corruption_summary(pd.DataFrame(rows), {}, ALEXNET_IMAGENET_C, ["fog"]).iloc[0]
+    assert row["mce"] == pytest.approx(0.5 / 0.84378)
+    assert math.isnan(row["relative_mce"])
+
+
+def test_alexnet_per_severity_table_reproduces_the_published_means() -> None:
+    assert list(ALEXNET_IMAGENET_C_SEVERITY_ERRORS) == list(ALEXNET_IMAGENET_C_ERRORS)
+    for name, errors in ALEXNET_IMAGENET_C_SEVERITY_ERRORS.items():
+        assert len(errors) == 5, name
+        # Whole numbers of the 50,000 ImageNet validation images ...
+        counts = np.asarray(errors) * 50_000
+        assert np.allclose(counts, np.round(counts), atol=1e-6), name
+        # ... whose mean is the published mean to all six published decimals.
+        assert round(sum(errors) / 5, 6) == ALEXNET_IMAGENET_C_ERRORS[name], name
+    assert round(ALEXNET_IMAGENET_CLEAN_ERROR * 50_000) == 21_739  # torchvision acc@1 56.522 %
+    assert round(100 * ALEXNET_IMAGENET_CLEAN_ERROR, 1) == 43.5  # the ImageNet-C paper's figure
+
+
+def test_published_reference_refuses_what_it_does_not_have() -> None:
+    assert ALEXNET_IMAGENET_C.errors_at("snow", [3.0, 1]).tolist() == [0.86468, 0.71726]
+    with pytest.raises(UserError, match="severity 6"):
+        ALEXNET_IMAGENET_C.errors_at("snow", [6])
+    with pytest.raises(UserError, match="severity 2.5"):
+        ALEXNET_IMAGENET_C.errors_at("snow", [2.5])
+    with pytest.raises(UserError, match="spatter"):
+        ALEXNET_IMAGENET_C.errors_at("spatter", [1])
 
 
 def test_alexnet_table_matches_the_spec() -> None:

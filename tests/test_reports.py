@@ -358,6 +358,18 @@ def test_corruption_error_table_reads_results(report: Path) -> None:
     assert lift_row["cells"][glass]["text"] == "failed"
 
 
+def test_corruption_error_table_against_alexnet_uses_the_severities_run(report: Path) -> None:
+    tables = report_tables.load_run(report.parent)
+    tables.summary["reference_model"] = "alexnet"
+    table, measure = report_tables.corruption_error_table(tables)
+    assert measure == "CE"
+    fog = tables.results.query("model == @LIFT and family == 'fog' and status == 'ok'").set_index("level")["error"]
+    assert sorted(fog.index) == [1.0, 3.0, 5.0]
+    # AlexNet's published fog errors at severities 1, 3 and 5, not its five-severity mean.
+    assert table.loc[LIFT, "fog"] == pytest.approx(fog.sum() / (0.67474 + 0.84378 + 0.94500), rel=1e-12)
+    assert math.isnan(table.loc[LIFT, "spatter"])  # no AlexNet errors for the extra corruptions
+
+
 def test_heatmap_falls_back_to_mean_error_without_reference(report: Path) -> None:
     tables = report_tables.load_run(report.parent)
     tables.summary["reference_model"] = ""

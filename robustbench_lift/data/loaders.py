@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import gzip
 import os
+import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -91,18 +92,43 @@ def load_fashion_mnist(split: str = "test", data_dir: str | Path | None = None, 
     return ImageDataset("fashion_mnist", np.repeat(padded[..., None], 3, axis=3), labels, list(FASHION_MNIST_CLASSES))
 
 
-def load_cifar10(split: str = "test", data_dir: str | Path | None = None, download: bool = False) -> ImageDataset:
-    """CIFAR-10 from torchvision's layout (``cifar-10-batches-py`` under ``data_dir``)."""
-    import torchvision
+CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{number}" for number in range(1, 6))
 
+
+def _cifar10_folder(data_dir: str | Path | None, download: bool) -> Path:
     root = Path(data_dir) if data_dir else DEFAULT_CACHE / "cifar10"
+    # Accept the folder torchvision downloads into or the extracted folder itself.
+    for candidate in (root / "cifar-10-batches-py", root):
+        if (candidate / "test_batch").is_file() and (candidate / "batches.meta").is_file():
+            return candidate
+    if download:
+        import torchvision
+
+        # torchvision checks the archive's MD5 before extracting the original files.
+        torchvision.datasets.CIFAR10(str(root), train=False, download=True)
+        return root / "cifar-10-batches-py"
+    raise UserError(
+        f"CIFAR-10 not found under {root} (expected cifar-10-batches-py/test_batch and batches.meta); "
+        "pass --data-dir or allow --download"
+    )
+
+
+def load_cifar10(split: str = "test", data_dir: str | Path | None = None, download: bool = False) -> ImageDataset:
+    """CIFAR-10 from torchvision's layout: ``cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}``.
+
+    Read directly, through :func:`_unpickle`'s restricted unpickler, rather than through
+    torchvision, whose plain ``pickle.load`` would run whatever a planted file asks for.
+    """
     if split not in ("train", "test"):
         raise UserError(f"CIFAR-10 split must be train or test, got {split!r}")
-    try:
-        data = torchvision.datasets.CIFAR10(str(root), train=split == "train", download=download)
-    except RuntimeError as error:
-        raise UserError(f"CIFAR-10 not found under {root} ({error}); pass --data-dir or allow --download") from None
-    return ImageDataset("cifar10", np.asarray(data.data, dtype=np.uint8), np.asarray(data.targets, dtype=np.int64), list(data.classes))
+    folder = _cifar10_folder(data_dir, download)
+    files = [folder / name for name in (CIFAR10_TRAIN_BATCHES if split == "train" else ("test_batch",))]
+    parts = [_cifar_batch(path, "labels") for path in files]
+    meta = _unpickle(folder / "batches.meta")
+    classes = _cifar_entry(meta, "label_names", folder / "batches.meta")
+    images = np.concatenate([images for images, _ in parts])
+    labels = np.concatenate([labels for _, labels in parts])
+    return ImageDataset("cifar10", images, labels, _class_names(classes, folder / "batches.meta"))
 
 
 def load_image_folder(split: str = "test", data_dir: str | Path | None = None, download: bool = False, image_size: int = 32) -> ImageDataset:
@@ -125,18 +151,102 @@ def load_image_folder(split: str = "test", data_dir: str | Path | None = None, d
 # ---------------------------------------------------------------- CIFAR-100, ImageNet, Tiny-ImageNet
 
 
-def _unpickle(path: Path) -> dict:
-    """A CIFAR python-version pickle with ``str`` keys (the files were written by Python 2)."""
-    import pickle
+def _allowed_pickle_globals() -> dict[tuple[str, str], Callable[..., object]]:
+    """Every global a CIFAR python-version file may name, mapped to the object it gets.
 
+    The published files are Python 2 pickles of dicts holding strings, lists of ints and
+    one numpy uint8 array; the array is rebuilt by ``numpy.core.multiarray._reconstruct``
+    from ``numpy.ndarray`` and ``numpy.dtype``. The same content pickled again by Python 3
+    and numpy 2 names ``numpy._core`` instead, ``numpy._core.numeric._frombuffer`` at
+    protocol 5, and ``_codecs.encode`` (latin-1, for bytes) at protocols 0-2.
+    """
+    try:
+        from numpy._core import multiarray, numeric
+    except ImportError:  # numpy 1.x
+        from numpy.core import multiarray, numeric  # type: ignore[no-redef]
+
+    return {
+        ("numpy.core.multiarray", "_reconstruct"): multiarray._reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): multiarray._reconstruct,
+        ("numpy.core.numeric", "_frombuffer"): numeric._frombuffer,  # type: ignore[attr-defined]
+        ("numpy._core.numeric", "_frombuffer"): numeric._frombuffer,  # type: ignore[attr-defined]
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_encode,
+    }
+
+
+def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    # _codecs.encode could name any codec; the bytes in a pickle only ever need latin-1.
+    if encoding.lower().replace("_", "-") not in ("latin1", "latin-1", "iso-8859-1"):
+        raise pickle.UnpicklingError(f"it encodes bytes with {encoding!r}, not latin-1")
+    return text.encode("latin-1", errors)
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what CIFAR files hold: dicts, lists, strings, numbers, numpy arrays.
+
+    A pickle can name any importable callable and have it called (``os.system`` included);
+    :meth:`find_class` hands out only :func:`_allowed_pickle_globals`, so a planted file
+    is refused before anything it names can run.
+    """
+
+    def __init__(self, handle: BinaryIO, path: Path) -> None:
+        # latin1: the published files come from Python 2, whose str holds raw bytes.
+        super().__init__(handle, encoding="latin1")
+        self._path = path
+        self._allowed = _allowed_pickle_globals()
+
+    def find_class(self, module: str, name: str) -> object:
+        found = self._allowed.get((module, name))
+        if found is None:
+            named = f"{module}.{name}".encode("unicode_escape").decode("ascii")[:120]
+            raise UserError(f"refusing to load {self._path}: it contains {named}, which CIFAR files never do")
+        return found
+
+
+def _unpickle(path: Path) -> dict:
+    """A CIFAR python-version pickle as a dict with ``str`` keys, read by :class:`_CifarUnpickler`."""
     try:
         with open(path, "rb") as handle:
-            content = pickle.load(handle, encoding="latin1")
-    except (OSError, pickle.UnpicklingError, EOFError) as error:
-        raise UserError(f"cannot read {path}: {error}") from None
+            content = _CifarUnpickler(handle, path).load()
+    except UserError:
+        raise
+    except Exception as error:  # a damaged pickle fails in many ways; none may end in a traceback
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"cannot read {path}: {message}") from None
     if not isinstance(content, dict):
         raise UserError(f"{path} is not a CIFAR pickle (expected a dict, found {type(content).__name__})")
     return {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in content.items()}
+
+
+def _cifar_entry(content: dict, key: str, path: Path) -> object:
+    if key not in content:
+        raise UserError(f"{path} has no {key!r} entry; is it a CIFAR file?")
+    return content[key]
+
+
+def _class_names(names: object, path: Path) -> list[str]:
+    # Python 2 wrote str (read back as latin-1); files re-pickled by Python 3 may hold bytes.
+    if not isinstance(names, (list, tuple)):
+        raise UserError(f"{path}: the class names must be a list, found {type(names).__name__}")
+    return [name.decode("latin1") if isinstance(name, bytes) else str(name) for name in names]
+
+
+def _cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N x 32 x 32 x 3 uint8) and labels of one CIFAR batch file."""
+    batch = _unpickle(path)
+    data, labels = _cifar_entry(batch, "data", path), _cifar_entry(batch, label_key, path)
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise UserError(f"{path}: 'data' must be an N x 3072 uint8 array (one 3x32x32 image per row)")
+    try:
+        labels = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"{path}: {label_key!r} must be a list of integer labels") from None
+    if labels.shape != (data.shape[0],):
+        raise UserError(f"{path}: data {data.shape} does not hold one 3x32x32 image per label ({labels.size})")
+    # Rows are channel-major (all red, then green, then blue).
+    return np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), labels
 
 
 def _cifar100_folder(data_dir: str | Path | None, download: bool) -> Path:
@@ -163,18 +273,9 @@ def load_cifar100(split: str = "test", data_dir: str | Path | None = None, downl
     if split not in ("train", "test"):
         raise UserError(f"CIFAR-100 split must be train or test, got {split!r}")
     folder = _cifar100_folder(data_dir, download)
-    batch = _unpickle(folder / split)
-    meta = _unpickle(folder / "meta")
-    for key, content, path in (("data", batch, folder / split), ("fine_labels", batch, folder / split), ("fine_label_names", meta, folder / "meta")):
-        if key not in content:
-            raise UserError(f"{path} has no {key!r} entry; is it a CIFAR-100 file?")
-    data = np.asarray(batch["data"], dtype=np.uint8)
-    labels = np.asarray(batch["fine_labels"], dtype=np.int64)
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != labels.shape[0]:
-        raise UserError(f"{folder / split}: data {data.shape} does not hold one 3x32x32 image per label ({labels.shape[0]})")
-    # Rows are channel-major (all red, then green, then blue), as in CIFAR-10.
-    images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-    return ImageDataset("cifar100", images, labels, [str(name) for name in meta["fine_label_names"]])
+    images, labels = _cifar_batch(folder / split, "fine_labels")
+    classes = _cifar_entry(_unpickle(folder / "meta"), "fine_label_names", folder / "meta")
+    return ImageDataset("cifar100", images, labels, _class_names(classes, folder / "meta"))
 
 
 def _decode_rgb(path: Path, transform: Callable[..., Any] | None = None) -> np.ndarray:

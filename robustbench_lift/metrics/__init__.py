@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from robustbench_lift.metrics.classification import error_with_interval, flip_share
 from robustbench_lift.metrics.corruption import (
+    ALEXNET_IMAGENET_C,
     ALEXNET_IMAGENET_C_ERRORS,
+    ALEXNET_IMAGENET_C_SEVERITY_ERRORS,
+    ALEXNET_IMAGENET_CLEAN_ERROR,
+    PublishedReference,
     corruption_error,
     corruption_summary,
     relative_corruption_error,
@@ -20,7 +24,11 @@ from robustbench_lift.metrics.stability import flip_probability, top5_distance
 from robustbench_lift.metrics.statistics import BOOTSTRAP_SAMPLES, bootstrap_interval, wilson_interval
 
 __all__ = [
+    "ALEXNET_IMAGENET_C",
     "ALEXNET_IMAGENET_C_ERRORS",
+    "ALEXNET_IMAGENET_C_SEVERITY_ERRORS",
+    "ALEXNET_IMAGENET_CLEAN_ERROR",
+    "PublishedReference",
     "BOOTSTRAP_SAMPLES",
     "bootstrap_interval",
     "corruption_error",

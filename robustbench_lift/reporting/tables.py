@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from corruptions.registry import CORRUPTION_FAMILIES, EXTRA_CORRUPTIONS
-from robustbench_lift.metrics import ALEXNET_IMAGENET_C_ERRORS
+from robustbench_lift.metrics import ALEXNET_IMAGENET_C
 from robustbench_lift.results import read_run
 
 __all__ = [
@@ -140,9 +140,10 @@ def corruption_error_table(tables: RunTables) -> tuple[pd.DataFrame, str]:
     """Per model and corruption: CE (``docs/metrics.md``) and the measure's name.
 
     ``CE(f, c) = sum_s E(f, c, s) / sum_s E(ref, c, s)`` over the severities both models
-    have, with each model's reference from summary.csv (``alexnet``: the published mean
-    errors). When no model has a reference the table holds the mean error per corruption
-    instead and the measure is ``"mean error"``. Failed cells are NaN.
+    have, with each model's reference from summary.csv (``alexnet``: AlexNet's published
+    errors at the same severities). When no model has a reference the table holds the
+    mean error per corruption instead and the measure is ``"mean error"``. Failed cells
+    are NaN.
     """
     corruptions_in_run = corruption_names_in_run(tables)
     rows = tables.rows("corruption")
@@ -168,8 +169,11 @@ def _corruption_error(own: pd.Series, reference: str | None, corruption: str, er
     if reference is None:
         return math.nan
     if reference == "alexnet":
-        published = ALEXNET_IMAGENET_C_ERRORS.get(corruption)
-        return own.mean() / published if published else math.nan
+        if corruption not in ALEXNET_IMAGENET_C.severity_errors:
+            return math.nan
+        # AlexNet's errors at the severities this model has, not its five-severity mean.
+        denominator = float(ALEXNET_IMAGENET_C.errors_at(corruption, own.index).sum())
+        return float(own.sum()) / denominator if denominator > 0 else math.nan
     theirs = errors.get((reference, corruption))
     if theirs is None or (reference, corruption) in failed:
         return math.nan

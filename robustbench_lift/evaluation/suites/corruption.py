@@ -24,7 +24,7 @@ from robustbench_lift.evaluation.suites.base import (
 )
 from robustbench_lift.evaluation.suites.cache import load_cached, published_positions
 from robustbench_lift.metrics import (
-    ALEXNET_IMAGENET_C_ERRORS,
+    ALEXNET_IMAGENET_C,
     BOOTSTRAP_SAMPLES,
     corruption_summary,
     error_with_interval,
@@ -197,12 +197,21 @@ class CorruptionSuite(Suite):
         if reference is None:
             return out
         shape = (len(common), len(config.severities))
-        if reference == "alexnet":
-            published = np.array([ALEXNET_IMAGENET_C_ERRORS[name] for name in common])
+        if reference == ALEXNET_IMAGENET_C.name:
+            # AlexNet's published errors at exactly the severities run here (not its
+            # five-severity means), and its published clean error for relative mCE.
+            published = np.stack([ALEXNET_IMAGENET_C.errors_at(name, config.severities) for name in common])
             frame = errors.rename(columns={"family": "corruption", "level": "severity"})
-            out["mce"] = float(corruption_summary(frame, {}, dict(zip(common, published)), common)["mce"].iloc[0])
-            samples = (resampled_model.reshape(-1, *shape).mean(axis=2) / published).mean(axis=1)
+            clean_errors = {model: float(clean_table["error"].loc[model])} if model in clean_table.index else {}
+            computed = corruption_summary(frame, clean_errors, ALEXNET_IMAGENET_C, common).iloc[0]
+            out["mce"], out["relative_mce"] = float(computed["mce"]), float(computed["relative_mce"])
+            resampled = resampled_model.reshape(-1, *shape)
+            model_clean = weights @ model_images["clean"].astype(np.float64)
+            samples = (resampled.sum(axis=2) / published.sum(axis=1)).mean(axis=1)
+            excess = (published - ALEXNET_IMAGENET_C.clean_error).sum(axis=1)
+            relative = ((resampled - model_clean[:, None, None]).sum(axis=2) / excess).mean(axis=1)
             out["mce_low"], out["mce_high"] = np.percentile(samples, [2.5, 97.5]).tolist()
+            out["relative_mce_low"], out["relative_mce_high"] = np.percentile(relative, [2.5, 97.5]).tolist()
             return out
         reference_images = per_image.get(reference, {})
         if any(condition not in reference_images for condition in conditions) or "clean" not in reference_images:
