@@ -1,4 +1,4 @@
-"""Measures the LiftDownPool options that SPEC §1 leaves open (kernel size K of the
+"""Measures the LiftDownPool options that docs/layers.md leaves to measurement (kernel size K of the
 predict/update convolution, depthwise or dense grouping) on the built-in task, to pick
 the defaults: short training of small_cnn with each variant, same seed and schedule,
 validation accuracy and training cost.

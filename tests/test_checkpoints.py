@@ -1,4 +1,4 @@
-"""Tests for checkpoint files (robustbench_lift/checkpoints.py)."""
+"""Tests for checkpoint files (robustbench_lift/models/checkpoints.py)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Tests for run configuration files (robustbench_lift/config.py)."""
+"""Tests for run configuration files (robustbench_lift/run/config.py)."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,4 @@
-"""Tests for the lifting layers (robustbench_lift/lifting.py, SPEC §1)."""
+"""Tests for the lifting layers (robustbench_lift/nn/lifting.py, docs/layers.md)."""
 from __future__ import annotations
 
 import math

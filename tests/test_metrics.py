@@ -1,4 +1,4 @@
-"""Tests for the metrics of SPEC §3 and §6 (robustbench_lift/metrics.py)."""
+"""Tests for the metrics of docs/metrics.md (robustbench_lift/metrics/)."""
 from __future__ import annotations
 
 import math
@@ -259,7 +259,7 @@ def test_corruption_summary_refuses_a_missing_corruption() -> None:
         corruption_summary(error_table(), CLEAN, "max", ["c1", "c3"])
 
 
-# --- ImageNet-P stability metrics on hand-built sequences (SPEC §4) ---------------------
+# --- ImageNet-P stability metrics on hand-built sequences (docs/metrics.md) ---------------------
 
 def test_flip_probability_noise_rule_compares_with_the_first_frame() -> None:
     predictions = np.array([[0, 0, 1, 0, 2]])

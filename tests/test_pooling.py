@@ -1,4 +1,4 @@
-"""Tests for the pooling registry (robustbench_lift/pooling.py, SPEC §2)."""
+"""Tests for the pooling registry (robustbench_lift/nn/kinds.py and pooling.py, docs/layers.md)."""
 from __future__ import annotations
 
 import pytest

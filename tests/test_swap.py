@@ -1,4 +1,4 @@
-"""Tests for swapping the pooling of built models (robustbench_lift/swap.py, SPEC §2)."""
+"""Tests for swapping the pooling of built models (robustbench_lift/nn/swap.py, docs/layers.md)."""
 from __future__ import annotations
 
 import logging
