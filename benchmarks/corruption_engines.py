@@ -102,7 +102,7 @@ def main() -> int:
     gpu = has_gpu and args.device != "cpu" and "torch-gpu" in engines
     severities = [int(value) for value in (args.severities or ("3" if args.quick else "1,2,3,4,5")).split(",")]
     names = args.corruptions.split(",") if args.corruptions else corruptions.corruption_names("all")
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = args.repeats or (1 if args.quick else 2)
     sizes = [int(value) for value in args.sizes.split(",")]
     counts = {224: args.images_224 or (2 if args.quick else 8), 32: args.images_32 or (8 if args.quick else 64)}
     gpu_batches = {224: args.gpu_batch or (8 if args.quick else 128), 32: args.gpu_batch or (64 if args.quick else 1024)}
@@ -180,12 +180,21 @@ def main() -> int:
             sides["torch-gpu"] = (torch_gpu, "cuda")
 
         print(f"\n-- {size} px ({profile} profile): {count} images x {len(severities)} severities per corruption", flush=True)
-        # Warm-up: every engine meets every condition once (the pool twice: both workers).
+        # Warm-up: every engine meets every condition (imports, numba, caches, cuDNN); the
+        # reference engines on two images only, the pool twice so that both workers do.
         for name in names:
-            for engine, (function, device) in sides.items():
-                function(name)
-                if engine == "many":
-                    function(name)
+            conditions = [(name, s) for s in severities]
+            if "serial" in sides or "many" in sides:
+                for image in images[:1]:
+                    for severity in severities:
+                        imagecorruptions.corrupt(image, corruption_name=name, severity=severity)
+                corruptions.corrupt_many(images[:2], conditions, profile=profile, workers=1)
+            if "many" in sides:
+                for _ in range(2):
+                    corruptions.corrupt_many(images[:2], conditions, profile=profile, workers=args.workers)
+            for engine in ("torch-cpu", "torch-gpu"):
+                if engine in sides:
+                    sides[engine][0](name)
             _synchronize("cuda" if gpu else "cpu")
         totals = {engine: 0.0 for engine in sides}
         header = "corruption".ljust(18) + "".join(f"{engine:>14s}" for engine in sides)

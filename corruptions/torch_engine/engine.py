@@ -3,7 +3,7 @@
 Determinism contract (parallel to :mod:`corruptions.engine`): image ``i`` of a batch
 depends only on its pixels and on (``indices[i]``, corruption, severity, seed, profile),
 and on the device type: its random draws come from a torch generator on the images'
-device seeded with ``SeedSequence([seed, index, corruption_id, severity])``, so the bytes
+device seeded from (seed, index, corruption, severity) (:func:`image_seeds`), so the bytes
 are identical for any batch size or split on the same kind of device. CPU and CUDA
 generators give different streams, so bytes differ between device types.
 """
@@ -29,23 +29,36 @@ __all__ = ["corrupt_batch", "draw_batch", "image_seeds", "is_random", "torch_cor
 _MINIMUM_SIDE = {"cifar": 1, "imagenet": MINIMUM_SIDE}
 
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64(values: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: a bijection of uint64 that mixes every input bit into every output bit."""
+    values = (values ^ (values >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return values ^ (values >> np.uint64(31))
+
+
 def image_seeds(seed: int, indices: Sequence[int] | np.ndarray, corruption: str, severity: int) -> list[int]:
     """The 64-bit torch seed of each image: a pure function of (seed, index, corruption, severity).
 
+    ``SeedSequence([seed, corruption id, severity])`` gives one key per call; each index is
+    mixed in with SplitMix64 (vectorised; distinct indices give distinct seeds), since a
+    SeedSequence per image would cost more than many corruptions do.
+
     Args:
         seed: Run seed (non-negative).
-        indices: Global image indices.
+        indices: Global image indices (non-negative).
         corruption: Corruption name.
         severity: 1..5.
 
     Returns:
         One seed per index.
     """
-    identifier = corruption_id(corruption)
-    return [
-        int(np.random.SeedSequence([seed, int(index), identifier, severity]).generate_state(1, np.uint64)[0])
-        for index in indices
-    ]
+    key = np.random.SeedSequence([seed, corruption_id(corruption), severity]).generate_state(1, np.uint64)[0]
+    with np.errstate(over="ignore"):
+        mixed = _splitmix64(np.asarray(indices, dtype=np.uint64) + _GOLDEN)
+        return [int(value) for value in _splitmix64(mixed ^ key)]
 
 
 def torch_corruption(corruption: str, profile: str = "cifar") -> TorchCorruption:

@@ -133,7 +133,9 @@ def _depthwise(padded: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     if inputs.device.type == "cpu":
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     weight = kernel.to(padded.dtype).view(1, 1, *kernel.shape).expand(planes, 1, *kernel.shape).contiguous()
-    return F.conv2d(inputs, weight, groups=planes)[0].contiguous()
+    # Full float32 on GPUs too: TF32 (cuDNN's default) would cost up to a grey level here.
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        return F.conv2d(inputs, weight, groups=planes)[0].contiguous()
 
 
 @functools.lru_cache(maxsize=512)

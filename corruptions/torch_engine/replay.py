@@ -22,6 +22,7 @@ import torch
 from corruptions.cifar_profile import CIFAR_PROFILE
 from corruptions.torch_engine.base import Draws
 from corruptions.torch_engine.noise import poisson_counts
+from corruptions.torch_engine.weather import frost_crop
 
 __all__ = ["REPLAYABLE", "replay_reference"]
 
@@ -62,12 +63,13 @@ def _queue(corruption: str, profile: str, severity: int, image: np.ndarray, draw
         offsets = _array(draws["offsets"])
         return [("value", offsets[iteration]) for iteration in range(offsets.shape[0])]
     if corruption == "motion_blur":
-        return [("value", np.float64(draws["angle"]))]
+        return [("value", np.float64(_array(draws["angle"])))]
     if corruption == "snow":
-        return [("standard", _array(draws["normal"])), ("value", np.float64(draws["angle"]))]
+        return [("standard", _array(draws["normal"])), ("value", np.float64(_array(draws["angle"])))]
     if corruption == "frost":
-        offset = _array(draws["offset"])
-        return [("value", np.int64(draws["index"])), ("value", np.int64(offset[0])), ("value", np.int64(offset[1]))]
+        height, width = image.shape[:2]
+        index, offset = frost_crop(draws["uniform"].detach().cpu().view(1, 3), profile, height, width)
+        return [("value", np.int64(index[0])), ("value", np.int64(offset[0, 0])), ("value", np.int64(offset[0, 1]))]
     if corruption == "fog":
         return [("stream", _array(draws["uniform"]))]
     if corruption == "elastic_transform":

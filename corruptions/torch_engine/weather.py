@@ -14,7 +14,7 @@ from corruptions.torch_engine import ops
 from corruptions.torch_engine.base import Draws, TorchCorruption, to_pixels, unit
 from corruptions.torch_engine.blur import cifar_line_blur, imagecorruptions_line_blur
 
-__all__ = ["snow", "frost", "fog", "rgb_to_gray"]
+__all__ = ["snow", "frost", "fog", "frost_crop", "rgb_to_gray"]
 
 # imagecorruptions draws from all six photographs it ships (randint(6)); the CIFAR
 # generator from the first five (see corruptions.cifar_profile.FROST_FILES).
@@ -114,6 +114,27 @@ def _frost_stack(profile: str, height: int, width: int, device: str) -> tuple[to
     return torch.as_tensor(stack, device=device), torch.as_tensor(sizes, device=device)
 
 
+def frost_crop(uniform: torch.Tensor, profile: str, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which frost photograph and where its crop starts, from three uniforms per image.
+
+    The references draw ``randint(photographs)``, then ``randint(0, layer side - image
+    side)`` per axis (the last offset is never drawn, in both; kept).
+
+    Args:
+        uniform: ``N x 3`` float64 uniforms in [0, 1).
+        profile: ``cifar`` or ``imagenet``.
+        height: Image height.
+        width: Image width.
+
+    Returns:
+        (photograph index ``N``, (top, left) offsets ``N x 2``), long tensors.
+    """
+    _, sizes = _frost_stack(profile, height, width, str(uniform.device))
+    index = torch.floor(uniform[:, 0] * sizes.shape[0]).long()
+    room = (sizes[index] - torch.tensor([height, width], device=uniform.device)).to(torch.float64)
+    return index, torch.floor(uniform[:, 1:] * room).long()
+
+
 def frost(table: Sequence[tuple[float, float]], profile: str) -> TorchCorruption:
     """Blend with a random crop of a random frost photograph (the files imagecorruptions ships).
 
@@ -127,21 +148,17 @@ def frost(table: Sequence[tuple[float, float]], profile: str) -> TorchCorruption
     """
 
     def draw(generator: torch.Generator, severity: int, image: torch.Tensor) -> Draws:
-        height, width = image.shape[-2:]
-        _, sizes = _frost_stack(profile, height, width, str(image.device))
-        index = torch.randint(sizes.shape[0], (1,), generator=generator, device=image.device)
-        uniform = torch.rand(2, generator=generator, device=image.device, dtype=torch.float64)
-        # randint(0, layer side - image side): the last offset is never drawn, as in both references.
-        room = (sizes[index[0]] - torch.tensor([height, width], device=image.device)).to(torch.float64)
-        return {"index": index[0], "offset": torch.floor(uniform * room).long()}
+        # Photograph, then top and left offset, each from one uniform (see frost_crop).
+        return {"uniform": torch.rand(3, generator=generator, device=image.device, dtype=torch.float64)}
 
     def apply(x: torch.Tensor, severity: int, draws: Draws) -> torch.Tensor:
         image_weight, frost_weight = table[severity - 1]
         count, _, height, width = x.shape
         stack, _ = _frost_stack(profile, height, width, str(x.device))
-        rows = draws["offset"][:, 0:1] + torch.arange(height, device=x.device)  # N x H
-        columns = draws["offset"][:, 1:2] + torch.arange(width, device=x.device)  # N x W
-        crops = stack[draws["index"].view(-1, 1, 1), :, rows.view(count, height, 1), columns.view(count, 1, width)]
+        index, offset = frost_crop(draws["uniform"], profile, height, width)
+        rows = offset[:, 0:1] + torch.arange(height, device=x.device)  # N x H
+        columns = offset[:, 1:2] + torch.arange(width, device=x.device)  # N x W
+        crops = stack[index.view(-1, 1, 1), :, rows.view(count, height, 1), columns.view(count, 1, width)]
         crops = crops.permute(0, 3, 1, 2)  # advanced indexing put the channel axis last
         # float64 as the references: the blend is often an integer, and float32 rounding
         # would move some of those below it before the truncation to 8 bits.
