@@ -72,7 +72,11 @@ def fashion_mnist_images(count: int, side: int = 32, data_dir: str | Path | None
 def available_fashion_mnist(data_dir: str | Path | None = None) -> bool:
     """True when the data loader finds Fashion-MNIST (without downloading)."""
     try:
+        from robustbench_lift.errors import UserError
+    except ImportError:
+        return False
+    try:
         fashion_mnist_images(1, 32, data_dir)
-    except Exception:  # the loader's UserError, or a missing package
+    except (UserError, OSError):
         return False
     return True

@@ -27,14 +27,18 @@ ratios; the line before it prints them. Results: ``benchmarks/results/corruption
 from __future__ import annotations
 
 import csv
+import functools
+import math
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import _common
 import _corruption_images
+import numpy as np
+import torch
 
 RESULTS = Path(__file__).resolve().parent / "results" / "corruption_engines.csv"
 TARGET = 5.0  # (c) / (a) over the 224-px suite
@@ -57,7 +61,6 @@ def _timed(function: Callable[[], object], device: str = "cpu") -> float:
 
 def _resnet50_rate(device: str, batch: int, repeats: int) -> float:
     """ResNet-50 inference images/s (random weights; fp16 channels-last on CUDA, fp32 on CPU)."""
-    import torch
     import torchvision
 
     model = torchvision.models.resnet50(weights=None).eval().to(device)
@@ -71,10 +74,58 @@ def _resnet50_rate(device: str, batch: int, repeats: int) -> float:
     return batch / statistics.median(times)
 
 
+def _engine_runners(
+    profile: str,
+    images: np.ndarray,
+    cpu_batch: torch.Tensor,
+    gpu_batch: torch.Tensor | None,
+    indices: np.ndarray,
+    severities: list[int],
+    workers: int,
+) -> dict[str, Callable[[str], None]]:
+    """One function per engine that corrupts the benchmark images with one corruption at
+    every severity (engines (a)-(d) of the module docstring)."""
+    import cv2
+    import imagecorruptions
+
+    import corruptions
+    from corruptions import torch_engine
+
+    default_cv2_threads = cv2.getNumThreads()
+    conditions = lambda name: [(name, severity) for severity in severities]
+
+    def serial(name: str) -> None:
+        cv2.setNumThreads(1)
+        try:
+            if profile == "imagenet":
+                for severity in severities:
+                    for image in images:
+                        imagecorruptions.corrupt(image, corruption_name=name, severity=severity)
+            else:
+                corruptions.corrupt_many(images, conditions(name), profile=profile, workers=1)
+        finally:
+            cv2.setNumThreads(default_cv2_threads)
+
+    def many(name: str) -> None:
+        corruptions.corrupt_many(images, conditions(name), profile=profile, seed=0, indices=indices, workers=workers)
+
+    def torch_cpu(name: str) -> None:
+        for severity in severities:
+            torch_engine.corrupt_batch(cpu_batch, name, severity, profile=profile, seed=0, indices=indices)
+
+    def torch_gpu(name: str) -> None:
+        for severity in severities:
+            torch_engine.corrupt_batch(gpu_batch, name, severity, profile=profile, seed=0)
+
+    return {"serial": serial, "many": many, "torch-cpu": torch_cpu, "torch-gpu": torch_gpu}
+
+
 def main() -> int:
     arguments = _common.parser(__doc__.splitlines()[0])
     arguments.set_defaults(threads=2)
-    arguments.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: GPU too if there is one")
+    arguments.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: GPU too if there is one"
+    )
     arguments.add_argument("--sizes", default="224,32", help="comma-separated: 224 (imagenet profile), 32 (cifar)")
     arguments.add_argument("--images-224", type=int, default=None, help="images at 224 px (default 8; quick 2)")
     arguments.add_argument("--images-32", type=int, default=None, help="images at 32 px (default 64; quick 8)")
@@ -84,16 +135,12 @@ def main() -> int:
     arguments.add_argument("--engines", default="serial,many,torch-cpu,torch-gpu,resnet50", help="subset to run")
     arguments.add_argument("--workers", type=int, default=2, help="worker processes of corrupt_many")
     arguments.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the loader's search)")
+    arguments.add_argument("--output", default=str(RESULTS), help="CSV path")
     args = arguments.parse_args()
     _common.setup_threads(args.threads)
     info = _common.machine()
 
-    import cv2
-    import numpy as np
-    import torch
-
     import corruptions
-    from corruptions import torch_engine
 
     has_gpu = torch.cuda.is_available()
     if args.device == "cuda" and not has_gpu:
@@ -105,9 +152,11 @@ def main() -> int:
     repeats = args.repeats or (1 if args.quick else 2)
     sizes = [int(value) for value in args.sizes.split(",")]
     counts = {224: args.images_224 or (2 if args.quick else 8), 32: args.images_32 or (8 if args.quick else 64)}
-    gpu_batches = {224: args.gpu_batch or (8 if args.quick else 128), 32: args.gpu_batch or (64 if args.quick else 1024)}
+    gpu_batches = {
+        224: args.gpu_batch or (8 if args.quick else 128),
+        32: args.gpu_batch or (64 if args.quick else 1024),
+    }
     fashion = _corruption_images.available_fashion_mnist(args.data_dir)
-    cv2_threads = cv2.getNumThreads()
     _common.print_header(
         "corruption_engines",
         info,
@@ -144,42 +193,17 @@ def main() -> int:
             gpu_batch = cpu_batch.repeat(repeat, 1, 1, 1)[: gpu_batches[size]].to("cuda")
         work = {"serial": count, "many": count, "torch-cpu": count, "torch-gpu": gpu_batches[size]}
 
-        def serial(name: str) -> None:
-            cv2.setNumThreads(1)
-            try:
-                if profile == "imagenet":
-                    for severity in severities:
-                        for image in images:
-                            imagecorruptions.corrupt(image, corruption_name=name, severity=severity)
-                else:
-                    corruptions.corrupt_many(images, [(name, s) for s in severities], profile=profile, workers=1)
-            finally:
-                cv2.setNumThreads(cv2_threads)
+        runners = _engine_runners(profile, images, cpu_batch, gpu_batch, indices, severities, args.workers)
+        sides = {
+            engine: (runner, "cuda" if engine == "torch-gpu" else "cpu")
+            for engine, runner in runners.items()
+            if engine in engines and (engine != "torch-gpu" or gpu)
+        }
 
-        def many(name: str) -> None:
-            corruptions.corrupt_many(
-                images, [(name, s) for s in severities], profile=profile, seed=0, indices=indices, workers=args.workers
-            )
-
-        def torch_cpu(name: str) -> None:
-            for severity in severities:
-                torch_engine.corrupt_batch(cpu_batch, name, severity, profile=profile, seed=0, indices=indices)
-
-        def torch_gpu(name: str) -> None:
-            for severity in severities:
-                torch_engine.corrupt_batch(gpu_batch, name, severity, profile=profile, seed=0)
-
-        sides: dict[str, tuple[Callable[[str], None], str]] = {}
-        if "serial" in engines:
-            sides["serial"] = (serial, "cpu")
-        if "many" in engines:
-            sides["many"] = (many, "cpu")
-        if "torch-cpu" in engines:
-            sides["torch-cpu"] = (torch_cpu, "cpu")
-        if gpu:
-            sides["torch-gpu"] = (torch_gpu, "cuda")
-
-        print(f"\n-- {size} px ({profile} profile): {count} images x {len(severities)} severities per corruption", flush=True)
+        print(
+            f"\n-- {size} px ({profile} profile): {count} images x {len(severities)} severities per corruption",
+            flush=True,
+        )
         # Warm-up: every engine meets every condition (imports, numba, caches, cuDNN); the
         # reference engines on two images only, the pool twice so that both workers do.
         for name in names:
@@ -206,7 +230,7 @@ def main() -> int:
                 shift = round_index % len(order)
                 for engine in order[shift:] + order[:shift]:
                     function, device = sides[engine]
-                    times[engine].append(_timed(lambda: function(name), device))
+                    times[engine].append(_timed(functools.partial(function, name), device))
             cells = []
             for engine, values in times.items():
                 seconds = statistics.median(values)
@@ -236,7 +260,9 @@ def main() -> int:
     if "resnet50" in engines and 224 in sizes:
         batch = 4 if args.quick else 16
         summary[(224, "resnet50-cpu")] = _resnet50_rate("cpu", batch, repeats)
-        print(f"\nresnet50 fp32 CPU ({args.threads} threads, batch {batch}): {summary[(224, 'resnet50-cpu')]:.1f} images/s")
+        print(
+            f"\nresnet50 fp32 CPU ({args.threads} threads, batch {batch}): {summary[(224, 'resnet50-cpu')]:.1f} images/s"
+        )
         if has_gpu and args.device != "cpu":
             gpu_model_batch = 32 if args.quick else 256
             summary[(224, "resnet50-gpu")] = _resnet50_rate("cuda", gpu_model_batch, max(repeats, 3))
@@ -251,14 +277,17 @@ def main() -> int:
                      "threads": args.threads, "repeats": repeats}
                 )  # fmt: skip
     if not gpu:
-        print("torch engine on GPU (d): not measured: no GPU" if not has_gpu else "torch engine on GPU (d): not requested")
+        print(
+            "torch engine on GPU (d): not measured: no GPU" if not has_gpu else "torch engine on GPU (d): not requested"
+        )
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("w", newline="") as handle:
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"wrote {RESULTS}")
+    print(f"wrote {output}")
 
     def ratio(size: int, numerator: str, denominator: str) -> float:
         if (size, numerator) in summary and (size, denominator) in summary:
@@ -274,10 +303,10 @@ def main() -> int:
     ratios["224px torch-gpu/resnet50-gpu"] = ratio(224, "torch-gpu", "resnet50-gpu")
     ratios["224px torch-cpu/resnet50-cpu"] = ratio(224, "torch-cpu", "resnet50-cpu")
     headline = ratios["224px torch-cpu/serial"]
-    met = None if headline != headline else headline >= TARGET
+    met = None if math.isnan(headline) else headline >= TARGET
     print(
         "RATIOS (suite images/s): "
-        + ", ".join(f"{key} {value:.2f}" if value == value else f"{key} n/a" for key, value in ratios.items())
+        + ", ".join(f"{key} n/a" if math.isnan(value) else f"{key} {value:.2f}" for key, value in ratios.items())
         + f"  (target 224px torch-cpu/serial >= {TARGET}: {'n/a' if met is None else 'met' if met else 'NOT met'})"
     )
     _common.finish(

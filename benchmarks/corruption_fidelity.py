@@ -31,10 +31,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-import _common  # noqa: F401  (puts the repository on sys.path)
+import _common
 import _corruption_images
+import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results" / "corruption_fidelity.csv"
 DETERMINISTIC_TARGET = 1.0  # mean absolute difference, grey levels
@@ -78,13 +77,17 @@ def _ratio_interval(torch_change: np.ndarray, reference_change: np.ndarray) -> t
 
 def main() -> int:
     arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    arguments.add_argument("--quick", action="store_true", help="few images and draws, severities 1 and 5 (a smoke run)")
+    arguments.add_argument(
+        "--quick", action="store_true", help="few images and draws, severities 1 and 5 (a smoke run)"
+    )
     arguments.add_argument("--device", default="cpu", help="device of the torch engine (cpu, cuda)")
     arguments.add_argument("--profiles", default="cifar,imagenet")
     arguments.add_argument("--corruptions", default=None, help="comma-separated subset (default all 19)")
     arguments.add_argument("--images-32", type=int, default=None, help="cifar-profile images (default 32; quick 4)")
     arguments.add_argument("--images-224", type=int, default=None, help="imagenet-profile images (default 16; quick 2)")
-    arguments.add_argument("--draws", type=int, default=None, help="draws per image of image-level random corruptions (default 8; quick 2)")
+    arguments.add_argument(
+        "--draws", type=int, default=None, help="draws per image of image-level random corruptions (default 8; quick 2)"
+    )
     arguments.add_argument("--workers", type=int, default=1, help="worker processes of the reference engine")
     arguments.add_argument("--threads", type=int, default=1, help="torch threads")
     arguments.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the loader's search)")
@@ -101,7 +104,10 @@ def main() -> int:
     severities = (1, 5) if args.quick else (1, 2, 3, 4, 5)
     names = args.corruptions.split(",") if args.corruptions else corruptions.corruption_names("all")
     draws_per_image = args.draws or (2 if args.quick else 8)
-    counts = {"cifar": args.images_32 or (4 if args.quick else 32), "imagenet": args.images_224 or (2 if args.quick else 16)}
+    counts = {
+        "cifar": args.images_32 or (4 if args.quick else 32),
+        "imagenet": args.images_224 or (2 if args.quick else 16),
+    }
     print(f"command: {_common.command()}")
     print(f"torch engine device: {args.device}; severities {list(severities)}; draws per image {draws_per_image}")
     started = time.perf_counter()
@@ -170,9 +176,13 @@ def main() -> int:
             same_text = ""
             if kind == "random" and (profile, name) in REPLAYABLE:
                 same_text = "  same draws " + " ".join(
-                    f"{r['same_draws_mean_abs_diff']:.3f}/{r['same_draws_max_abs_diff']}" for r in rows[-len(severities) :]
+                    f"{r['same_draws_mean_abs_diff']:.3f}/{r['same_draws_max_abs_diff']}"
+                    for r in rows[-len(severities) :]
                 )
-            print(f"{name:18s} {kind:13s} " + " ".join(f"{c:>18s}" for c in cells) + f"   {verdict}{same_text}", flush=True)
+            print(
+                f"{name:18s} {kind:13s} " + " ".join(f"{c:>18s}" for c in cells) + f"   {verdict}{same_text}",
+                flush=True,
+            )
 
     fields: list[str] = []
     for row in rows:

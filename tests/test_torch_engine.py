@@ -84,7 +84,7 @@ def _evaluate(node: ast.AST) -> object:
 def test_imagenet_table_matches_the_installed_imagecorruptions() -> None:
     spec = importlib.util.find_spec("imagecorruptions")
     assert spec is not None and spec.submodule_search_locations
-    source = (Path(list(spec.submodule_search_locations)[0]) / "corruptions.py").read_text()
+    source = (Path(next(iter(spec.submodule_search_locations))) / "corruptions.py").read_text()
     found = {}
     for function in ast.parse(source).body:
         if not isinstance(function, ast.FunctionDef):
@@ -135,7 +135,11 @@ def test_deterministic_imagenet_matches_reference(corruption: str) -> None:
 
 @pytest.mark.parametrize("profile, corruption", sorted(REPLAYABLE))
 def test_random_corruptions_match_reference_given_the_same_draws(profile: str, corruption: str) -> None:
-    if profile == "cifar" and corruption in ("motion_blur", "snow") and not hasattr(cifar_profile, "imagemagick_to_uint8"):
+    if (
+        profile == "cifar"
+        and corruption in ("motion_blur", "snow")
+        and not hasattr(cifar_profile, "imagemagick_to_uint8")
+    ):
         # The torch engine converts ImageMagick's blur to 8 bits as ImageMagick Q16 does; the
         # reference rounded until the fix that adds cifar_profile.imagemagick_to_uint8.
         pytest.xfail("reference still rounds ImageMagick's motion blur")
@@ -182,7 +186,10 @@ def test_same_seed_same_bytes_for_any_batch_split(profile: str, corruption: str)
     indices = np.array([10, 11, 12, 13])
     whole = corrupt_batch(images, corruption, 4, profile=profile, seed=3, indices=indices)
     singles = torch.cat(
-        [corrupt_batch(images[i : i + 1], corruption, 4, profile=profile, seed=3, indices=indices[i : i + 1]) for i in range(4)]
+        [
+            corrupt_batch(images[i : i + 1], corruption, 4, profile=profile, seed=3, indices=indices[i : i + 1])
+            for i in range(4)
+        ]
     )
     assert torch.equal(whole, singles)
     again = corrupt_batch(images, corruption, 4, profile=profile, seed=3, indices=torch.tensor(indices))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
-__all__ = ["Draws", "DrawFunction", "ApplyFunction", "TorchCorruption", "unit", "to_pixels"]
+__all__ = ["ApplyFunction", "DrawFunction", "Draws", "TorchCorruption", "to_pixels", "unit"]
 
 #: Per-image random draws, stacked over the batch by the engine (leading axis ``N``).
 Draws = dict[str, torch.Tensor]

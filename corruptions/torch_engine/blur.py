@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -14,14 +14,14 @@ from corruptions.torch_engine import ops
 from corruptions.torch_engine.base import Draws, TorchCorruption, to_pixels, unit
 
 __all__ = [
+    "copy_pass",
+    "defocus_blur",
     "gaussian_blur",
     "glass_blur",
-    "defocus_blur",
-    "motion_blur",
-    "zoom_blur",
-    "copy_pass",
     "imagemagick_to_uint8",
+    "motion_blur",
     "motion_weights",
+    "zoom_blur",
 ]
 
 

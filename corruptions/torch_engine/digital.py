@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from corruptions.cifar_profile import spatter_wetness
 from corruptions.torch_engine import ops
 from corruptions.torch_engine.base import Draws, TorchCorruption, to_pixels, unit
 
-__all__ = ["brightness", "saturate", "contrast", "elastic_transform", "pixelate", "jpeg_compression", "spatter"]
+__all__ = ["brightness", "contrast", "elastic_transform", "jpeg_compression", "pixelate", "saturate", "spatter"]
 
 
 # ---------------------------------------------------------------- colour
@@ -91,9 +91,9 @@ def _sample(x: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor, align_co
     (align_corners True: about the edge pixels, OpenCV's reflect-101; False: about the edges,
     scipy's ``reflect``)."""
     height, width = x.shape[-2:]
-    grid = torch.stack(
-        (_normalized(columns, width, align_corners), _normalized(rows, height, align_corners)), -1
-    ).to(x.dtype)
+    grid = torch.stack((_normalized(columns, width, align_corners), _normalized(rows, height, align_corners)), -1).to(
+        x.dtype
+    )
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=align_corners)
 
 

@@ -10,13 +10,14 @@ generators give different streams, so bytes differ between device types.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from corruptions.engine import _check_indices, _check_seed
 from corruptions.imagenet_profile import MINIMUM_SIDE
+
 # UserError: the corruptions package's error for bad input (one line; the CLI exits 2),
 # taken from corruptions.registry so that this package names one source for it.
 from corruptions.registry import UserError, check_severity, corruption_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -12,7 +12,7 @@ from scipy import special
 
 from corruptions.torch_engine.base import Draws, TorchCorruption, to_pixels, unit
 
-__all__ = ["gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "poisson_counts"]
+__all__ = ["gaussian_noise", "impulse_noise", "poisson_counts", "shot_noise", "speckle_noise"]
 
 
 def _normal(generator: torch.Generator, severity: int, image: torch.Tensor) -> Draws:

@@ -16,24 +16,25 @@ from __future__ import annotations
 
 import functools
 import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 __all__ = [
     "border_index",
-    "pad",
-    "gaussian_kernel1d",
-    "gaussian_filter",
     "filter2d",
+    "floor_uint8",
+    "gaussian_filter",
+    "gaussian_kernel1d",
+    "hsv_to_rgb",
     "line_blur",
     "line_blur_offsets",
-    "zoom_center",
-    "rgb_to_hsv",
-    "hsv_to_rgb",
+    "pad",
     "pil_resize",
     "plasma_fractal",
-    "floor_uint8",
+    "rgb_to_hsv",
+    "zoom_center",
 ]
 
 
@@ -139,7 +140,9 @@ def _depthwise(padded: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=512)
-def _filter_operator(length: int, sigma: float, truncate: float, mode: str, dtype: torch.dtype, device: str) -> torch.Tensor:
+def _filter_operator(
+    length: int, sigma: float, truncate: float, mode: str, dtype: torch.dtype, device: str
+) -> torch.Tensor:
     """The ``length x length`` matrix of one axis of a Gaussian filter, border handling folded in:
     row ``i`` holds the weights the filtered sample ``i`` gives to each input sample."""
     weights = gaussian_kernel1d(sigma, truncate)
@@ -285,7 +288,7 @@ def line_blur(
 
 
 def _zoomed_length(crop: int, zoom_factor: float) -> int:
-    return int(round(crop * zoom_factor))
+    return round(crop * zoom_factor)
 
 
 def zoom_center(x: torch.Tensor, zoom_factor: float, center_trim: bool, keep_size: bool = True) -> torch.Tensor:
@@ -304,8 +307,8 @@ def zoom_center(x: torch.Tensor, zoom_factor: float, center_trim: bool, keep_siz
         The zoomed tensor.
     """
     height, width = x.shape[-2:]
-    crop_height = int(math.ceil(height / zoom_factor))
-    crop_width = int(math.ceil(width / zoom_factor))
+    crop_height = math.ceil(height / zoom_factor)
+    crop_width = math.ceil(width / zoom_factor)
     top = (height - crop_height) // 2
     left = (width - crop_width) // 2
     crop = x[:, :, top : top + crop_height, left : left + crop_width]
@@ -367,8 +370,12 @@ def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
     sector = torch.remainder(sector, 6)
     # skimage's table, per sector 0..5: R = v q p p t v, G = t v v q p p, B = p p t v v q.
     red = torch.where((sector == 0) | (sector == 5), value, torch.where(sector == 1, q, torch.where(sector == 4, t, p)))
-    green = torch.where((sector == 1) | (sector == 2), value, torch.where(sector == 0, t, torch.where(sector == 3, q, p)))
-    blue = torch.where((sector == 3) | (sector == 4), value, torch.where(sector == 2, t, torch.where(sector == 5, q, p)))
+    green = torch.where(
+        (sector == 1) | (sector == 2), value, torch.where(sector == 0, t, torch.where(sector == 3, q, p))
+    )
+    blue = torch.where(
+        (sector == 3) | (sector == 4), value, torch.where(sector == 2, t, torch.where(sector == 5, q, p))
+    )
     return torch.stack((red, green, blue), 1)
 
 
@@ -510,4 +517,3 @@ def floor_uint8(values: torch.Tensor) -> torch.Tensor:
         uint8 tensor of the same shape.
     """
     return values.clamp(0, 255).to(torch.uint8)
-

@@ -7,7 +7,7 @@ a step (not only in a number), the family function takes the profile's name.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from corruptions.cifar_profile import CIFAR_SEVERITIES
 from corruptions.imagenet_profile import IMAGENET_SEVERITIES

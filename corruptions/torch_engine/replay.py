@@ -14,7 +14,8 @@ given) and ``imagenet`` glass_blur (numba's generator, seeded inside imagecorrup
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -155,9 +156,7 @@ REPLAYABLE: frozenset[tuple[str, str]] = frozenset(
 )  # fmt: skip
 
 
-def replay_reference(
-    image: np.ndarray, corruption: str, severity: int, profile: str, draws: Draws
-) -> np.ndarray:
+def replay_reference(image: np.ndarray, corruption: str, severity: int, profile: str, draws: Draws) -> np.ndarray:
     """The reference's output for ``image`` when its random numbers are ``draws``.
 
     Args:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -14,7 +14,7 @@ from corruptions.torch_engine import ops
 from corruptions.torch_engine.base import Draws, TorchCorruption, to_pixels, unit
 from corruptions.torch_engine.blur import cifar_line_blur, imagecorruptions_line_blur
 
-__all__ = ["snow", "frost", "fog", "frost_crop", "rgb_to_gray"]
+__all__ = ["fog", "frost", "frost_crop", "rgb_to_gray", "snow"]
 
 # imagecorruptions draws from all six photographs it ships (randint(6)); the CIFAR
 # generator from the first five (see corruptions.cifar_profile.FROST_FILES).
@@ -73,7 +73,7 @@ def snow(table: Sequence[tuple], profile: str) -> TorchCorruption:
 # ---------------------------------------------------------------- frost
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _imagenet_photograph(index: int) -> np.ndarray:
     path = _frost_directory() / _IMAGENET_FROST_FILES[index]
     photograph = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -197,4 +197,3 @@ def fog(table: Sequence[tuple[float, float]], profile: str) -> TorchCorruption:
         return to_pixels(values * max_value / (max_value + strength))
 
     return TorchCorruption(apply, draw)
-
