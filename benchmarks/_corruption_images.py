@@ -41,11 +41,8 @@ def natural_images(count: int, side: int) -> np.ndarray:
 
 
 def _load_dataset():
-    # The data loader moved to robustbench_lift.data in the package restructure (issue 8).
-    try:
-        from robustbench_lift.data import load_dataset
-    except ImportError:
-        from robustbench_lift.datasets import load_dataset
+    from robustbench_lift.data.datasets import load_dataset
+
     return load_dataset
 
 
@@ -71,10 +68,8 @@ def fashion_mnist_images(count: int, side: int = 32, data_dir: str | Path | None
 
 def available_fashion_mnist(data_dir: str | Path | None = None) -> bool:
     """True when the data loader finds Fashion-MNIST (without downloading)."""
-    try:
-        from robustbench_lift.errors import UserError
-    except ImportError:
-        return False
+    from robustbench_lift.errors import UserError
+
     try:
         fashion_mnist_images(1, 32, data_dir)
     except (UserError, OSError):

@@ -12,11 +12,11 @@ import torch
 
 import corruptions
 from corruptions import cifar_profile
+from corruptions.errors import CorruptionError
 from corruptions.imagenet_profile import IMAGENET_SEVERITIES
 from corruptions.torch_engine import TORCH_PROFILES, corrupt_batch, draw_batch, image_seeds, is_random
 from corruptions.torch_engine.blur import copy_pass
 from corruptions.torch_engine.replay import REPLAYABLE, replay_reference
-from robustbench_lift.errors import UserError
 
 ALL = corruptions.corruption_names("all")
 RANDOM = {
@@ -258,10 +258,10 @@ def test_non_square_and_empty_batches() -> None:
         ({"profile": "imagenet", "images": torch.zeros((1, 3, 16, 16), dtype=torch.uint8)}, "at least 32x32"),
     ],
 )
-def test_bad_input_raises_user_error(arguments: dict, message: str) -> None:
+def test_bad_input_raises_corruption_error(arguments: dict, message: str) -> None:
     call = {"images": torch.zeros((1, 3, 32, 32), dtype=torch.uint8), "corruption": "fog", "severity": 1} | arguments
     images, corruption, severity = call.pop("images"), call.pop("corruption"), call.pop("severity")
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(CorruptionError, match=message):
         corrupt_batch(images, corruption, severity, **call)
 
 

@@ -11,7 +11,7 @@ import torch
 
 from corruptions.cifar_profile import _disk_kernel
 from corruptions.torch_engine import ops
-from corruptions.torch_engine.base import Draws, TorchCorruption, to_pixels, unit
+from corruptions.torch_engine.base import DrawFunction, Draws, TorchCorruption, to_pixels, unit
 
 __all__ = [
     "copy_pass",
@@ -182,7 +182,7 @@ def imagemagick_to_uint8(values: torch.Tensor) -> torch.Tensor:
     return torch.floor(quantum / 257.0).to(torch.float32)
 
 
-def _angle_draw(low: float, high: float):
+def _angle_draw(low: float, high: float) -> DrawFunction:
     def draw(generator: torch.Generator, severity: int, image: torch.Tensor) -> Draws:
         uniform = torch.rand(1, generator=generator, device=image.device, dtype=torch.float64)
         return {"angle": low + (high - low) * uniform[0]}

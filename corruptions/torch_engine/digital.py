@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
@@ -97,7 +98,9 @@ def _sample(x: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor, align_co
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=align_corners)
 
 
-def _affine_source_grid(targets: torch.Tensor, sources: torch.Tensor, height: int, width: int):
+def _affine_source_grid(
+    targets: torch.Tensor, sources: torch.Tensor, height: int, width: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Where ``cv2.warpAffine(image, getAffineTransform(sources, targets))`` reads each output
     pixel: the inverse of the affine map taking the three ``sources`` to ``targets`` (points
     ``N x 3 x 2`` as (x, y)). Returns (rows, columns), each ``N x H x W``."""
@@ -147,10 +150,11 @@ def elastic_transform(table: Sequence[tuple[float, float, float]], profile: str)
             size = min(height, width)
             alpha, sigma, jitter_range = (size * value for value in table[severity - 1])
             # Like the generator, the (row, column) centre serves as OpenCV's (x, y) point.
-            centre = np.float32([height, width]) // 2
+            centre = np.array([height, width], dtype=np.float32) // 2
             half_side = size // 3
-            sources = np.float32(
-                [centre + half_side, [centre[0] + half_side, centre[1] - half_side], centre - half_side]
+            sources = np.array(
+                [centre + half_side, [centre[0] + half_side, centre[1] - half_side], centre - half_side],
+                dtype=np.float32,
             )
             sources_tensor = torch.as_tensor(sources, dtype=torch.float64, device=x.device).expand(count, 3, 2)
             jitter = (-jitter_range + 2 * jitter_range * draws["jitter"]).to(torch.float32)
@@ -206,7 +210,7 @@ def _cpu_workers(device: torch.device, count: int) -> int:
     return max(1, min(workers, count))
 
 
-def _map_images(function, items: list, workers: int) -> list:
+def _map_images(function: Callable[[Any], Any], items: list, workers: int) -> list:
     if workers == 1:
         return [function(item) for item in items]
     with ThreadPoolExecutor(workers) as pool:

@@ -15,12 +15,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from corruptions.engine import _check_indices, _check_seed
+from corruptions._checks import check_indices, check_seed
+from corruptions.errors import CorruptionError
 from corruptions.imagenet_profile import MINIMUM_SIDE
-
-# UserError: the corruptions package's error for bad input (one line; the CLI exits 2),
-# taken from corruptions.registry so that this package names one source for it.
-from corruptions.registry import UserError, check_severity, corruption_id
+from corruptions.registry import check_severity, corruption_id
 from corruptions.torch_engine.base import Draws, TorchCorruption
 from corruptions.torch_engine.ops import floor_uint8
 from corruptions.torch_engine.profiles import TORCH_PROFILES
@@ -84,28 +82,28 @@ def is_random(corruption: str, profile: str = "cifar") -> bool:
 
 def _check_images(images: object, profile: str) -> torch.Tensor:
     if not isinstance(images, torch.Tensor):
-        raise UserError(f"images must be a torch tensor (N x 3 x H x W), got {type(images).__name__}")
+        raise CorruptionError(f"images must be a torch tensor (N x 3 x H x W), got {type(images).__name__}")
     if images.dtype != torch.uint8 and not images.is_floating_point():
-        raise UserError(f"images must have dtype uint8 or a floating dtype, got {images.dtype}")
+        raise CorruptionError(f"images must have dtype uint8 or a floating dtype, got {images.dtype}")
     if images.dim() != 4 or images.shape[1] != 3:
-        raise UserError(f"images must have shape N x 3 x H x W, got {tuple(images.shape)}")
+        raise CorruptionError(f"images must have shape N x 3 x H x W, got {tuple(images.shape)}")
     minimum = _MINIMUM_SIDE[profile]
     if images.shape[2] < minimum or images.shape[3] < minimum:
-        raise UserError(
+        raise CorruptionError(
             f"the {profile!r} profile needs images of at least {minimum}x{minimum} px, "
             f"got {images.shape[2]}x{images.shape[3]}"
         )
     if images.is_floating_point() and images.numel():
         low, high = float(images.min()), float(images.max())
         if low < 0 or high > 1:
-            raise UserError(f"floating-point images must lie in [0, 1], got values in [{low:.4g}, {high:.4g}]")
+            raise CorruptionError(f"floating-point images must lie in [0, 1], got values in [{low:.4g}, {high:.4g}]")
     return images
 
 
 def _indices(indices: object, count: int) -> np.ndarray:
     if isinstance(indices, torch.Tensor):
         indices = indices.detach().cpu().numpy()
-    return _check_indices(None if indices is None else np.asarray(indices), count)
+    return check_indices(None if indices is None else np.asarray(indices), count)
 
 
 def _draw(corruption: TorchCorruption, pixels: torch.Tensor, severity: int, seeds: list[int]) -> Draws:
@@ -129,7 +127,7 @@ def _checked(
 ) -> tuple[TorchCorruption, torch.Tensor, int, int, np.ndarray]:
     implementation = torch_corruption(corruption, profile)
     checked_severity = check_severity(corruption, severity)
-    checked_seed = _check_seed(seed)
+    checked_seed = check_seed(seed)
     checked_images = _check_images(images, profile)
     return implementation, checked_images, checked_severity, checked_seed, _indices(indices, checked_images.shape[0])
 
@@ -192,7 +190,7 @@ def corrupt_batch(
         uint8 input, else 8-bit levels divided by 255.
 
     Raises:
-        UserError: Unknown corruption or profile, bad severity, seed, indices or images.
+        CorruptionError: Unknown corruption or profile, bad severity, seed, indices or images.
     """
     implementation, images, severity, seed, index_array = _checked(images, corruption, severity, profile, seed, indices)
     if images.shape[0] == 0:

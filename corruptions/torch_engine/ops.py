@@ -409,7 +409,7 @@ def _pil_nearest_index(in_size: int, out_size: int) -> np.ndarray:
     from PIL import Image
 
     ramp = Image.fromarray(np.arange(in_size, dtype=np.int32)[None, :], mode="I")
-    return np.asarray(ramp.resize((out_size, 1), Image.NEAREST), dtype=np.int64)[0]
+    return np.asarray(ramp.resize((out_size, 1), Image.Resampling.NEAREST), dtype=np.int64)[0]
 
 
 @functools.lru_cache(maxsize=128)

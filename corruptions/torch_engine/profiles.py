@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from corruptions._registry import Registry
 from corruptions.cifar_profile import CIFAR_SEVERITIES
 from corruptions.imagenet_profile import IMAGENET_SEVERITIES
-from corruptions.registry import ALL_CORRUPTIONS, PROFILES, Registry, make_profile_registry
+from corruptions.registry import ALL_CORRUPTIONS, PROFILES
 from corruptions.torch_engine import blur, digital, noise, weather
 from corruptions.torch_engine.base import TorchCorruption
 
@@ -46,7 +47,7 @@ _TABLES = {"cifar": CIFAR_SEVERITIES, "imagenet": IMAGENET_SEVERITIES}
 #: profile name -> registry of :class:`TorchCorruption` (parallel to ``corruptions.engine.PROFILE_REGISTRY``).
 TORCH_PROFILES: Registry[Registry[TorchCorruption]] = Registry("corruption profile")
 for _profile in PROFILES:
-    _registry = make_profile_registry(_profile)
+    _registry: Registry[TorchCorruption] = Registry(f"{_profile}-profile corruption")
     for _name, _build in _BUILDERS.items():
         _registry.add(_name, _build(_TABLES[_profile][_name], _profile))
     TORCH_PROFILES.add(_profile, _registry)
