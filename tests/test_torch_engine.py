@@ -135,14 +135,6 @@ def test_deterministic_imagenet_matches_reference(corruption: str) -> None:
 
 @pytest.mark.parametrize("profile, corruption", sorted(REPLAYABLE))
 def test_random_corruptions_match_reference_given_the_same_draws(profile: str, corruption: str) -> None:
-    if (
-        profile == "cifar"
-        and corruption in ("motion_blur", "snow")
-        and not hasattr(cifar_profile, "imagemagick_to_uint8")
-    ):
-        # The torch engine converts ImageMagick's blur to 8 bits as ImageMagick Q16 does; the
-        # reference rounded until the fix that adds cifar_profile.imagemagick_to_uint8.
-        pytest.xfail("reference still rounds ImageMagick's motion blur")
     side = 32 if profile == "cifar" else 64
     images = photographs(side, 2)
     batch = nchw(images)
