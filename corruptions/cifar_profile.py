@@ -46,6 +46,52 @@ FROST_RESIZE_FACTOR = 0.2
 # keeping that makes our frost statistics match CIFAR-10-C's.
 FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")
 
+#: Every corruption's parameters per severity (index ``severity - 1``), from the generator.
+#: Shared with the torch engine (:mod:`corruptions.torch_engine`), so both use one table.
+#: elastic_transform's values are fractions of the image's shorter side (the generator's 32 px).
+CIFAR_SEVERITIES: dict[str, tuple] = {
+    "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),  # sigma
+    "shot_noise": (500, 250, 100, 75, 50),  # photons per unit intensity
+    "impulse_noise": (0.01, 0.02, 0.03, 0.05, 0.07),  # amount
+    "speckle_noise": (0.06, 0.1, 0.12, 0.16, 0.2),  # sigma
+    "gaussian_blur": (0.4, 0.6, 0.7, 0.8, 1.0),  # sigma
+    "glass_blur": ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)),  # sigma, delta, iterations
+    "defocus_blur": ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)),  # radius, alias blur
+    "motion_blur": ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)),  # radius, sigma
+    "zoom_blur": (
+        np.arange(1, 1.06, 0.01),
+        np.arange(1, 1.11, 0.01),
+        np.arange(1, 1.16, 0.01),
+        np.arange(1, 1.21, 0.01),
+        np.arange(1, 1.26, 0.01),
+    ),  # zoom factors
+    # flake mean, spread, zoom, threshold, blur radius, blur sigma, image weight
+    "snow": (
+        (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+        (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+        (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+        (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+    ),
+    "frost": ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)),  # image weight, frost weight
+    "fog": ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)),  # strength, wibble decay
+    # mean, spread, smoothing, threshold, intensity, is_mud
+    "spatter": (
+        (0.62, 0.1, 0.7, 0.7, 0.5, False),
+        (0.65, 0.1, 0.8, 0.7, 0.5, False),
+        (0.65, 0.3, 1, 0.69, 0.5, False),
+        (0.65, 0.1, 0.7, 0.69, 0.6, True),
+        (0.65, 0.1, 0.5, 0.68, 0.6, True),
+    ),
+    "brightness": (0.05, 0.1, 0.15, 0.2, 0.3),  # HSV value shift
+    "saturate": ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)),  # saturation scale, shift
+    "contrast": (0.75, 0.5, 0.4, 0.3, 0.15),  # factor
+    # alpha, sigma, affine jitter (fractions of the shorter side)
+    "elastic_transform": ((0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)),
+    "pixelate": (0.95, 0.9, 0.85, 0.75, 0.65),  # resize factor
+    "jpeg_compression": (80, 65, 58, 50, 40),  # quality
+}
+
 
 # ---------------------------------------------------------------- helpers
 
@@ -295,7 +341,7 @@ def _frost_layer_for(index: int, height: int, width: int) -> np.ndarray:
 @CIFAR_PROFILE.register("gaussian_noise")
 def gaussian_noise(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Additive Gaussian noise."""
-    sigma = (0.04, 0.06, 0.08, 0.09, 0.10)[severity - 1]
+    sigma = CIFAR_SEVERITIES["gaussian_noise"][severity - 1]
     x = _unit_float(image)
     return np.clip(x + rng.normal(scale=sigma, size=x.shape), 0, 1) * 255
 
@@ -303,7 +349,7 @@ def gaussian_noise(image: np.ndarray, severity: int, rng: np.random.Generator) -
 @CIFAR_PROFILE.register("shot_noise")
 def shot_noise(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Poisson (photon) noise; fewer photons per unit intensity at higher severity."""
-    photons = (500, 250, 100, 75, 50)[severity - 1]
+    photons = CIFAR_SEVERITIES["shot_noise"][severity - 1]
     x = _unit_float(image)
     return np.clip(rng.poisson(x * photons) / photons, 0, 1) * 255
 
@@ -311,7 +357,7 @@ def shot_noise(image: np.ndarray, severity: int, rng: np.random.Generator) -> np
 @CIFAR_PROFILE.register("impulse_noise")
 def impulse_noise(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Salt-and-pepper noise on individual channel values (skimage's random_noise)."""
-    amount = (0.01, 0.02, 0.03, 0.05, 0.07)[severity - 1]
+    amount = CIFAR_SEVERITIES["impulse_noise"][severity - 1]
     x = skimage_util.random_noise(_unit_float(image), mode="s&p", rng=rng, amount=amount)
     return np.clip(x, 0, 1) * 255
 
@@ -319,7 +365,7 @@ def impulse_noise(image: np.ndarray, severity: int, rng: np.random.Generator) ->
 @CIFAR_PROFILE.register("speckle_noise")
 def speckle_noise(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Multiplicative Gaussian noise."""
-    sigma = (0.06, 0.1, 0.12, 0.16, 0.2)[severity - 1]
+    sigma = CIFAR_SEVERITIES["speckle_noise"][severity - 1]
     x = _unit_float(image)
     return np.clip(x + x * rng.normal(scale=sigma, size=x.shape), 0, 1) * 255
 
@@ -330,14 +376,14 @@ def speckle_noise(image: np.ndarray, severity: int, rng: np.random.Generator) ->
 @CIFAR_PROFILE.register("gaussian_blur")
 def gaussian_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Gaussian blur."""
-    sigma = (0.4, 0.6, 0.7, 0.8, 1.0)[severity - 1]
+    sigma = CIFAR_SEVERITIES["gaussian_blur"][severity - 1]
     return np.clip(gaussian_filter(_unit_float(image), sigma), 0, 1) * 255
 
 
 @CIFAR_PROFILE.register("glass_blur")
 def glass_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Blur, locally shuffle pixels, blur again."""
-    sigma, max_delta, iterations = ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2))[severity - 1]
+    sigma, max_delta, iterations = CIFAR_SEVERITIES["glass_blur"][severity - 1]
     # The generator truncates the first blur back to uint8 before shuffling.
     shuffled = (gaussian_filter(_unit_float(image), sigma) * 255).astype(np.uint8)
     height, width = image.shape[:2]
@@ -352,7 +398,7 @@ def glass_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> np
 @CIFAR_PROFILE.register("defocus_blur")
 def defocus_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Convolution with an anti-aliased disk (out-of-focus lens)."""
-    radius, alias_blur = ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1))[severity - 1]
+    radius, alias_blur = CIFAR_SEVERITIES["defocus_blur"][severity - 1]
     # filter2D filters each channel separately, as the generator's per-channel loop did.
     blurred = cv2.filter2D(_unit_float(image), -1, _disk_kernel(radius, alias_blur))
     return np.clip(blurred, 0, 1) * 255
@@ -361,7 +407,7 @@ def defocus_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> 
 @CIFAR_PROFILE.register("motion_blur")
 def motion_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Blur along a line at a random angle in [-45, 45) degrees (numpy line kernel, no Wand)."""
-    radius, sigma = ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))[severity - 1]
+    radius, sigma = CIFAR_SEVERITIES["motion_blur"][severity - 1]
     angle = rng.uniform(-45, 45)
     return imagemagick_to_uint8(motion_blur_line(image, radius, sigma, angle))
 
@@ -369,13 +415,7 @@ def motion_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> n
 @CIFAR_PROFILE.register("zoom_blur")
 def zoom_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Average of the image and centred zooms of it (camera moving toward the scene)."""
-    zoom_factors = (
-        np.arange(1, 1.06, 0.01),
-        np.arange(1, 1.11, 0.01),
-        np.arange(1, 1.16, 0.01),
-        np.arange(1, 1.21, 0.01),
-        np.arange(1, 1.26, 0.01),
-    )[severity - 1]
+    zoom_factors = CIFAR_SEVERITIES["zoom_blur"][severity - 1]
     x = _unit_float(image, np.float32)
     total = np.zeros_like(x)
     for zoom_factor in zoom_factors:
@@ -389,21 +429,9 @@ def zoom_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.
 @CIFAR_PROFILE.register("snow")
 def snow(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Motion-blurred random flakes over a whitened image."""
-    (
-        flake_mean,
-        flake_spread,
-        flake_zoom,
-        flake_threshold,
-        blur_radius,
-        blur_sigma,
-        image_weight,
-    ) = (
-        (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
-        (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
-        (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
-        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
-        (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
-    )[severity - 1]
+    flake_mean, flake_spread, flake_zoom, flake_threshold, blur_radius, blur_sigma, image_weight = CIFAR_SEVERITIES[
+        "snow"
+    ][severity - 1]
     x = _unit_float(image, np.float32)
     flakes = rng.normal(loc=flake_mean, scale=flake_spread, size=x.shape[:2])
     flakes = clipped_zoom(flakes[..., np.newaxis], flake_zoom)[..., 0]
@@ -422,7 +450,7 @@ def snow(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarr
 @CIFAR_PROFILE.register("frost")
 def frost(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Blend with a random crop of one of the frost photographs shipped by imagecorruptions."""
-    image_weight, frost_weight = ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45))[severity - 1]
+    image_weight, frost_weight = CIFAR_SEVERITIES["frost"][severity - 1]
     height, width = image.shape[:2]
     layer = _frost_layer_for(int(rng.integers(len(FROST_FILES))), height, width)
     # randint's exclusive upper bound: the generator never picks the last offset; kept.
@@ -435,7 +463,7 @@ def frost(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndar
 @CIFAR_PROFILE.register("fog")
 def fog(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Add a plasma-fractal haze, then rescale to keep the brightest value."""
-    strength, wibble_decay = ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75))[severity - 1]
+    strength, wibble_decay = CIFAR_SEVERITIES["fog"][severity - 1]
     height, width = image.shape[:2]
     x = _unit_float(image)
     max_value = x.max()
@@ -467,13 +495,7 @@ def spatter_wetness(liquid: np.ndarray, intensity: float) -> np.ndarray:
 @CIFAR_PROFILE.register("spatter")
 def spatter(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Water drops (severities 1-3) or mud (4-5) splashed over the image."""
-    mean, spread, smoothing, threshold, intensity, is_mud = (
-        (0.62, 0.1, 0.7, 0.7, 0.5, False),
-        (0.65, 0.1, 0.8, 0.7, 0.5, False),
-        (0.65, 0.3, 1, 0.69, 0.5, False),
-        (0.65, 0.1, 0.7, 0.69, 0.6, True),
-        (0.65, 0.1, 0.5, 0.68, 0.6, True),
-    )[severity - 1]
+    mean, spread, smoothing, threshold, intensity, is_mud = CIFAR_SEVERITIES["spatter"][severity - 1]
     x = _unit_float(image, np.float32)
     liquid = gaussian_filter(rng.normal(loc=mean, scale=spread, size=x.shape[:2]), smoothing)
     liquid[liquid < threshold] = 0
@@ -498,7 +520,7 @@ def spatter(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.nd
 @CIFAR_PROFILE.register("brightness")
 def brightness(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Raise the HSV value channel."""
-    shift = (0.05, 0.1, 0.15, 0.2, 0.3)[severity - 1]
+    shift = CIFAR_SEVERITIES["brightness"][severity - 1]
     hsv = skimage_color.rgb2hsv(_unit_float(image))
     hsv[:, :, 2] = np.clip(hsv[:, :, 2] + shift, 0, 1)
     return np.clip(skimage_color.hsv2rgb(hsv), 0, 1) * 255
@@ -507,7 +529,7 @@ def brightness(image: np.ndarray, severity: int, rng: np.random.Generator) -> np
 @CIFAR_PROFILE.register("saturate")
 def saturate(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Scale and shift the HSV saturation channel."""
-    scale, shift = ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2))[severity - 1]
+    scale, shift = CIFAR_SEVERITIES["saturate"][severity - 1]
     hsv = skimage_color.rgb2hsv(_unit_float(image))
     hsv[:, :, 1] = np.clip(hsv[:, :, 1] * scale + shift, 0, 1)
     return np.clip(skimage_color.hsv2rgb(hsv), 0, 1) * 255
@@ -516,7 +538,7 @@ def saturate(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
 @CIFAR_PROFILE.register("contrast")
 def contrast(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Pull every channel toward its mean."""
-    factor = (0.75, 0.5, 0.4, 0.3, 0.15)[severity - 1]
+    factor = CIFAR_SEVERITIES["contrast"][severity - 1]
     x = _unit_float(image)
     means = np.mean(x, axis=(0, 1), keepdims=True)
     return np.clip((x - means) * factor + means, 0, 1) * 255
@@ -527,13 +549,7 @@ def elastic_transform(image: np.ndarray, severity: int, rng: np.random.Generator
     """Random affine warp followed by a smooth random displacement field."""
     # The generator scales these by its image size (32); we use the shorter side.
     size = min(image.shape[:2])
-    alpha, sigma, affine_jitter = (
-        (size * 0, size * 0, size * 0.08),
-        (size * 0.05, size * 0.2, size * 0.07),
-        (size * 0.08, size * 0.06, size * 0.06),
-        (size * 0.1, size * 0.04, size * 0.05),
-        (size * 0.1, size * 0.03, size * 0.03),
-    )[severity - 1]
+    alpha, sigma, affine_jitter = (size * value for value in CIFAR_SEVERITIES["elastic_transform"][severity - 1])
     x = _unit_float(image, np.float32)
     shape = x.shape
     height, width = shape[:2]
@@ -570,7 +586,7 @@ def elastic_transform(image: np.ndarray, severity: int, rng: np.random.Generator
 @CIFAR_PROFILE.register("pixelate")
 def pixelate(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Box-downsample then box-upsample back (PIL)."""
-    factor = (0.95, 0.9, 0.85, 0.75, 0.65)[severity - 1]
+    factor = CIFAR_SEVERITIES["pixelate"][severity - 1]
     height, width = image.shape[:2]
     small_size = (max(1, int(width * factor)), max(1, int(height * factor)))
     picture = Image.fromarray(image).resize(small_size, Image.Resampling.BOX).resize((width, height), Image.Resampling.BOX)
@@ -580,7 +596,7 @@ def pixelate(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
 @CIFAR_PROFILE.register("jpeg_compression")
 def jpeg_compression(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Round trip through PIL's JPEG encoder at a low quality."""
-    quality = (80, 65, 58, 50, 40)[severity - 1]
+    quality = CIFAR_SEVERITIES["jpeg_compression"][severity - 1]
     buffer = BytesIO()
     Image.fromarray(image).save(buffer, "JPEG", quality=quality)
     buffer.seek(0)
