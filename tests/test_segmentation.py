@@ -108,7 +108,7 @@ def test_mask_threshold_and_later_garments_occlude_earlier_ones() -> None:
     garments = np.stack([square, bar])
     classes = np.array([4, 8])
     background = np.full((28, 28, 3), 50.0)
-    placement = dict(scale=28, mirror=False, contrast=1.0, colour=(1.0, 1.0, 1.0), top=0, left=0)
+    placement = dict(scale=28, mirror=False, contrast=1.0, color=(1.0, 1.0, 1.0), top=0, left=0)
     image, label = compose_garment_scene(
         background, garments, classes, [GarmentPlacement(0, **placement), GarmentPlacement(1, **placement)], 0.1
     )
@@ -137,7 +137,7 @@ def _palette_png(path: Path, indices: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(indices.astype(np.uint8), mode="P")
     palette = np.zeros((256, 3), dtype=np.uint8)
-    palette[1:21] = np.random.default_rng(0).integers(0, 256, (20, 3))  # VOC-like colours, not the indices
+    palette[1:21] = np.random.default_rng(0).integers(0, 256, (20, 3))  # VOC-like colors, not the indices
     palette[255] = (224, 224, 192)
     image.putpalette(palette.ravel().tolist())
     image.save(path)
@@ -188,7 +188,7 @@ def test_voc_layout_reads_palette_indices_end_to_end(tmp_path: Path) -> None:
     assert len(voc) == 2 and voc.classes == VOC_CLASSES and len(voc.classes) == 21
     image, label = voc.read(1)
     assert image.shape == (16, 20, 3) and image.dtype == np.uint8
-    np.testing.assert_array_equal(label, labels["2007_000039"])  # palette indices, not colours
+    np.testing.assert_array_equal(label, labels["2007_000039"])  # palette indices, not colors
     dataset = voc.load()
     assert isinstance(dataset, SegmentationDataset) and dataset.images.shape == (2, 16, 20, 3)
     fitted = load_segmentation_dataset("voc2012", "train", tmp_path, size=(8, 6))
@@ -353,6 +353,13 @@ def test_lift_state_dict_holds_each_lifting_parameter_once(tmp_path: Path) -> No
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))
     assert read["pooling"] == "lift"
+
+
+def test_haar_encoder_passes_on_the_2x2_average() -> None:
+    """With low_band LL, the haar encoder pools like avg; only the decoders differ."""
+    x = torch.randn(2, 3, 8, 10, dtype=torch.float64)
+    pooled, _ = LiftResampler(3, "haar").double().down(x)
+    torch.testing.assert_close(pooled, torch.nn.functional.avg_pool2d(x, 2), rtol=0, atol=1e-12)
 
 
 def test_unknown_pooling_or_option_is_a_user_error() -> None:

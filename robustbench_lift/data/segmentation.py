@@ -155,7 +155,7 @@ class GarmentSceneConfig:
     min_scale: int = 20
     max_scale: int = 40
     mask_threshold: float = 0.1  # share of the garment's maximum intensity
-    tint: float = 0.25  # largest per-channel attenuation of a garment's or the background's colour
+    tint: float = 0.25  # largest per-channel attenuation of a garment's or the background's color
     min_contrast: float = 0.55  # garments are scaled by a factor in [min_contrast, 1]
 
     def __post_init__(self) -> None:
@@ -204,8 +204,8 @@ def _background(rng: np.random.Generator, size: int, tint: float) -> np.ndarray:
         )
     else:
         field_ += rng.uniform(-1, 1, (size, size)) * rng.uniform(8, 20)
-    colour = 1 - rng.uniform(0, tint, 3)
-    return np.clip(field_[..., None] * colour, 0, 255)
+    color = 1 - rng.uniform(0, tint, 3)
+    return np.clip(field_[..., None] * color, 0, 255)
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,7 @@ class GarmentPlacement:
     scale: int  # side of the resized garment, px
     mirror: bool  # flipped left-right
     contrast: float  # intensity factor in [min_contrast, 1]
-    colour: tuple[float, float, float]  # per-channel tint factors
+    color: tuple[float, float, float]  # per-channel tint factors
     top: int
     left: int
 
@@ -232,10 +232,10 @@ def plan_garment_scene(
         scale = int(rng.integers(config.min_scale, config.max_scale + 1))
         mirror = bool(rng.random() < 0.5)
         contrast = float(rng.uniform(config.min_contrast, 1.0))
-        colour = tuple(float(value) for value in 1 - rng.uniform(0, config.tint, 3))
+        color = tuple(float(value) for value in 1 - rng.uniform(0, config.tint, 3))
         top = int(rng.integers(0, config.size - scale + 1))
         left = int(rng.integers(0, config.size - scale + 1))
-        placements.append(GarmentPlacement(source, scale, mirror, contrast, colour, top, left))  # type: ignore[arg-type]
+        placements.append(GarmentPlacement(source, scale, mirror, contrast, color, top, left))  # type: ignore[arg-type]
     return background, placements
 
 
@@ -270,7 +270,7 @@ def compose_garment_scene(
         if peak == 0:
             continue  # an all-black source image covers nothing
         mask = garment > mask_threshold * peak
-        pixels = garment.astype(np.float64)[..., None] * placement.contrast * np.asarray(placement.colour)
+        pixels = garment.astype(np.float64)[..., None] * placement.contrast * np.asarray(placement.color)
         rows = slice(placement.top, placement.top + placement.scale)
         columns = slice(placement.left, placement.left + placement.scale)
         image[rows, columns][mask] = pixels[mask]
@@ -554,6 +554,9 @@ SEGMENTATION_DATASETS: Registry[SegmentationSource] = Registry("segmentation dat
 
 @SEGMENTATION_DATASETS.register("garment_scenes")
 def _load_garment_scenes(split: str = "test", data_dir: str | Path | None = None, count: int = 1000, seed: int = 0, **options: Any):
+    unknown = sorted(set(options) - set(GarmentSceneConfig.__dataclass_fields__))
+    if unknown:
+        raise UserError(f"garment scenes have no option {unknown[0]!r}; options: count, seed, {', '.join(GarmentSceneConfig.__dataclass_fields__)}")
     return generate_garment_scenes(count, split, seed, GarmentSceneConfig(**options), data_dir)
 
 

@@ -25,13 +25,14 @@ haar    fixed Haar lifting                                    its exact inverse 
 lift53  fixed CDF 5/3 lifting                                 its exact inverse (same code path as lift)
 ======  ====================================================  =============================================
 
-**Decoder choices for lift.** What is documented of the LiftPool paper (its abstract and
-the caption of its Figure 6) fixes two things: for classification LiftDownPool pools by
-summing all four sub-bands, and LiftUpPool "performs LiftDownPool backwards" using the
-detail sub-bands to produce a refined upsampled map; its segmentation experiments swap
-SegNet's max pooling/unpooling pairs for LiftDownPool/LiftUpPool pairs. What the encoder
-passes to its next stage in those experiments we could not confirm from the text
-available to us, so this module offers both and says which it uses:
+**Decoder choices for lift.** What we could read of the LiftPool paper (its abstract and
+the caption of its Figure 6, through the project's search tool; SPEC §1 and §7) fixes two
+things: for classification LiftDownPool pools by summing all four sub-bands, and
+LiftUpPool "performs LiftDownPool backwards", using the detail sub-bands to produce a
+refined upsampled map, in encoder-decoders compared against MaxPool/MaxUpPool (SegNet's
+stored indices) and interpolation. Which band the encoder passes on to its next stage in
+the paper's segmentation networks is not in the text we could read, so both are offered
+and the default is stated:
 
 * ``low_band="LL"`` (default, used by the zoo): the next encoder stage sees LL, and
   LiftUpPool takes the decoder's map as LL together with the stored LH, HL, HH. This is
