@@ -2,7 +2,7 @@
 pooling kind, the seconds per epoch they imply, and the whole zoo's CPU time.
 
 One training step of the zoo recipe (robustbench_lift.training_segmentation defaults):
-batch of 64 scenes of 64x64 (random pixels and labels: the cost does not depend on the
+batch of 32 scenes of 64x64 (random pixels and labels: the cost does not depend on the
 content), forward, cross-entropy, the lifting regularisers for learned lifting, backward,
 AdamW step. All kinds are timed in one process, interleaved (the order rotates every
 round) after a warm-up; the median of the repeats is reported, per step and per epoch of
