@@ -15,6 +15,7 @@ included (about 1 % of an epoch).
 
     .venv/bin/python benchmarks/segmentation_training_speed.py [--quick] [--threads 1]
 """
+
 from __future__ import annotations
 
 import math
@@ -36,8 +37,8 @@ def main() -> int:
     import torch
     import torch.nn.functional as F
 
-    from robustbench_lift.lifting import lifting_regularisation
     from robustbench_lift.models.segmentation import build_segmenter
+    from robustbench_lift.nn.lifting import lifting_regularization
     from robustbench_lift.training_segmentation import OPTIMIZERS, SegmentationTrainingConfig
 
     recipe = SegmentationTrainingConfig()
@@ -67,7 +68,7 @@ def main() -> int:
         def step(model=model, optimizer=optimizer, learned=learned) -> None:
             loss = F.cross_entropy(model(x), y)
             if learned:
-                detail, approximation = lifting_regularisation(model)
+                detail, approximation = lifting_regularization(model)
                 loss = loss + recipe.detail_weight * detail + recipe.approximation_weight * approximation
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -80,7 +81,9 @@ def main() -> int:
     scale = recipe.batch_size / batch  # quick mode: scale the small batch to the recipe's
     per_epoch = {kind: per_step[kind] * scale * steps_per_epoch for kind in per_step}
     for kind in per_step:
-        print(f"{kind:>5}: {per_step[kind] * 1000:8.1f} ms/step   {per_epoch[kind]:7.1f} s/epoch   x max {per_step[kind] / per_step[args.kinds[0]]:.2f}")
+        print(
+            f"{kind:>5}: {per_step[kind] * 1000:8.1f} ms/step   {per_epoch[kind]:7.1f} s/epoch   x max {per_step[kind] / per_step[args.kinds[0]]:.2f}"
+        )
     zoo_seconds = sum(per_epoch.values()) * recipe.epochs * args.seeds
     print(f"zoo estimate: {zoo_seconds:.0f} s of one core ({len(per_step)} kinds x {args.seeds} seeds x {recipe.epochs} epochs); "
           f"{zoo_seconds / args.cores / 60:.0f} min on {args.cores} cores")  # fmt: skip

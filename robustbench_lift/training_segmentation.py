@@ -11,28 +11,26 @@ A trained model is written as safetensors whose metadata holds the training conf
 scene generator config, the curves (training loss, validation mIoU and seconds per
 epoch), the clean test mIoU with its bootstrap interval, and package versions.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robustbench_lift.checkpoints import save_checkpoint
+from robustbench_lift.data.base import ImageDataset, channel_statistics
 from robustbench_lift.data.segmentation import GarmentSceneConfig, SegmentationDataset, generate_garment_scenes
-from robustbench_lift.datasets import channel_statistics
 from robustbench_lift.errors import UserError
-from robustbench_lift.lifting import lift_pools, lifting_regularisation
 from robustbench_lift.metrics.segmentation import (
     bootstrap_miou_interval,
     iou_per_class,
@@ -40,8 +38,11 @@ from robustbench_lift.metrics.segmentation import (
     per_image_confusion,
     pixel_accuracy,
 )
+from robustbench_lift.models.checkpoints import save_checkpoint
 from robustbench_lift.models.segmentation import build_segmenter, resolve_resampler_options
+from robustbench_lift.nn.lifting import lift_pools, lifting_regularization
 from robustbench_lift.training import package_versions
+from robustbench_lift.utils.io import atomic_write
 
 __all__ = [
     "SceneSplits",
@@ -112,7 +113,9 @@ OPTIMIZERS = {
     "sgd": lambda parameters, config: torch.optim.SGD(
         parameters, lr=config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True
     ),
-    "adamw": lambda parameters, config: torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay),
+    "adamw": lambda parameters, config: torch.optim.AdamW(
+        parameters, lr=config.learning_rate, weight_decay=config.weight_decay
+    ),
 }
 
 
@@ -125,7 +128,9 @@ def _scene_digest(key: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load_scene_splits(config: SegmentationTrainingConfig, cache_dir: str | Path | None = None, data_dir: str | Path | None = None) -> SceneSplits:
+def load_scene_splits(
+    config: SegmentationTrainingConfig, cache_dir: str | Path | None = None, data_dir: str | Path | None = None
+) -> SceneSplits:
     """Generates the scene splits of ``config`` or reads them from ``cache_dir``.
 
     Args:
@@ -146,7 +151,9 @@ def load_scene_splits(config: SegmentationTrainingConfig, cache_dir: str | Path 
         header = json.loads(str(arrays.pop("header")))
 
         def part(name: str) -> SegmentationDataset:
-            return SegmentationDataset(arrays[f"{name}_images"], arrays[f"{name}_labels"], header["classes"], name="garment_scenes")
+            return SegmentationDataset(
+                arrays[f"{name}_images"], arrays[f"{name}_labels"], header["classes"], name="garment_scenes"
+            )
 
         return SceneSplits(part("train"), part("validation"), part("test"), key, header["mean"], header["std"])
     train_and_validation = generate_garment_scenes(
@@ -155,21 +162,14 @@ def load_scene_splits(config: SegmentationTrainingConfig, cache_dir: str | Path 
     train = train_and_validation.subset(np.arange(config.train_scenes))
     validation = train_and_validation.subset(np.arange(config.train_scenes, len(train_and_validation)))
     test = generate_garment_scenes(config.test_scenes, "test", config.data_seed, scene_config, data_dir)
-    mean, std = channel_statistics(train)
+    mean, std = channel_statistics(cast(ImageDataset, train))  # reads only .images, which both share
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"header": np.array(json.dumps({"classes": train.classes, "mean": mean, "std": std}))}
         for name, part_set in (("train", train), ("validation", validation), ("test", test)):
             arrays[f"{name}_images"], arrays[f"{name}_labels"] = part_set.images, part_set.labels
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        os.close(handle)
-        try:
-            with open(temporary, "wb") as stream:
-                np.savez(stream, **arrays)
-            os.replace(temporary, path)  # parallel jobs see the whole file or none
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+        # Atomic: parallel jobs started later see the whole file or none.
+        atomic_write(path, lambda handle: np.savez(handle, **arrays))
     return SceneSplits(train, validation, test, key, mean, std)
 
 
@@ -179,7 +179,12 @@ def _images_on(images: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_labels(model: torch.nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 256, device: str | torch.device | None = None) -> np.ndarray:
+def predict_labels(
+    model: torch.nn.Module,
+    images: np.ndarray | torch.Tensor,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
     """Argmax class per pixel: uint8 N x H x W for uint8 N x H x W x 3 images (or a uint8 NCHW tensor).
 
     Args:
@@ -218,7 +223,10 @@ def evaluate_segmenter(
     result: dict[str, Any] = {
         "miou": mean_iou(confusion),
         "pixel_accuracy": pixel_accuracy(confusion),
-        "iou": {name: (None if math.isnan(v) else round(float(v), 6)) for name, v in zip(dataset.classes, iou_per_class(confusion))},
+        "iou": {
+            name: (None if math.isnan(v) else round(float(v), 6))
+            for name, v in zip(dataset.classes, iou_per_class(confusion))
+        },
     }
     if bootstrap:
         result["miou_interval"] = list(bootstrap_miou_interval(per_image, bootstrap, seed=seed))
@@ -253,7 +261,9 @@ def train_segmenter(
     mean, std = scenes.mean, scenes.std
     classes = scenes.train.classes
     architecture_options = {"widths": list(config.widths), "convs_per_stage": config.convs_per_stage}
-    model = build_segmenter(config.pooling, len(classes), config.architecture, options, mean, std, **architecture_options)
+    model = build_segmenter(
+        config.pooling, len(classes), config.architecture, options, mean, std, **architecture_options
+    )
     model.to(device)
     learned_lifting = any(pool.scheme == "learned" for pool in lift_pools(model))
     detail_weight = config.detail_weight if learned_lifting else 0.0
@@ -291,7 +301,7 @@ def train_segmenter(
             target = torch.where(flip[:, None, None], target.flip(-1), target)
             loss = F.cross_entropy(model(batch), target, ignore_index=scenes.train.ignore_index)
             if detail_weight or approximation_weight:
-                detail, approximation = lifting_regularisation(model)
+                detail, approximation = lifting_regularization(model)
                 loss = loss + detail_weight * detail + approximation_weight * approximation
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -301,7 +311,7 @@ def train_segmenter(
         predictions = predict_labels(model, validation_images)
         confusion = per_image_confusion(scenes.validation.labels, predictions, len(classes)).sum(axis=0)
         curve["train_loss"].append(round(float(loss_sum) / steps_per_epoch, 5))
-        curve["validation_miou"].append(round(mean_iou(confusion), 5))
+        curve["validation_miou"].append(round(float(mean_iou(confusion)), 5))
         curve["epoch_seconds"].append(round(time.perf_counter() - epoch_started, 2))
         if progress:
             log.info(
@@ -321,7 +331,8 @@ def train_segmenter(
         "classes": classes,
         "ignore_index": scenes.train.ignore_index,
         "dataset": "garment_scenes",
-        "scene_generator": scenes.key | {"source": "Fashion-MNIST (train split for train/validation, test split for test)"},
+        "scene_generator": scenes.key
+        | {"source": "Fashion-MNIST (train split for train/validation, test split for test)"},
         "preprocessing": {"input": "float RGB in [0, 1], 64 x 64 garment scenes", "mean": mean, "std": std},
         "seed": config.seed,
         "epochs": config.epochs,
@@ -344,7 +355,9 @@ def train_segmenter(
     return metadata
 
 
-def _train_one(config: SegmentationTrainingConfig, output: str, cache_dir: str, data_dir: str | None, progress: bool) -> dict[str, Any]:
+def _train_one(
+    config: SegmentationTrainingConfig, output: str, cache_dir: str, data_dir: str | None, progress: bool
+) -> dict[str, Any]:
     """One zoo model in a worker process: scenes from the shared cache, then training."""
     if progress:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -421,10 +434,10 @@ def train_segmentation_zoo(
         scenes = load_scene_splits(base, cache, data_dir)  # generates the cache once for every job
         data = None if data_dir is None else str(data_dir)
         if jobs == 1:
-            for position, config, path in todo:
-                metadata = train_segmenter(config, path, scenes, progress=progress)
+            for position, config, output in todo:
+                metadata = train_segmenter(config, output, scenes, progress=progress)
                 records[position] = {
-                    "kind": config.pooling, "seed": config.seed, "status": "trained", "path": path,
+                    "kind": config.pooling, "seed": config.seed, "status": "trained", "path": output,
                     "clean_test_miou": metadata["clean_test_miou"], "training_seconds": metadata["training_seconds"],
                     "epoch_seconds": metadata["curve"]["epoch_seconds"],
                 }  # fmt: skip
@@ -433,7 +446,8 @@ def train_segmentation_zoo(
             # spawn: CUDA cannot be used in forked children, and spawn behaves the same everywhere.
             with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=get_context("spawn")) as pool:
                 futures = {
-                    pool.submit(_train_one, config, path, str(cache), data, progress): position for position, config, path in todo
+                    pool.submit(_train_one, config, path, str(cache), data, progress): position
+                    for position, config, path in todo
                 }
                 for future, position in futures.items():
                     records[position] = future.result()

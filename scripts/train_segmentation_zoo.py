@@ -10,6 +10,7 @@ Resumable: a model whose checkpoint exists is skipped (``--force`` retrains). Wr
 (recipe, scene generator config, curves, clean test mIoU with its bootstrap interval,
 versions); the scenes are generated once into ``--cache-dir``.
 """
+
 from __future__ import annotations
 
 import argparse

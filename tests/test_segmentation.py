@@ -5,6 +5,7 @@ hand-built arrays, and the training of a segmenter.
 The VOC and Cityscapes fixtures are written into tmp_path in the published layouts, a few
 tiny images large.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,9 +28,7 @@ from robustbench_lift.data.segmentation import (
     generate_garment_scenes,
     load_segmentation_dataset,
 )
-from robustbench_lift.datasets import DEBIAN_FASHION_MNIST
 from robustbench_lift.errors import UserError
-from robustbench_lift.lifting import LiftDownPool, LiftUpPool
 from robustbench_lift.metrics.segmentation import (
     bootstrap_miou_interval,
     confusion_matrix,
@@ -41,11 +40,9 @@ from robustbench_lift.metrics.segmentation import (
     sequence_pixel_flip_share,
 )
 from robustbench_lift.models.segmentation import RESAMPLERS, LiftResampler, SegNet, build_segmenter, load_segmenter
+from robustbench_lift.nn.lifting import LiftDownPool, LiftUpPool
 
-needs_data = pytest.mark.skipif(
-    not (DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz").exists(),
-    reason="Fashion-MNIST (Debian dataset-fashion-mnist) not installed",
-)
+needs_data = pytest.mark.needs_data  # skipped by conftest when Fashion-MNIST is missing
 ZOO_KINDS = ["max", "avg", "skip", "blur", "lift", "haar"]
 LIFTING_KINDS = ["lift", "haar", "lift53"]
 
@@ -276,7 +273,9 @@ def _identity_stages(model: SegNet) -> SegNet:
 @pytest.mark.parametrize("kind", LIFTING_KINDS)
 @pytest.mark.parametrize("low_band", ["LL", "sum"])
 @pytest.mark.parametrize("size", [(32, 32), (20, 26)])
-def test_lifting_encoder_down_then_decoder_up_reproduces_the_input(kind: str, low_band: str, size: tuple[int, int]) -> None:
+def test_lifting_encoder_down_then_decoder_up_reproduces_the_input(
+    kind: str, low_band: str, size: tuple[int, int]
+) -> None:
     torch.manual_seed(0)
     model = _identity_stages(SegNet(3, kind, {"low_band": low_band}, widths=(4, 4, 4))).double()
     for parameter in model.parameters():  # random P/U, not the initialisation, must invert too
@@ -285,7 +284,9 @@ def test_lifting_encoder_down_then_decoder_up_reproduces_the_input(kind: str, lo
     torch.testing.assert_close(model.forward_features(x), x, rtol=0, atol=1e-12)
 
 
-def test_lift_decoder_runs_liftuppool_of_the_encoder_layer_with_its_detail_bands(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lift_decoder_runs_liftuppool_of_the_encoder_layer_with_its_detail_bands(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     torch.manual_seed(0)
     model = SegNet(4, "lift", widths=(4, 8, 8)).eval()
     resamplers = list(model.resamplers)
@@ -338,7 +339,7 @@ def test_lift_output_depends_on_every_stored_detail_band() -> None:
 
 
 def test_lift_state_dict_holds_each_lifting_parameter_once(tmp_path: Path) -> None:
-    from robustbench_lift.checkpoints import save_checkpoint
+    from robustbench_lift.models.checkpoints import save_checkpoint
 
     model = build_segmenter("lift", 11, mean=[0.5] * 3, std=[0.25] * 3, widths=(4, 8, 8)).eval()
     keys = list(model.state_dict())

@@ -31,16 +31,18 @@ test split. Scene ``i`` of a split is drawn from its own generator seeded by
 ``(seed, split, i)``, so any subset of scenes can be regenerated alone and the same seed
 gives the same bytes.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
-from robustbench_lift.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
+from robustbench_lift.data.loaders import FASHION_MNIST_CLASSES, load_fashion_mnist
 from robustbench_lift.errors import UserError
 from robustbench_lift.registry import Registry
 
@@ -116,7 +118,9 @@ class SegmentationDataset:
         if self.images.dtype != np.uint8 or self.images.ndim != 4 or self.images.shape[-1] != 3:
             raise ValueError(f"images must be uint8 N x H x W x 3, got {self.images.dtype} {self.images.shape}")
         if self.labels.dtype != np.uint8 or self.labels.shape != self.images.shape[:3]:
-            raise ValueError(f"labels must be uint8 {self.images.shape[:3]}, got {self.labels.dtype} {self.labels.shape}")
+            raise ValueError(
+                f"labels must be uint8 {self.images.shape[:3]}, got {self.labels.dtype} {self.labels.shape}"
+            )
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -125,13 +129,13 @@ class SegmentationDataset:
         """The (image, label map) pair ``index``."""
         return self.images[index], self.labels[index]
 
-    def subset(self, indices: Sequence[int] | np.ndarray) -> "SegmentationDataset":
+    def subset(self, indices: Sequence[int] | np.ndarray) -> SegmentationDataset:
         indices = np.asarray(indices, dtype=np.int64)
         return SegmentationDataset(
             self.images[indices], self.labels[indices], self.classes, self.ignore_index, self.name, self.metadata
         )
 
-    def load(self, indices: Sequence[int] | np.ndarray | None = None) -> "SegmentationDataset":
+    def load(self, indices: Sequence[int] | np.ndarray | None = None) -> SegmentationDataset:
         """The samples ``indices`` (all when None) as a data set; same call as the disk readers."""
         return self if indices is None else self.subset(indices)
 
@@ -162,7 +166,9 @@ class GarmentSceneConfig:
         if self.size < 8:
             raise UserError(f"scene size must be at least 8 px, got {self.size}")
         if not 1 <= self.min_garments <= self.max_garments:
-            raise UserError(f"garments per scene must satisfy 1 <= min <= max, got {self.min_garments}..{self.max_garments}")
+            raise UserError(
+                f"garments per scene must satisfy 1 <= min <= max, got {self.min_garments}..{self.max_garments}"
+            )
         if not 4 <= self.min_scale <= self.max_scale <= self.size:
             raise UserError(
                 f"garment scale must satisfy 4 <= min <= max <= scene size {self.size}, got {self.min_scale}..{self.max_scale}"
@@ -364,7 +370,9 @@ def _fit_resize(image: Any, label: Any, size: tuple[int, int]) -> tuple[Any, Any
     from PIL import Image
 
     height, width = size
-    return image.resize((width, height), Image.Resampling.BILINEAR), label.resize((width, height), Image.Resampling.NEAREST)
+    return image.resize((width, height), Image.Resampling.BILINEAR), label.resize(
+        (width, height), Image.Resampling.NEAREST
+    )
 
 
 @FITS.register("resize_crop")
@@ -509,7 +517,9 @@ class VocSegmentation(SegmentationFolder):
     (palette PNGs read as palette indices: 0 background, 1..20 objects, 255 boundary =
     ignore), for the ids listed in ``ImageSets/Segmentation/<split>.txt``."""
 
-    def __init__(self, root: str | Path, split: str = "val", size: int | Sequence[int] | None = None, fit: str = "resize"):
+    def __init__(
+        self, root: str | Path, split: str = "val", size: int | Sequence[int] | None = None, fit: str = "resize"
+    ):
         root = _voc_root(Path(root))
         split_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
         if not split_file.is_file():
@@ -528,7 +538,9 @@ class CityscapesSegmentation(SegmentationFolder):
     ignore), in (city, file name) order. The trainId maps are what cityscapesscripts'
     ``createTrainIdLabelImgs`` writes from the released ``labelIds`` maps."""
 
-    def __init__(self, root: str | Path, split: str = "val", size: int | Sequence[int] | None = None, fit: str = "resize"):
+    def __init__(
+        self, root: str | Path, split: str = "val", size: int | Sequence[int] | None = None, fit: str = "resize"
+    ):
         root = Path(root)
         image_root = root / "leftImg8bit" / split
         if not image_root.is_dir():
@@ -539,8 +551,11 @@ class CityscapesSegmentation(SegmentationFolder):
             for file in sorted(f for f in os.listdir(image_root / city) if f.endswith(suffix)):
                 label = root / "gtFine" / split / city / file.replace(suffix, "_gtFine_labelTrainIds.png")
                 if not label.is_file():
-                    hint = " (run cityscapesscripts' createTrainIdLabelImgs)" if label.with_name(
-                        label.name.replace("labelTrainIds", "labelIds")).is_file() else ""
+                    hint = (
+                        " (run cityscapesscripts' createTrainIdLabelImgs)"
+                        if label.with_name(label.name.replace("labelTrainIds", "labelIds")).is_file()
+                        else ""
+                    )
                     raise UserError(f"Cityscapes label map {label} is missing{hint}")
                 samples.append((image_root / city / file, label))
         if not samples:
@@ -553,28 +568,38 @@ SEGMENTATION_DATASETS: Registry[SegmentationSource] = Registry("segmentation dat
 
 
 @SEGMENTATION_DATASETS.register("garment_scenes")
-def _load_garment_scenes(split: str = "test", data_dir: str | Path | None = None, count: int = 1000, seed: int = 0, **options: Any):
+def _load_garment_scenes(
+    split: str = "test", data_dir: str | Path | None = None, count: int = 1000, seed: int = 0, **options: Any
+) -> SegmentationDataset:
     unknown = sorted(set(options) - set(GarmentSceneConfig.__dataclass_fields__))
     if unknown:
-        raise UserError(f"garment scenes have no option {unknown[0]!r}; options: count, seed, {', '.join(GarmentSceneConfig.__dataclass_fields__)}")
+        raise UserError(
+            f"garment scenes have no option {unknown[0]!r}; options: count, seed, {', '.join(GarmentSceneConfig.__dataclass_fields__)}"
+        )
     return generate_garment_scenes(count, split, seed, GarmentSceneConfig(**options), data_dir)
 
 
 @SEGMENTATION_DATASETS.register("voc2012")
-def _load_voc(split: str = "val", data_dir: str | Path | None = None, size: Any = None, fit: str = "resize"):
+def _load_voc(
+    split: str = "val", data_dir: str | Path | None = None, size: Any = None, fit: str = "resize"
+) -> VocSegmentation:
     if data_dir is None:
         raise UserError("PASCAL VOC 2012 is not downloaded automatically; pass its folder as data_dir")
     return VocSegmentation(data_dir, split, size, fit)
 
 
 @SEGMENTATION_DATASETS.register("cityscapes")
-def _load_cityscapes(split: str = "val", data_dir: str | Path | None = None, size: Any = None, fit: str = "resize"):
+def _load_cityscapes(
+    split: str = "val", data_dir: str | Path | None = None, size: Any = None, fit: str = "resize"
+) -> CityscapesSegmentation:
     if data_dir is None:
         raise UserError("Cityscapes is not downloaded automatically; pass its folder as data_dir")
     return CityscapesSegmentation(data_dir, split, size, fit)
 
 
-def load_segmentation_dataset(name: str, split: str = "test", data_dir: str | Path | None = None, **options: Any) -> Any:
+def load_segmentation_dataset(
+    name: str, split: str = "test", data_dir: str | Path | None = None, **options: Any
+) -> Any:
     """A registered segmentation source by name: a :class:`SegmentationDataset` (generated
     scenes) or a lazy :class:`SegmentationFolder` (disk layouts); both offer ``len``,
     ``read(index)`` and ``load(indices)``.

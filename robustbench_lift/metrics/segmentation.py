@@ -6,6 +6,7 @@ pixels of all images), not averaged per image; pixels labelled ``ignore_index`` 
 count nowhere. mIoU averages over the classes that occur in the ground truth or in the
 predictions; a class absent from both has no IoU (NaN) and is left out.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,9 @@ __all__ = [
 IGNORE_INDEX = 255
 
 
-def _check(labels: np.ndarray, predictions: np.ndarray, num_classes: int, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
+def _check(
+    labels: np.ndarray, predictions: np.ndarray, num_classes: int, ignore_index: int
+) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray(labels)
     predictions = np.asarray(predictions)
     if labels.shape != predictions.shape:
@@ -208,7 +211,7 @@ def sequence_pixel_flip_share(
         labels: sequences x H x W ground truth; ``ignore_index`` pixels are left out.
         ignore_index: the ignored label value.
     """
-    from robustbench_lift.metrics.classification import _frame_pairs
+    from robustbench_lift.metrics.stability import _frame_pairs
 
     frames = np.asarray(frames)
     if frames.ndim != 4:

@@ -55,20 +55,21 @@ returns exactly that size, so any H x W gives N x num_classes x H x W logits.
 Input normalisation lives inside the model (:class:`NormalizedModel`), so models take
 float images in [0, 1].
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, cast
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustbench_lift.errors import CheckpointError, UserError
-from robustbench_lift.lifting import LiftDownPool, LiftUpPool
-from robustbench_lift.models import NormalizedModel
-from robustbench_lift.pooling import make_pooling
+from robustbench_lift.models.classifiers import NormalizedModel
+from robustbench_lift.nn.lifting import LiftDownPool, LiftUpPool
+from robustbench_lift.nn.pooling import make_pooling
 from robustbench_lift.registry import Registry
 
 __all__ = [
@@ -149,7 +150,9 @@ class TransposedConvResampler(Resampler):
         if groups not in _GROUPS:
             raise UserError(f"skip groups must be 'depthwise' or 'dense', got {groups!r}")
         self.pool = make_pooling("skip", channels)
-        self.transposed = nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1, groups=_GROUPS[groups] or channels)
+        self.transposed = nn.ConvTranspose2d(
+            channels, channels, 4, stride=2, padding=1, groups=_GROUPS[groups] or channels
+        )
 
     def down(self, x: Tensor) -> tuple[Tensor, Memo]:
         return self.pool(x), tuple(x.shape[-2:])
@@ -163,14 +166,16 @@ class LiftResampler(Resampler):
 
     Args:
         channels: feature channels.
-        scheme: ``learned``, ``haar`` or ``cdf53`` (see :mod:`robustbench_lift.lifting`).
+        scheme: ``learned``, ``haar`` or ``cdf53`` (see :mod:`robustbench_lift.nn.lifting`).
         low_band: ``LL`` (the next stage sees LL) or ``sum`` (it sees LL+LH+HL+HH); see the
             module docstring.
         kernel_size: taps of the learned predict/update convolutions.
         groups: groups of those convolutions (None: depthwise).
     """
 
-    def __init__(self, channels: int, scheme: str, low_band: str = "LL", kernel_size: int = 3, groups: int | None = None):
+    def __init__(
+        self, channels: int, scheme: str, low_band: str = "LL", kernel_size: int = 3, groups: int | None = None
+    ):
         super().__init__()
         if low_band not in ("LL", "sum"):
             raise UserError(f"low_band must be 'LL' or 'sum', got {low_band!r}")
@@ -220,10 +225,16 @@ def _build_lift(channels: int, low_band: str, kernel_size: int, groups: str) -> 
     return LiftResampler(channels, "learned", low_band, kernel_size, _GROUPS[groups])
 
 
-RESAMPLERS.add("max", ResamplerKind("max", "max pooling / max unpooling from the stored indices (SegNet)", MaxUnpoolResampler))
+RESAMPLERS.add(
+    "max", ResamplerKind("max", "max pooling / max unpooling from the stored indices (SegNet)", MaxUnpoolResampler)
+)
 RESAMPLERS.add(
     "avg",
-    ResamplerKind("avg", "average pooling / nearest upsampling", lambda c: InterpolationResampler(make_pooling("avg", c), "nearest")),
+    ResamplerKind(
+        "avg",
+        "average pooling / nearest upsampling",
+        lambda c: InterpolationResampler(make_pooling("avg", c), "nearest"),
+    ),
 )
 RESAMPLERS.add(
     "skip",
@@ -352,12 +363,13 @@ class SegNet(nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Encoder, bottleneck and decoder: the map the classifier reads (input size)."""
+        resamplers = [cast(Resampler, resampler) for resampler in self.resamplers]
         memos = []
-        for stage, resampler in zip(self.encoder, self.resamplers):
+        for stage, resampler in zip(self.encoder, resamplers):
             x, memo = resampler.down(stage(x))
             memos.append(memo)
         x = self.bottleneck(x)
-        for stage, resampler, memo in zip(self.decoder, reversed(self.resamplers), reversed(memos)):
+        for stage, resampler, memo in zip(self.decoder, reversed(resamplers), reversed(memos)):
             x = stage(resampler.up(x, memo))
         return x
 
@@ -413,7 +425,7 @@ def load_segmenter(path: str | Path, expect: Mapping[str, Any] | None = None) ->
     Returns:
         (model, metadata).
     """
-    from robustbench_lift.checkpoints import load_state, read_checkpoint
+    from robustbench_lift.models.checkpoints import load_state, read_checkpoint
 
     state, metadata = read_checkpoint(path)
     if metadata.get("task") != "segmentation":
