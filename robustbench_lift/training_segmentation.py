@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robustbench_lift.data.base import ImageDataset, channel_statistics
+from robustbench_lift.data.base import DEFAULT_CACHE, ImageDataset, channel_statistics
 from robustbench_lift.data.segmentation import GarmentSceneConfig, SegmentationDataset, generate_garment_scenes
 from robustbench_lift.errors import UserError
 from robustbench_lift.metrics.segmentation import (
@@ -398,7 +398,8 @@ def train_segmentation_zoo(
         output_dir: folder of the checkpoints.
         base: the recipe; its ``pooling`` and ``seed`` are replaced per model.
         jobs: parallel worker processes (1: train in this process).
-        cache_dir: folder of the scene cache (default: ``<output_dir>/scenes``).
+        cache_dir: folder of the scene cache (default: the data cache,
+            ``$ROBUSTBENCH_LIFT_DATA/garment-scenes``, so no data lands beside shipped weights).
         data_dir: Fashion-MNIST folder.
         force: retrain models whose checkpoint exists.
         progress: log every epoch.
@@ -420,7 +421,7 @@ def train_segmentation_zoo(
     if any(seed < 0 for seed in seeds):
         raise UserError("seeds must be non-negative")
     output_dir = Path(output_dir)
-    cache = Path(cache_dir) if cache_dir is not None else output_dir / "scenes"
+    cache = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE / "garment-scenes"
     plans = [replace(base, pooling=kind, seed=int(seed)) for seed in seeds for kind in kinds]
     records: dict[int, dict[str, Any]] = {}
     todo = []

@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="models trained in parallel processes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument("--cache-dir", type=Path, default=None, help="scene cache (default <output-dir>/scenes)")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None, help="scene cache (default ~/.cache/robustbench-lift/garment-scenes)"
+    )
     parser.add_argument("--data-dir", default=None, help="Fashion-MNIST folder")
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)

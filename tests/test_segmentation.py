@@ -445,7 +445,7 @@ def test_training_writes_a_loadable_checkpoint_with_curves_and_resumes(tmp_path:
     base = SegmentationTrainingConfig(
         widths=(4, 8, 8), train_scenes=48, validation_scenes=8, test_scenes=8, epochs=2, batch_size=16
     )
-    reports = train_segmentation_zoo(["lift", "max"], [0], tmp_path, base, jobs=1)
+    reports = train_segmentation_zoo(["lift", "max"], [0], tmp_path, base, jobs=1, cache_dir=tmp_path / "cache")
     assert [report["status"] for report in reports] == ["trained", "trained"]
     model, metadata = load_segmenter(tmp_path / "garment_scenes-segnet_small-lift-seed0.safetensors")
     assert metadata["task"] == "segmentation" and metadata["pooling"] == "lift"
@@ -453,5 +453,5 @@ def test_training_writes_a_loadable_checkpoint_with_curves_and_resumes(tmp_path:
     assert 0 <= metadata["clean_test_miou"] <= 1 and metadata["scene_generator"]["train_scenes"] == 48
     assert metadata["training"]["detail_weight"] > 0  # learned lifting trains with its regularisers
     assert model(torch.rand(1, 3, 64, 64)).shape == (1, 11, 64, 64)
-    again = train_segmentation_zoo(["lift", "max"], [0], tmp_path, base, jobs=1)
+    again = train_segmentation_zoo(["lift", "max"], [0], tmp_path, base, jobs=1, cache_dir=tmp_path / "cache")
     assert [report["status"] for report in again] == ["exists", "exists"]
