@@ -36,7 +36,21 @@ FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 HAVE_FASHION_MNIST = (FASHION_MNIST / "t10k-images-idx3-ubyte.gz").exists()
 PREFIX = "robustbench-lift: error:"
 # A run small enough that it would finish in seconds if the input were good.
-SMALL_RUN = ["run", "--models", "max", "--suites", "corruption", "--corruptions", "contrast", "--severities", "1", "--sample-size", "8", "--output-dir", "out"]
+SMALL_RUN = [
+    "run",
+    "--models",
+    "max",
+    "--suites",
+    "corruption",
+    "--corruptions",
+    "contrast",
+    "--severities",
+    "1",
+    "--sample-size",
+    "8",
+    "--output-dir",
+    "out",
+]
 
 
 def files_under(folder: Path) -> list[str]:
@@ -68,7 +82,9 @@ def run_subprocess(arguments: list[str], cwd: Path, **options: Any) -> subproces
     environment = dict(os.environ)
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPOSITORY), environment.get("PYTHONPATH")]))
     environment["OMP_NUM_THREADS"] = "1"
-    return subprocess.run([sys.executable, *arguments], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300, **options)
+    return subprocess.run(
+        [sys.executable, *arguments], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300, **options
+    )
 
 
 # ------------------------------------------------------------------ data files
@@ -85,7 +101,9 @@ def fashion_mnist_copy(folder: Path) -> Path:
 @pytest.mark.needs_data
 @pytest.mark.skipif(not HAVE_FASHION_MNIST, reason="needs Debian's dataset-fashion-mnist")
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
-def test_damaged_gzip_image_file(workdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str) -> None:
+def test_damaged_gzip_image_file(
+    workdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
     data = fashion_mnist_copy(tmp_path / "data")
     images = data / "t10k-images-idx3-ubyte.gz"
     content = images.read_bytes()
@@ -126,7 +144,11 @@ def test_sample_size_larger_than_split(workdir: Path, capsys: pytest.CaptureFixt
 # ------------------------------------------------------------------ config and options
 
 
-@pytest.mark.parametrize("content", [np.random.default_rng(1).bytes(2048), b"\x89PNG\r\n\x1a\n" + np.random.default_rng(2).bytes(512)], ids=["random", "png"])
+@pytest.mark.parametrize(
+    "content",
+    [np.random.default_rng(1).bytes(2048), b"\x89PNG\r\n\x1a\n" + np.random.default_rng(2).bytes(512)],
+    ids=["random", "png"],
+)
 def test_binary_config_file(workdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes) -> None:
     config = tmp_path / "config.yaml"
     config.write_bytes(content)
@@ -175,12 +197,19 @@ def test_plain_run_names_pass() -> None:
 def write_checkpoint(path: Path, **changes: Any) -> Path:
     import torch
 
-    from robustbench_lift.models.checkpoints import save_checkpoint
     from robustbench_lift.models import build_model
+    from robustbench_lift.models.checkpoints import save_checkpoint
 
     torch.manual_seed(0)
     model = build_model("small_cnn", "max", mean=[0.3] * 3, std=[0.3] * 3)
-    metadata = {"architecture": "small_cnn", "pooling": "max", "pooling_options": {}, "num_classes": 10, "dataset": "fashion_mnist", "preprocessing": {"mean": [0.3] * 3, "std": [0.3] * 3}}
+    metadata = {
+        "architecture": "small_cnn",
+        "pooling": "max",
+        "pooling_options": {},
+        "num_classes": 10,
+        "dataset": "fashion_mnist",
+        "preprocessing": {"mean": [0.3] * 3, "std": [0.3] * 3},
+    }
     save_checkpoint(model, metadata | changes, path)
     return path
 
@@ -200,7 +229,9 @@ def write_checkpoint(path: Path, **changes: Any) -> Path:
         ({"preprocessing": {"mean": "grey", "std": [0.3] * 3}}, "mean"),
     ],
 )
-def test_checkpoint_metadata_of_wrong_type(workdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], changes: dict[str, Any], field: str) -> None:
+def test_checkpoint_metadata_of_wrong_type(
+    workdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], changes: dict[str, Any], field: str
+) -> None:
     checkpoint = write_checkpoint(tmp_path / "inputs" / "bad.safetensors", **changes)
     arguments = [*SMALL_RUN]
     arguments[arguments.index("--models") + 1] = str(checkpoint)
@@ -231,13 +262,63 @@ def make_run(directory: Path) -> Path:
     """A small finished run in the results.csv / summary.csv / run.json schema (made-up numbers)."""
     rows, summary = [], []
     for model, errors in (("small_cnn-max", 20), ("small_cnn-lift", 16)):
-        base = {"run": directory.name, "model": model, "architecture": "small_cnn", "pooling": model.split("-")[1], "dataset": "fashion_mnist"}
-        rows.append(base | {"suite": "clean", "condition": "clean", "family": "clean", "level": 0.0, "status": "ok", "n": 100, "errors": errors, "error": errors / 100, "error_low": errors / 100 - 0.05, "error_high": errors / 100 + 0.05})
+        base = {
+            "run": directory.name,
+            "model": model,
+            "architecture": "small_cnn",
+            "pooling": model.split("-")[1],
+            "dataset": "fashion_mnist",
+        }
+        rows.append(
+            base
+            | {
+                "suite": "clean",
+                "condition": "clean",
+                "family": "clean",
+                "level": 0.0,
+                "status": "ok",
+                "n": 100,
+                "errors": errors,
+                "error": errors / 100,
+                "error_low": errors / 100 - 0.05,
+                "error_high": errors / 100 + 0.05,
+            }
+        )
         for severity in (1, 3, 5):
             error = (errors + 8 * severity) / 100
-            rows.append(base | {"suite": "corruption", "condition": f"contrast/{severity}", "family": "contrast", "level": float(severity), "status": "ok", "n": 100, "errors": int(100 * error), "error": error, "error_low": error - 0.05, "error_high": error + 0.05})
-        summary.append({"model": model, "architecture": "small_cnn", "pooling": base["pooling"], "n": 100, "clean_error": errors / 100, "clean_error_low": errors / 100 - 0.05, "clean_error_high": errors / 100 + 0.05})
-    record = {"run_name": directory.name, "config": {"dataset": "fashion_mnist", "split": "test", "severities": [1, 3, 5], "suites": ["corruption"]}, "seed": 0, "sample_size": 100, "models": {"small_cnn-max": {}, "small_cnn-lift": {}}}
+            rows.append(
+                base
+                | {
+                    "suite": "corruption",
+                    "condition": f"contrast/{severity}",
+                    "family": "contrast",
+                    "level": float(severity),
+                    "status": "ok",
+                    "n": 100,
+                    "errors": int(100 * error),
+                    "error": error,
+                    "error_low": error - 0.05,
+                    "error_high": error + 0.05,
+                }
+            )
+        summary.append(
+            {
+                "model": model,
+                "architecture": "small_cnn",
+                "pooling": base["pooling"],
+                "n": 100,
+                "clean_error": errors / 100,
+                "clean_error_low": errors / 100 - 0.05,
+                "clean_error_high": errors / 100 + 0.05,
+            }
+        )
+    record = {
+        "run_name": directory.name,
+        "config": {"dataset": "fashion_mnist", "split": "test", "severities": [1, 3, 5], "suites": ["corruption"]},
+        "seed": 0,
+        "sample_size": 100,
+        "models": {"small_cnn-max": {}, "small_cnn-lift": {}},
+    }
     return write_run(directory, pd.DataFrame(rows), pd.DataFrame(summary), record)
 
 
@@ -250,7 +331,13 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
-def test_check_junit_under_a_file(workdir: Path, tmp_path: Path, finished_run: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_junit_under_a_file(
+    workdir: Path,
+    tmp_path: Path,
+    finished_run: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     baseline = tmp_path / "baseline.csv"
     assert cli.main(["check", str(finished_run), "--baseline", str(baseline), "--update-baseline"]) == 0
     capsys.readouterr()
@@ -259,20 +346,37 @@ def test_check_junit_under_a_file(workdir: Path, tmp_path: Path, finished_run: P
     step_summary = tmp_path / "step-summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
     before = snapshot(workdir)
-    one_line_error(capsys, ["check", str(finished_run), "--baseline", str(baseline), "--junit", "blocker/junit.xml"], "--junit", "blocker")
-    one_line_error(capsys, ["check", str(finished_run), "--baseline", str(baseline), "--junit", "blocker/deeper/junit.xml"], "blocker", "not a folder")
+    one_line_error(
+        capsys,
+        ["check", str(finished_run), "--baseline", str(baseline), "--junit", "blocker/junit.xml"],
+        "--junit",
+        "blocker",
+    )
+    one_line_error(
+        capsys,
+        ["check", str(finished_run), "--baseline", str(baseline), "--junit", "blocker/deeper/junit.xml"],
+        "blocker",
+        "not a folder",
+    )
     assert snapshot(workdir) == before
     assert not step_summary.exists()  # nothing reported before the refusal
 
 
 def test_update_baseline_under_a_file(workdir: Path, finished_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (workdir / "blocker").write_text("x")
-    one_line_error(capsys, ["check", str(finished_run), "--baseline", "blocker/baseline.csv", "--update-baseline"], "--baseline", "blocker")
+    one_line_error(
+        capsys,
+        ["check", str(finished_run), "--baseline", "blocker/baseline.csv", "--update-baseline"],
+        "--baseline",
+        "blocker",
+    )
     assert files_under(workdir) == ["blocker"]
 
 
 @pytest.mark.parametrize("output", ["blocker", "blocker/comparison"])
-def test_compare_output_under_a_file(workdir: Path, finished_run: Path, capsys: pytest.CaptureFixture[str], output: str) -> None:
+def test_compare_output_under_a_file(
+    workdir: Path, finished_run: Path, capsys: pytest.CaptureFixture[str], output: str
+) -> None:
     (workdir / "blocker").write_text("x")
     before = snapshot(finished_run)
     one_line_error(capsys, ["compare", str(finished_run), str(finished_run), "--output", output], "--output", "blocker")
@@ -300,13 +404,19 @@ def cut_results(run: Path, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["mid-line", "whole lines", "header only", "no header", "empty", "binary"])
 @pytest.mark.parametrize("command", ["report", "check"])
-def test_truncated_results_are_refused(tmp_path: Path, finished_run: Path, capsys: pytest.CaptureFixture[str], how: str, command: str) -> None:
+def test_truncated_results_are_refused(
+    tmp_path: Path, finished_run: Path, capsys: pytest.CaptureFixture[str], how: str, command: str
+) -> None:
     baseline = tmp_path / "baseline.csv"
     assert cli.main(["check", str(finished_run), "--baseline", str(baseline), "--update-baseline"]) == 0
     capsys.readouterr()
     cut_results(finished_run, how)
     before = snapshot(finished_run)
-    arguments = ["report", str(finished_run)] if command == "report" else ["check", str(finished_run), "--baseline", str(baseline)]
+    arguments = (
+        ["report", str(finished_run)]
+        if command == "report"
+        else ["check", str(finished_run), "--baseline", str(baseline)]
+    )
     one_line_error(capsys, arguments, "results.csv")
     assert snapshot(finished_run) == before  # no report, no plots
 
@@ -387,7 +497,11 @@ HTTP2_404 = _h2_frame(0x4, 0, 0) + _h2_frame(0x1, 0x5, 1, b"\x8d")
 HTTP2_200 = _h2_frame(0x4, 0, 0) + _h2_frame(0x4, 0x1, 0) + _h2_frame(0x1, 0x4, 1, b"\x88\x5f\x10application/grpc")
 
 
-@pytest.mark.parametrize("server, reason", [(HTTP1_ANSWER, "HTTP/1"), (HTTP2_404, "HTTP status 404"), (b"", "no answer")], indirect=["server"])
+@pytest.mark.parametrize(
+    "server, reason",
+    [(HTTP1_ANSWER, "HTTP/1"), (HTTP2_404, "HTTP status 404"), (b"", "no answer")],
+    indirect=["server"],
+)
 def test_ray_probe_refuses_what_is_not_ray(server: FakeServer, reason: str) -> None:
     with pytest.raises(UserError, match=reason):
         check_ray_address(server.address, timeout=1.0)
@@ -464,8 +578,30 @@ def alive(pids: set[int]) -> set[int]:
 def test_workers_die_with_the_main_process(workdir: Path, how: signal.Signals) -> None:
     environment = dict(os.environ, PYTHONPATH=str(REPOSITORY), OMP_NUM_THREADS="1")
     # glass_blur at severity 5 on 2000 images keeps two workers busy for minutes.
-    arguments = ["run", "--models", "max", "--suites", "corruption", "--corruptions", "glass_blur", "--severities", "5", "--sample-size", "2000", "--workers", "2", "--output-dir", "out"]
-    process = subprocess.Popen([sys.executable, "-m", "cli", *arguments], cwd=workdir, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    arguments = [
+        "run",
+        "--models",
+        "max",
+        "--suites",
+        "corruption",
+        "--corruptions",
+        "glass_blur",
+        "--severities",
+        "5",
+        "--sample-size",
+        "2000",
+        "--workers",
+        "2",
+        "--output-dir",
+        "out",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli", *arguments],
+        cwd=workdir,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     everything: set[int] = set()
     try:
         deadline = time.monotonic() + 240

@@ -135,7 +135,13 @@ def check_ray_address(address: str, timeout: float = DEFAULT_TIMEOUT) -> None:
             connection.sendall(_request(f"{host}:{port}"))
             status = _response_status(connection, deadline)
     except (OSError, ConnectionError, TimeoutError, ValueError) as error:
-        reason = "no answer" if isinstance(error, (TimeoutError, socket.timeout)) else (getattr(error, "strerror", None) or str(error) or type(error).__name__)
+        reason = (
+            "no answer"
+            if isinstance(error, (TimeoutError, socket.timeout))
+            else (getattr(error, "strerror", None) or str(error) or type(error).__name__)
+        )
         raise UserError(f"cannot reach the Ray cluster at {address}: {reason} (checked for {timeout:g} s)") from None
     if status is not None and status != 200:
-        raise UserError(f"cannot reach the Ray cluster at {address}: a server answers there but it is not a Ray cluster (HTTP status {status})")
+        raise UserError(
+            f"cannot reach the Ray cluster at {address}: a server answers there but it is not a Ray cluster (HTTP status {status})"
+        )
