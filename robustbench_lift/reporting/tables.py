@@ -221,9 +221,12 @@ def corruption_error_bounds(tables: RunTables) -> tuple[pd.DataFrame, pd.DataFra
             value = table.loc[model, corruption]
             if own is None or not np.isfinite(value):
                 continue
-            if measure == "mean error" or reference == "alexnet":
-                scale = 1.0 if measure == "mean error" else ALEXNET_IMAGENET_C_ERRORS.get(corruption, math.nan)
-                low.loc[model, corruption], high.loc[model, corruption] = own["error_low"].mean() / scale, own["error_high"].mean() / scale
+            if measure == "mean error":
+                low.loc[model, corruption], high.loc[model, corruption] = own["error_low"].mean(), own["error_high"].mean()
+                continue
+            if reference == "alexnet":  # published errors: no interval on the reference's side
+                published = float(ALEXNET_IMAGENET_C.errors_at(corruption, own.index).sum())
+                low.loc[model, corruption], high.loc[model, corruption] = own["error_low"].sum() / published, own["error_high"].sum() / published
                 continue
             theirs = frames.get((reference, corruption)) if reference else None
             if theirs is None:
@@ -355,7 +358,7 @@ def _relative_mce_undefined_reason(tables: RunTables, model: str) -> str:
     if reference is None:
         return "no reference model"
     if reference == "alexnet":
-        return "the AlexNet reference has no clean error in this run"
+        return "the published AlexNet errors do not cover this run's corruptions and severities"
     if reference not in tables.models or not np.isfinite(tables.summary_value(reference, "clean_error")):
         return f"the reference {reference} has no clean error"
     return f"the reference {reference} has no complete corruption results, or its errors do not rise above its clean error"
