@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -50,9 +51,8 @@ def _parse_epsilons(pairs: list[str]) -> dict[str, list[float]]:
 
 
 def command_run(arguments: argparse.Namespace) -> int:
-    from robustbench_lift.results import failed_cells
     from robustbench_lift.run.config import RunConfig, config_from_mapping, load_config
-    from robustbench_lift.run.runner import run_benchmark
+    from robustbench_lift.run.executors import EXECUTORS
 
     base = RunConfig.quick() if arguments.quick else RunConfig()
     config = load_config(arguments.config, base) if arguments.config else base
@@ -90,6 +90,11 @@ def command_run(arguments: argparse.Namespace) -> int:
         "perturbation_layout": arguments.perturbation_layout,
     }
     config = config_from_mapping({key: value for key, value in overrides.items() if value is not None}, config)
+    # Before importing torch (seconds): an unreachable Ray cluster fails at once.
+    EXECUTORS.get(config.executor)(config).check()
+    from robustbench_lift.results import failed_cells
+    from robustbench_lift.run.runner import run_benchmark
+
     directory = run_benchmark(config)
     print(directory)
     failed = failed_cells(directory)
@@ -123,6 +128,8 @@ def command_train(arguments: argparse.Namespace) -> int:
     resolve_options(config.pooling, config.pooling_options)
     if config.epochs < 1:
         raise UserError("epochs must be at least 1")
+    if config.threads < 1:
+        raise UserError(f"threads must be at least 1, got {config.threads}")
     metadata = train(config, arguments.output, data_dir=arguments.data_dir, download=arguments.download)
     print(f"{arguments.output}: clean test accuracy {metadata['clean_test_accuracy']:.4f}")
     return 0
@@ -337,14 +344,35 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if arguments.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    previous = _terminate_on_sigterm()
     try:
         return arguments.handler(arguments)
     except USER_ERRORS as error:
         print(f"robustbench-lift: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         print("robustbench-lift: interrupted; no results written", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGTERM if isinstance(error, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that cleanup (worker processes, the run's lock and
+    store) runs instead of the process vanishing mid-write."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _terminate_on_sigterm() -> Any:
+    """Installs the SIGTERM handler; returns the previous one (None when not possible)."""
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread (cli.main called from a worker thread)
+        return None
 
 
 if __name__ == "__main__":

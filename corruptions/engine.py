@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import math
 import multiprocessing
+import os
 import sys
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
@@ -20,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from corruptions._checks import check_index, check_indices, check_seed, check_uint8_images
+from corruptions._lifeline import die_with, terminate_pool
 from corruptions._registry import Registry
 from corruptions.cifar_profile import CIFAR_PROFILE
 from corruptions.errors import CorruptionError
@@ -91,7 +93,9 @@ def _corrupt_chunk(
     return corrupted
 
 
-def _worker_setup() -> None:
+def _worker_setup(main_pid: int) -> None:
+    # Killing the main process must not leave workers running (see corruptions._lifeline).
+    die_with(main_pid)
     # One process per core already; OpenCV's own thread pool would only oversubscribe.
     import cv2
 
@@ -137,7 +141,7 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
     """
     pool = _POOLS.get(workers)
     if pool is None:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_worker_setup)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_worker_setup, initargs=(os.getpid(),))
         _POOLS[workers] = pool
         atexit.register(pool.shutdown, wait=False, cancel_futures=True)
     return pool
@@ -181,6 +185,10 @@ def run_chunks(
         if isinstance(error, BrokenProcessPool):
             # A worker died (killed, out of memory): the next call starts a fresh pool.
             _POOLS.pop(workers, None)
+        elif not isinstance(error, Exception):
+            # Interrupted (SIGINT, or SIGTERM turned into an exception by the CLI): end the
+            # workers now rather than after their current task.
+            terminate_pool(_POOLS.pop(workers, executor))
         raise
 
 

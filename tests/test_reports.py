@@ -92,7 +92,8 @@ def synthetic_results() -> pd.DataFrame:
                 correct = 50 - int(clean_errors / 4)
                 robust = max(0, correct - int(step * 9 * factor * (1.3 if attack == "pgd_linf" else 1.0)))
                 accuracy = _proportion(robust, 50)
-                warning = "robust accuracy rises with epsilon" if model == LIFT and attack == "fgsm" and step == 4 else ""
+                # One message at two budgets: the report lists it once, with both epsilons.
+                warning = "robust accuracy rises with epsilon" if model == LIFT and attack == "fgsm" and step >= 3 else ""
                 rows.append(base | {"suite": "adversarial", "condition": f"{attack}/eps={epsilon:.5g}", "family": attack, "level": epsilon, "status": "ok", "n": 50, "norm": "linf", "clean_correct": correct, "robust_correct": robust, "robust_accuracy": accuracy["value"], "robust_accuracy_low": accuracy["low"], "robust_accuracy_high": accuracy["high"], "success_rate": 1 - robust / correct, "flipped_correct_share": 1 - robust / correct, "warning": warning})
     results = pd.DataFrame(rows)
     leading = ["run", "model", "architecture", "pooling", "dataset", "suite", "condition", "family", "level", "status", "n"]
@@ -414,3 +415,172 @@ def test_comparison_page_opens_without_errors(browser: HeadlessChromium, report:
     browser.open(html_path.resolve().as_uri())
     assert browser.problems() == []
     assert browser.evaluate("document.querySelectorAll('#comparison-table tbody tr').length") > len(MODELS)
+
+
+# ------------------------------------------------------------------ readability: colour scale, noise, relative mCE, warnings, axes
+
+
+def tight_intervals(tables: report_tables.RunTables, half_width: float = 0.001) -> report_tables.RunTables:
+    """The same run with per-condition intervals of ±half_width: no cell is within noise."""
+    results = tables.results.copy()
+    results["error_low"], results["error_high"] = results["error"] - half_width, results["error"] + half_width
+    return report_tables.RunTables(tables.directory, results, tables.summary.copy(), tables.record)
+
+
+def cell(heatmap: dict[str, Any], model: str, corruption: str) -> dict[str, Any]:
+    row = next(row for row in heatmap["rows"] if row["model"] == model)
+    return row["cells"][[column["name"] for column in heatmap["columns"]].index(corruption)]
+
+
+def test_heatmap_colours_are_a_fixed_scale_centred_on_100(report: Path) -> None:
+    # The centre is the colour map's middle, the ends clip: a value's colour never depends on the run.
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    assert plots.heatmap_color(100.0, "CE")[0] == to_hex(colormaps[plots.HEATMAP_COLORMAP](0.5))
+    assert plots.heatmap_color(50.0, "CE") == plots.heatmap_color(20.0, "CE") != plots.heatmap_color(60.0, "CE")
+    assert plots.heatmap_color(150.0, "CE") == plots.heatmap_color(400.0, "CE") != plots.heatmap_color(140.0, "CE")
+    assert plots.heatmap_color(80.0, "CE") != plots.heatmap_color(120.0, "CE")
+    tables = tight_intervals(report_tables.load_run(report.parent))
+    full = report_html.heatmap_context(tables)
+    lift_fog = cell(full, LIFT, "fog")
+    value = 100 * report_tables.corruption_error_table(tables)[0].loc[LIFT, "fog"]
+    assert not lift_fog["noise"] and lift_fog["style"].startswith(f"background:{plots.heatmap_color(value, 'CE')[0]};")
+    # Without the model with the highest CE, the same cell keeps the same colour (no per-run min/max).
+    tables.results = tables.results[tables.results["model"] != HOSTILE]
+    tables.summary = tables.summary[tables.summary["model"] != HOSTILE]
+    assert cell(report_html.heatmap_context(tables), LIFT, "fog")["style"] == lift_fog["style"]
+    labels = full["legend"]["labels"]
+    assert labels[0] == "50" and labels[len(labels) // 2] == "100" and labels[-1] == "150"
+
+
+def test_heatmap_greys_out_cells_within_noise(report: Path) -> None:
+    tables = report_tables.load_run(report.parent)
+    errors = report_tables.corruption_errors(tables)
+    # Every interval contains its point estimate; at n = 200 a 20 % lower CE is within noise.
+    finite = errors.values.notna().to_numpy()
+    assert (errors.low.to_numpy()[finite] <= errors.values.to_numpy()[finite]).all()
+    assert (errors.values.to_numpy()[finite] <= errors.high.to_numpy()[finite]).all()
+    lift_fog = cell(report_html.heatmap_context(tables), LIFT, "fog")
+    assert lift_fog["noise"] and lift_fog["style"] == "" and "contains 100" in lift_fog["title"]
+    assert errors.low.loc[LIFT, "fog"] <= 1.0 <= errors.high.loc[LIFT, "fog"]
+    # The reference's own cells are marked as such, never as a finding.
+    reference = cell(report_html.heatmap_context(tables), REFERENCE, "fog")
+    assert reference["reference"] and not reference["noise"] and reference["text"] == "100.0"
+    # Narrow intervals: the same difference is real.
+    tight = report_tables.corruption_errors(tight_intervals(tables))
+    assert not tight.within_noise.loc[LIFT, "fog"] and tight.high.loc[LIFT, "fog"] < 1.0
+    html = report.read_text(encoding="utf-8")
+    assert 'id="heatmap-legend"' in html and "within noise" in html and 'class="number noise"' in html
+
+
+def test_heatmap_png_uses_the_fixed_scale(report: Path) -> None:
+    tables = report_tables.load_run(report.parent)
+    figure = plots.corruption_heatmap(tables).figures[0].figure
+    image = figure.axes[0].images[0]
+    assert (image.norm.vmin, image.norm.vcenter, image.norm.vmax) == (50.0, 100.0, 150.0)
+
+
+def with_summary(tables: report_tables.RunTables, model: str, **values: float) -> report_tables.RunTables:
+    summary = tables.summary.copy()
+    for column, value in values.items():
+        summary.loc[summary["model"] == model, column] = value
+    return report_tables.RunTables(tables.directory, tables.results.copy(), summary, tables.record)
+
+
+def relative_cell(tables: report_tables.RunTables, model: str) -> dict[str, Any]:
+    columns = report_tables.leaderboard_columns(tables.summary, tables.record)
+    row = next(row for row in report_tables.leaderboard_rows(tables, columns) if row["model"] == model)
+    return row["cells"][[column.key for column in columns].index("relative_mce")]
+
+
+def test_relative_mce_shown_when_stable(report: Path) -> None:
+    tables = report_tables.load_run(report.parent)
+    assert report_tables.relative_mce_problem(tables, LIFT) == ""
+    shown = relative_cell(tables, LIFT)
+    assert shown["text"] == "80.00" and shown["interval"] == "[76.0, 84.0]" and shown["note"] == ""
+
+
+def test_relative_mce_nan_gets_no_interval(report: Path) -> None:
+    tables = with_summary(report_tables.load_run(report.parent), LIFT, relative_mce=math.nan, relative_mce_low=0.5, relative_mce_high=1.5)
+    shown = relative_cell(tables, LIFT)
+    assert shown["text"] == "n/a" and "[" not in shown["interval"] and shown["sort"] == ""
+    assert shown["note"].startswith("undefined:")
+
+
+def test_relative_mce_with_a_huge_interval_is_not_shown(report: Path) -> None:
+    tables = with_summary(report_tables.load_run(report.parent), LIFT, relative_mce_low=-3e11, relative_mce_high=1e13)
+    shown = relative_cell(tables, LIFT)
+    assert shown["text"] == "n/a" and shown["note"].startswith("unstable:") and "wider than ±100 points" in shown["note"]
+    # Just inside the limit (±99 points): shown.
+    tables = with_summary(tables, LIFT, relative_mce_low=0.8 - 0.99, relative_mce_high=0.8 + 0.99)
+    assert relative_cell(tables, LIFT)["text"] == "80.00"
+
+
+def test_relative_mce_not_shown_when_the_reference_does_not_degrade(report: Path) -> None:
+    tables = report_tables.load_run(report.parent)
+    results = tables.results.copy()
+    clean_error = results.loc[(results["model"] == REFERENCE) & (results["suite"] == "clean"), "error"].iloc[0]
+    brightness = (results["model"] == REFERENCE) & (results["family"] == "brightness")
+    results.loc[brightness, "error"] = clean_error + 0.005  # within the clean error's noise at n = 200
+    tables.results = results
+    problem = report_tables.relative_mce_problem(tables, LIFT)
+    assert problem.startswith("unstable:") and "brightness" in problem and REFERENCE in problem
+    # An extra corruption (not in mCE) does not count.
+    tables.results = report_tables.load_run(report.parent).results
+    speckle = (tables.results["model"] == REFERENCE) & (tables.results["family"] == "speckle_noise")
+    tables.results.loc[speckle, "error"] = clean_error
+    assert report_tables.relative_mce_problem(tables, LIFT) == ""
+
+
+def test_leaderboard_notes_rendered(report: Path) -> None:
+    tables = with_summary(report_tables.load_run(report.parent), HOSTILE, relative_mce=math.nan)
+    html = report_html.template_environment().get_template("report.html").render(**report_html.report_context(tables, [], []))
+    assert 'id="leaderboard-notes"' in html and "relative mCE n/a (undefined:" in html
+
+
+def test_adversarial_warnings_deduplicated(report: Path) -> None:
+    warnings = report_tables.adversarial_warnings(report_tables.load_run(report.parent))
+    assert warnings == [{"model": LIFT, "attack": "fgsm", "warning": "robust accuracy rises with epsilon", "epsilons": "4/255, 8/255"}]
+    html = report.read_text(encoding="utf-8")
+    assert html.count("robust accuracy rises with epsilon") == 1
+
+
+def test_epsilon_text() -> None:
+    assert report_tables.epsilon_text(8 / 255, "linf") == "8/255"
+    assert report_tables.epsilon_text(0.0, "linf") == "0"
+    assert report_tables.epsilon_text(0.5, "l2") == "0.5"
+    assert report_tables.epsilon_text(0.01, "linf") == "0.01"
+
+
+def test_axes_start_at_zero(report: Path) -> None:
+    tables = report_tables.load_run(report.parent)
+    for builder in (plots.shift_consistency_bars, plots.error_versus_severity, plots.robust_accuracy_versus_epsilon):
+        for spec in builder(tables).figures:
+            assert all(axes.get_ylim()[0] == 0 for axes in spec.figure.axes), spec.name
+    shift = plots.shift_consistency_bars(tables).figures[0].figure.axes[0]
+    assert shift.get_ylim() == (0.0, 100.0)
+    flips = plots.flip_probability_bars(tables).figures[0].figure
+    assert all(axes.get_xlim()[0] == 0 for axes in flips.axes)
+
+
+def test_flip_probability_figure_is_readable_with_many_models(tmp_path: Path) -> None:
+    # Seven models x fourteen perturbations (the built-in benchmark) drew a 3564 x 726 px figure.
+    from corruptions.perturbations import ALL_PERTURBATIONS
+
+    models = [f"small_cnn-{kind}" for kind in ("max", "avg", "skip", "blur", "lift", "haar", "lift53")]
+    rows = [
+        {"run": "many", "model": model, "architecture": "small_cnn", "pooling": model.split("-")[1], "dataset": "fashion_mnist", "suite": "perturbation",
+         "condition": f"{name}/d1", "family": name, "level": 1.0, "status": "ok", "n": 50, "flip_probability": 0.01 * (1 + position) * (1 + index / 10), "top5_distance": 0.05 * (1 + position)}
+        for index, model in enumerate(models) for position, name in enumerate(ALL_PERTURBATIONS)
+    ]  # fmt: skip
+    tables = report_tables.RunTables(tmp_path, pd.DataFrame(rows), pd.DataFrame({"model": models}), {})
+    spec = plots.flip_probability_bars(tables).figures[0]
+    plot = plots.save_figure(spec, tmp_path)
+    png = (tmp_path / Path(plot.png_file).name).read_bytes()
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert width <= 1400 and height <= 1000, (width, height)
+    axes = spec.figure.axes[0]
+    labels = [label.get_text() for label in axes.get_yticklabels()]
+    assert len(labels) == len(ALL_PERTURBATIONS) and all(label.get_fontsize() >= 9 for label in axes.get_yticklabels())
+    assert sum(len(collection.get_offsets()) for collection in axes.collections) == len(models) * len(ALL_PERTURBATIONS)

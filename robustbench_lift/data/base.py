@@ -42,8 +42,11 @@ class ImageDataset:
         """A seeded random subset of ``size`` images (all when None), in index order.
 
         Returns the subset and the original indices, which seed per-image corruptions.
+        A size larger than the data set is refused rather than silently shrunk.
         """
-        if size is None or size >= len(self):
+        if size is not None and size > len(self):
+            raise UserError(f"sample size {size} is larger than the {self.name} split ({len(self)} images); ask for at most {len(self)}")
+        if size is None or size == len(self):
             indices = np.arange(len(self))
         else:
             if size <= 0:

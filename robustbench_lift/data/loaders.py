@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -36,10 +37,19 @@ FASHION_MNIST_CLASSES = ["t-shirt/top", "trouser", "pullover", "dress", "coat", 
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    """Reads an IDX file (the MNIST format), gzipped or not."""
+    """Reads an IDX file (the MNIST format: magic ``00 00 08 D``, D big-endian sizes, uint8
+    values), gzipped or not; a garbage, empty or truncated file is a one-line UserError."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
+        kind = "gzip " if path.suffix == ".gz" else ""
+        raise UserError(f"{path} is not a readable {kind}IDX file: {error}") from None
+    if not data:
+        raise UserError(f"{path} is empty; expected an IDX file")
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08" or not 1 <= data[3] <= 4 or len(data) < 4 + 4 * data[3]:
+        raise UserError(f"{path} is not an IDX file of uint8 values (header {data[:4].hex()})")
     dimensions = data[3]
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dimensions))
     array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dimensions)

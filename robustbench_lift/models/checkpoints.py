@@ -17,7 +17,7 @@ from torch import nn
 
 from robustbench_lift.errors import CheckpointError
 from robustbench_lift.models._builder import build_model
-from robustbench_lift.models._format import METADATA_KEY
+from robustbench_lift.models._format import METADATA_KEY, check_metadata
 from robustbench_lift.utils.io import PARTIAL, atomic_write_bytes
 
 # Fields that decide the model's structure; a mismatch means the weights cannot belong to it.
@@ -37,7 +37,13 @@ def save_checkpoint(model: nn.Module, metadata: Mapping[str, Any], path: str | P
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Reads (state dict, metadata) from a safetensors or torch file without building a model."""
-    path = Path(path)
+    state, metadata = _read_checkpoint(Path(path))
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"checkpoint {path} has metadata of type {type(metadata).__name__}, expected a mapping")
+    return state, metadata
+
+
+def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
@@ -55,9 +61,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     except Exception as error:
         raise CheckpointError(f"checkpoint {path} is unreadable (truncated or not a torch file): {error}") from None
     if isinstance(payload, dict) and "state_dict" in payload and isinstance(payload["state_dict"], dict):
-        return payload["state_dict"], dict(payload.get("metadata") or {})
+        return payload["state_dict"], payload.get("metadata") or {}
     if isinstance(payload, dict) and "model" in payload and isinstance(payload["model"], dict):
-        return payload["model"], dict(payload.get("metadata") or {})
+        return payload["model"], payload.get("metadata") or {}
     if isinstance(payload, dict) and all(isinstance(value, torch.Tensor) for value in payload.values()):
         return payload, {}
     raise CheckpointError(f"checkpoint {path} holds no state dict")
@@ -87,13 +93,11 @@ def load_checkpoint(path: str | Path, expect: Mapping[str, Any] | None = None) -
     checkpoint that disagrees is refused with the first differing field.
     """
     state, metadata = read_checkpoint(path)
-    for field in STRUCTURE_FIELDS[:2]:
-        if field not in metadata:
-            raise CheckpointError(f"checkpoint {path} has no {field!r} in its metadata")
+    check_metadata(metadata, str(path))
     for field, value in (expect or {}).items():
         if metadata.get(field) != value:
             raise CheckpointError(f"checkpoint {path} is for {field}={metadata.get(field)!r}, not {value!r}")
-    preprocessing = metadata.get("preprocessing", {})
+    preprocessing = metadata.get("preprocessing") or {}
     model = build_model(
         metadata["architecture"],
         metadata["pooling"],

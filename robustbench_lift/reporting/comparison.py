@@ -32,6 +32,7 @@ import pandas as pd
 from robustbench_lift.reporting.html import static_text, template_environment
 from robustbench_lift.reporting.tables import as_float, attack_label, recorded_attacks
 from robustbench_lift.results import read_run
+from robustbench_lift.utils.io import check_output_location
 
 # Width of a 95 % normal interval in standard errors (2 x 1.959964).
 INTERVAL_WIDTH_IN_STANDARD_ERRORS = 3.92
@@ -348,6 +349,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, output_directory: str | P
     """
     comparison = build_comparison(run_a, run_b)
     directory = Path(output_directory) if output_directory is not None else Path(run_b) / "comparison"
+    check_output_location(directory, "--output", folder=True)
     directory.mkdir(parents=True, exist_ok=True)
     markdown_path, html_path = directory / "comparison.md", directory / "comparison.html"
     markdown_path.write_text(comparison_markdown(comparison), encoding="utf-8")

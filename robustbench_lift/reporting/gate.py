@@ -61,6 +61,7 @@ from robustbench_lift.reporting.comparison import (
     metric_spec,
     run_metric_records,
 )
+from robustbench_lift.utils.io import check_output_location
 
 EXIT_PASSED = 0
 EXIT_REGRESSION = 1
@@ -220,6 +221,7 @@ def write_baseline(run_directory: str | Path, baseline_file: str | Path) -> Path
     timestamps, so the file only changes when the numbers or the run set-up do.
     """
     run_directory = Path(run_directory)
+    check_output_location(baseline_file, "--baseline")
     records, record = run_metric_records(run_directory)
     if records.empty:
         raise UserError(f"{run_directory} has no metrics in summary.csv to store as a baseline")
@@ -455,6 +457,8 @@ def check_run(run_directory: str | Path, baseline_file: str | Path, policy_file:
     Raises UserError for a missing/malformed baseline or policy or an unfinished run.
     """
     run_directory, baseline_file = Path(run_directory), Path(baseline_file)
+    if junit_path is not None:
+        check_output_location(junit_path, "--junit")
     policy = load_policy(policy_file)
     baseline_records, header = read_baseline(baseline_file)
     run_records, record = run_metric_records(run_directory)

@@ -13,20 +13,28 @@ import base64
 import hashlib
 import json
 import logging
-from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from robustbench_lift.reporting.plots import PLOT_DIRECTORY, Plot, render_plots
+from robustbench_lift.reporting.plots import (
+    CE_COLOR_RANGE,
+    ERROR_COLOR_RANGE,
+    NOISE_COLOR,
+    PLOT_DIRECTORY,
+    Plot,
+    heatmap_color,
+    heatmap_legend_stops,
+    render_plots,
+)
 from robustbench_lift.reporting.tables import (
     EXTRA_CORRUPTIONS,
+    RELATIVE_MCE_MAX_INTERVAL_WIDTH,
     RunTables,
     adversarial_warnings,
-    corruption_error_table,
-    failed_corruption_cells,
+    corruption_errors,
     failed_rows,
     leaderboard_columns,
     leaderboard_rows,
@@ -49,49 +57,44 @@ TEMPLATE_DIRECTORY = Path(__file__).parent / "templates"
 REPORT_FILE = "index.html"
 
 
-def _colour_scale(values: np.ndarray, measure: str) -> Callable[[float], tuple[str, str]]:
-    """value -> (background, text colour); CE diverges around 100 % (the reference)."""
-    from matplotlib import colormaps
-    from matplotlib.colors import Normalize, TwoSlopeNorm, to_hex
-
-    finite = values[np.isfinite(values)]
-    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    if measure == "CE":
-        norm: Normalize = TwoSlopeNorm(vmin=min(low, 0.999), vcenter=1.0, vmax=max(high, 1.001))
-    else:
-        norm = Normalize(vmin=low, vmax=high if high > low else low + 1e-9)
-    palette = colormaps["RdYlGn_r"]
-
-    def colour(value: float) -> tuple[str, str]:
-        red, green, blue, _ = palette(float(norm(value)))
-        luminance = 0.299 * red + 0.587 * green + 0.114 * blue
-        return to_hex((red, green, blue)), "#000000" if luminance > 0.5 else "#ffffff"
-
-    return colour
-
-
 def heatmap_context(tables: RunTables) -> dict[str, Any] | None:
-    """Rows and columns of the CE heatmap table, or None without corruption results."""
-    table, measure = corruption_error_table(tables)
+    """Rows, columns and legend of the CE heatmap table, or None without corruption results.
+
+    Colours sit on the fixed scale of :func:`robustbench_lift.reporting.plots.heatmap_color`
+    (the same in every report); a cell whose 95 % interval contains 100 is greyed out
+    (``noise``) and its reference's own cells are marked ``reference``.
+    """
+    errors = corruption_errors(tables)
+    table = errors.values
     if table.empty or not len(table.columns):
         return None
-    failed = failed_corruption_cells(tables)
-    colour = _colour_scale(table.to_numpy(dtype=float), measure)
     rows = []
     for model in table.index:
         cells = []
         for corruption in table.columns:
             value = float(table.loc[model, corruption])
-            if (model, corruption) in failed:
-                cells.append({"text": "failed", "sort": "", "style": "", "failed": True})
+            low, high = float(errors.low.loc[model, corruption]), float(errors.high.loc[model, corruption])
+            interval = f"95 % interval [{100 * low:.1f}, {100 * high:.1f}]" if np.isfinite(low) and np.isfinite(high) else "no interval"
+            cell = {"text": "—", "sort": "", "style": "", "failed": False, "noise": False, "reference": False, "title": ""}
+            if (model, corruption) in errors.failed:
+                cell |= {"text": "failed", "failed": True, "title": "a severity failed (model returned NaN or inf)"}
             elif np.isfinite(value):
-                background, foreground = colour(value)
-                cells.append({"text": f"{100 * value:.1f}", "sort": f"{value:.10g}", "style": f"background:{background};color:{foreground}", "failed": False})
-            else:
-                cells.append({"text": "—", "sort": "", "style": "", "failed": False})
+                cell |= {"text": f"{100 * value:.1f}", "sort": f"{value:.10g}"}
+                if bool(errors.reference.loc[model, corruption]):
+                    cell |= {"reference": True, "title": "the reference model (100 by definition)"}
+                elif bool(errors.within_noise.loc[model, corruption]):
+                    cell |= {"noise": True, "title": f"{interval} contains 100: within noise"}
+                else:
+                    background, foreground = heatmap_color(100 * value, errors.measure)
+                    cell |= {"style": f"background:{background};color:{foreground}", "title": interval}
+            cells.append(cell)
         rows.append({"model": model, "cells": cells})
     columns = [{"name": name, "extra": name in EXTRA_CORRUPTIONS} for name in table.columns]
-    return {"measure": measure, "columns": columns, "rows": rows}
+    low, high = CE_COLOR_RANGE if errors.measure == "CE" else ERROR_COLOR_RANGE
+    stops = heatmap_legend_stops(errors.measure)
+    gradient = ", ".join(f"{color} {100 * position / (len(stops) - 1):.0f}%" for position, (_, color) in enumerate(stops))
+    legend = {"low": f"{low:.0f}", "high": f"{high:.0f}", "labels": [f"{value:.0f}" for value, _ in stops], "style": f"background:linear-gradient(to right, {gradient})", "noise_color": NOISE_COLOR}
+    return {"measure": errors.measure, "columns": columns, "rows": rows, "legend": legend}
 
 
 def _display(value: Any) -> str:
@@ -166,6 +169,8 @@ def report_context(tables: RunTables, plots: list[Plot], notes: list[str]) -> di
         "columns": columns,
         "leaderboard": leaderboard,
         "references": sorted({row["reference"] for row in leaderboard if row["reference"]}),
+        "leaderboard_notes": [{"model": row["model"], "note": cell["note"]} for row in leaderboard for cell in row["cells"] if cell.get("note")],
+        "relative_mce_max_points": f"{50 * RELATIVE_MCE_MAX_INTERVAL_WIDTH:.0f}",
         "heatmap": heatmap_context(tables),
         "heatmap_plot": heatmap_plot,
         "plots": [plot for plot in plots if plot.name != "corruption_heatmap"],

@@ -27,17 +27,24 @@ from robustbench_lift.reporting.tables import (
     EXTRA_CORRUPTIONS,
     RunTables,
     as_float,
-    corruption_error_table,
+    corruption_errors,
     corruption_names_in_run,
 )
 
 __all__ = [
+    "CE_COLOR_RANGE",
+    "ERROR_COLOR_RANGE",
     "GRID_SEVERITIES",
+    "HEATMAP_COLORMAP",
+    "NOISE_COLOR",
     "PLOT_BUILDERS",
     "PLOT_DIRECTORY",
     "FigureSpec",
     "Plot",
     "PlotOutcome",
+    "heatmap_color",
+    "heatmap_legend_stops",
+    "heatmap_norm",
     "model_colors",
     "plain_label",
     "plot_builder",
@@ -117,31 +124,86 @@ def _legend_below(figure: Any, axes: Any) -> None:
         figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False, fontsize=8)
 
 
+#: The CE heatmap's colour scale, the same in every report: CE in percent of the
+#: reference, diverging around 100 and clipped to this range (the ends mean "this much or
+#: more"). Without a reference the heatmap shows mean error on a fixed 0..100 % scale.
+CE_COLOR_RANGE = (50.0, 150.0)
+ERROR_COLOR_RANGE = (0.0, 100.0)
+HEATMAP_COLORMAP = "RdYlGn_r"
+#: Cells whose interval contains 100 (not distinguishable from the reference).
+NOISE_COLOR = "#d9d9d9"
+
+
+def heatmap_norm(measure: str) -> Any:
+    """The fixed colour normalisation of the heatmap for ``measure`` (values in percent)."""
+    from matplotlib.colors import Normalize, TwoSlopeNorm
+
+    if measure == "CE":
+        return TwoSlopeNorm(vmin=CE_COLOR_RANGE[0], vcenter=100.0, vmax=CE_COLOR_RANGE[1])
+    return Normalize(*ERROR_COLOR_RANGE)
+
+
+def heatmap_color(percent: float, measure: str) -> tuple[str, str]:
+    """(background, text) colours of a heatmap cell holding ``percent``, on the fixed scale."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    norm = heatmap_norm(measure)
+    position = float(np.clip(norm(percent), 0.0, 1.0))
+    red, green, blue, _ = colormaps[HEATMAP_COLORMAP](position)
+    luminance = 0.299 * red + 0.587 * green + 0.114 * blue
+    return to_hex((red, green, blue)), "#000000" if luminance > 0.5 else "#ffffff"
+
+
+def heatmap_legend_stops(measure: str, count: int = 5) -> list[tuple[float, str]]:
+    """(percent, colour) pairs along the fixed scale, for a legend."""
+    low, high = CE_COLOR_RANGE if measure == "CE" else ERROR_COLOR_RANGE
+    return [(float(value), heatmap_color(float(value), measure)[0]) for value in np.linspace(low, high, count)]
+
+
 @plot_builder
 def corruption_heatmap(tables: RunTables) -> PlotOutcome:
     """CE (or mean error) per corruption and model, as an image for the plots folder."""
-    table, measure = corruption_error_table(tables)
+    from matplotlib.patches import Patch, Rectangle
+
+    errors = corruption_errors(tables)
+    table = errors.values
     if table.empty or not len(table.columns):
         return PlotOutcome()
     values = 100 * table.to_numpy(dtype=float)
-    figure, axes_grid = _figure(1, 1, (max(6.0, 0.45 * len(table.columns) + 3), 0.45 * len(table.index) + 2.2))
+    low, high = CE_COLOR_RANGE if errors.measure == "CE" else ERROR_COLOR_RANGE
+    figure, axes_grid = _figure(1, 1, (max(6.0, 0.45 * len(table.columns) + 3.5), 0.45 * len(table.index) + 2.4))
     axes = axes_grid[0][0]
-    finite = values[np.isfinite(values)]
-    from matplotlib.colors import TwoSlopeNorm
-
-    norm = TwoSlopeNorm(vmin=min(finite.min(), 99.9), vcenter=100, vmax=max(finite.max(), 100.1)) if measure == "CE" and finite.size else None
-    image = axes.imshow(np.ma.masked_invalid(values), cmap="RdYlGn_r", norm=norm, aspect="auto")
+    image = axes.imshow(np.ma.masked_invalid(np.clip(values, low, high)), cmap=HEATMAP_COLORMAP, norm=heatmap_norm(errors.measure), aspect="auto")
     axes.set_xticks(range(len(table.columns)), [plain_label(name) for name in table.columns], rotation=60, ha="right", fontsize=8)
     axes.set_yticks(range(len(table.index)), [plain_label(name) for name in table.index], fontsize=8)
+    noise = errors.within_noise.to_numpy(dtype=bool) | errors.reference.to_numpy(dtype=bool)
     for row in range(values.shape[0]):
         for column in range(values.shape[1]):
-            text = f"{values[row, column]:.0f}" if np.isfinite(values[row, column]) else "×"
-            axes.text(column, row, text, ha="center", va="center", fontsize=7)
-    figure.colorbar(image, ax=axes, label=f"{measure} (%)")
-    axes.set_title(f"{measure} per corruption (%)", fontsize=10)
-    figure.tight_layout()
-    caption = "CE = Σ_s E(model) / Σ_s E(reference) per corruption, 100 = reference; × = failed or not available." if measure == "CE" else "Mean error over severities (no reference model in this run)."
-    return PlotOutcome([FigureSpec("corruption_heatmap", f"{measure} per corruption and model", caption, figure)])
+            finite = np.isfinite(values[row, column])
+            if finite and noise[row, column]:
+                axes.add_patch(Rectangle((column - 0.5, row - 0.5), 1, 1, facecolor=NOISE_COLOR, edgecolor="#9a9a9a", hatch="///", linewidth=0))
+            color = "#000000" if not finite or noise[row, column] else heatmap_color(values[row, column], errors.measure)[1]
+            axes.text(column, row, f"{values[row, column]:.0f}" if finite else "×", ha="center", va="center", fontsize=7, color=color)
+    bar = figure.colorbar(image, ax=axes, extend="both" if errors.measure == "CE" else "neither")
+    bar.set_ticks(np.linspace(low, high, 5))
+    bar.set_label(f"{errors.measure} (%), fixed scale {low:.0f}..{high:.0f}", fontsize=8)
+    axes.set_title(f"{errors.measure} per corruption (%)", fontsize=10)
+    legend_height = 0.0
+    if errors.measure == "CE":
+        label = "hatched grey: 95 % interval contains 100 (within noise), or the reference itself"
+        figure.legend(handles=[Patch(facecolor=NOISE_COLOR, edgecolor="#9a9a9a", hatch="///", label=label)], loc="lower left", fontsize=8, frameon=False)
+        legend_height = 0.35 / figure.get_figheight()
+    figure.tight_layout(rect=(0, legend_height, 1, 1))
+    if errors.measure == "CE":
+        caption = (
+            f"CE = Σ_s E(model) / Σ_s E(reference) per corruption; 100 = reference, lower is better. Colours on a fixed scale, "
+            f"green {low:.0f} to red {high:.0f} (clipped), the same in every report. Hatched grey: the 95 % interval (from the per-severity "
+            "Wilson intervals) contains 100, so the difference is within noise; the reference's own row is hatched too. × = failed or not available."
+        )
+    else:
+        caption = f"Mean error over severities (no reference model in this run), fixed scale {low:.0f}..{high:.0f} %."
+    return PlotOutcome([FigureSpec("corruption_heatmap", f"{errors.measure} per corruption and model", caption, figure)])
 
 
 @plot_builder
@@ -176,6 +238,8 @@ def error_versus_severity(tables: RunTables) -> PlotOutcome:
             axes.set_xlabel("severity (0 = clean)", fontsize=8)
             axes.set_xticks(range(0, 6))
             axes.grid(alpha=0.3)
+        # After all panels are drawn: the shared axis then keeps the autoscaled top.
+        axes_row[0][0].set_ylim(bottom=0)
         axes_row[0][0].set_ylabel("top-1 error (%)", fontsize=8)
         _legend_below(figure, axes_row[0][0])
         figure.tight_layout(rect=(0, 0.12, 1, 1))
@@ -184,29 +248,49 @@ def error_versus_severity(tables: RunTables) -> PlotOutcome:
     return PlotOutcome(figures)
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+
+
 @plot_builder
 def flip_probability_bars(tables: RunTables) -> PlotOutcome:
-    """Flip probability (and top-5 distance) per perturbation, grouped bars per model."""
+    """Flip probability (and top-5 distance) per perturbation: one row per perturbation,
+    one marker per model (dodged so that equal values stay visible), axes from 0."""
+    from corruptions.perturbations import MAIN_PERTURBATIONS
+
     rows = tables.rows("perturbation")
     if rows.empty or "flip_probability" not in rows.columns:
         return PlotOutcome()
     colours = model_colors(tables.models)
     perturbations = list(dict.fromkeys(rows["family"].astype(str)))
+    perturbations = [name for name in perturbations if name in MAIN_PERTURBATIONS] + [name for name in perturbations if name not in MAIN_PERTURBATIONS]
     metrics = [("flip_probability", "flip probability (%)", 100)] + ([("top5_distance", "top-5 distance", 1)] if "top5_distance" in rows.columns and rows["top5_distance"].notna().any() else [])
-    figure, axes_column = _figure(len(metrics), 1, (max(7.0, 0.6 * len(perturbations) * max(1, len(tables.models)) / 2 + 3), 3.0 * len(metrics) + 0.6))
-    width = 0.8 / max(1, len(tables.models))
-    positions = np.arange(len(perturbations))
-    for axes, (metric, label, scale) in zip(axes_column[:, 0], metrics):
-        for offset, model in enumerate(tables.models):
+    models = [model for model in tables.models if (rows["model"] == model).any()]
+    height = 0.32 * len(perturbations) + 0.12 * len(perturbations) * max(0, len(models) - 4) / 4 + 1.8
+    figure, axes_row = _figure(1, len(metrics), (4.6 * len(metrics) + 1.6, height), sharey=True)
+    positions = np.arange(len(perturbations))[::-1]  # first perturbation at the top
+    spread = min(0.7, 0.12 * max(1, len(models) - 1))
+    for axes, (metric, label, scale) in zip(axes_row[0], metrics):
+        for offset, model in enumerate(models):
             part = rows[rows["model"] == model].set_index("family")
-            heights = [scale * as_float(part.loc[name, metric]) if name in part.index else math.nan for name in perturbations]
-            axes.bar(positions + (offset - (len(tables.models) - 1) / 2) * width, heights, width, color=colours[model], label=plain_label(model))
-        axes.set_xticks(positions, [plain_label(name) for name in perturbations], rotation=30, ha="right", fontsize=8)
-        axes.set_ylabel(label, fontsize=8)
-        axes.grid(axis="y", alpha=0.3)
-    _legend_below(figure, axes_column[0, 0])
-    figure.tight_layout(rect=(0, 0.1, 1, 1))
-    return PlotOutcome([FigureSpec("flip_probability", "Flip probability per perturbation", "ImageNet-P-style flip probability per perturbation sequence (lower is more stable).", figure)])
+            values = np.array([scale * as_float(part.loc[name, metric]) if name in part.index else math.nan for name in perturbations])
+            dodge = (offset / max(1, len(models) - 1) - 0.5) * spread if len(models) > 1 else 0.0
+            axes.scatter(values, positions + dodge, s=22, marker=MARKERS[offset % len(MARKERS)], color=colours[model], label=plain_label(model), zorder=3)
+        for position in positions[::2]:
+            axes.axhspan(position - 0.5, position + 0.5, color="#f2f2f2", zorder=0, linewidth=0)
+        axes.set_xlim(left=0)
+        axes.set_xlabel(label, fontsize=9)
+        axes.tick_params(labelsize=9)
+        axes.grid(axis="x", alpha=0.3)
+    labels = [plain_label(name.replace("_", " ") + (" *" if name not in MAIN_PERTURBATIONS else "")) for name in perturbations]
+    axes_row[0][0].set_yticks(positions, labels, fontsize=9)
+    axes_row[0][0].set_ylim(-0.6, len(perturbations) - 0.4)
+    handles, names = axes_row[0][0].get_legend_handles_labels()
+    columns = min(len(names), 4)
+    figure.legend(handles, names, loc="lower center", ncol=columns, frameon=False, fontsize=9)
+    legend_rows = math.ceil(len(names) / max(1, columns))
+    figure.tight_layout(rect=(0, min(0.35, (0.3 * legend_rows + 0.1) / height), 1, 1))
+    caption = "ImageNet-P-style flip probability (and top-5 distance) per perturbation sequence, lower is more stable; one marker per model, * = extra perturbation (not in mFR)."
+    return PlotOutcome([FigureSpec("flip_probability", "Flip probability per perturbation", caption, figure)])
 
 
 @plot_builder
@@ -225,8 +309,7 @@ def shift_consistency_bars(tables: RunTables) -> PlotOutcome:
     axes.bar(range(len(models)), 100 * values, yerr=100 * errors, color=[colours[model] for model in models], capsize=3)
     axes.set_xticks(range(len(models)), [plain_label(model) for model in models], rotation=30, ha="right", fontsize=8)
     axes.set_ylabel("shift consistency (%)", fontsize=8)
-    finite = values[np.isfinite(values)]
-    axes.set_ylim(max(0.0, 100 * finite.min() - 10) if finite.size else 0, 100)
+    axes.set_ylim(0, 100)
     axes.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     return PlotOutcome([FigureSpec("shift_consistency", "Shift consistency", "Share of images classified the same under two random shifts; bars: 95 % Wilson interval.", figure)])
@@ -256,6 +339,7 @@ def robust_accuracy_versus_epsilon(tables: RunTables) -> PlotOutcome:
         axes.set_title(plain_label(tables.attack_label(attack)), fontsize=9)
         axes.set_xlabel({"linf": "epsilon (L∞, × 1/255)", "l2": "epsilon (L2)"}.get(norm, "epsilon"), fontsize=8)
         axes.grid(alpha=0.3)
+    axes_row[0][0].set_ylim(0, 100)
     axes_row[0][0].set_ylabel("robust accuracy (%)", fontsize=8)
     _legend_below(figure, axes_row[0][0])
     figure.tight_layout(rect=(0, 0.12, 1, 1))

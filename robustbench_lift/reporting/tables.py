@@ -23,19 +23,25 @@ from robustbench_lift.results import read_run
 __all__ = [
     "CORRUPTION_ORDER",
     "EXTRA_CORRUPTIONS",
+    "RELATIVE_MCE_MAX_INTERVAL_WIDTH",
+    "CorruptionErrors",
     "LeaderboardColumn",
     "RunTables",
     "adversarial_warnings",
     "as_float",
     "attack_label",
+    "corruption_error_bounds",
     "corruption_error_table",
+    "corruption_errors",
     "corruption_names_in_run",
+    "epsilon_text",
     "failed_corruption_cells",
     "failed_rows",
     "leaderboard_columns",
     "leaderboard_rows",
     "load_run",
     "recorded_attacks",
+    "relative_mce_problem",
 ]
 
 CORRUPTION_ORDER: tuple[str, ...] = tuple(name for names in CORRUPTION_FAMILIES.values() for name in names)
@@ -182,6 +188,94 @@ def _corruption_error(own: pd.Series, reference: str | None, corruption: str, er
     return own.loc[levels].sum() / denominator if denominator > 0 else math.nan
 
 
+def _log_spread(point: float, low: float, high: float) -> tuple[float, float]:
+    """Distances from ``point`` down to ``low`` and up to ``high`` on the log scale."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.log(point) - np.log(low)), float(np.log(high) - np.log(point))
+
+
+def corruption_error_bounds(tables: RunTables) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Lower and upper ends of an approximate 95 % interval for every cell of
+    :func:`corruption_error_table`, from the per-condition intervals in results.csv.
+
+    For each model, the mean error over the severities both models have gets the
+    interval [mean of ``error_low``, mean of ``error_high``] (as if the severities moved
+    together: conservative). CE is the ratio of the two means; on the log scale its
+    interval spans the model's and the reference's distances to their interval ends
+    added in quadrature (the two treated as independent, which is conservative too: a
+    paired comparison over the same images would be narrower). The published AlexNet
+    errors carry no interval. For the ``mean error`` measure: the mean interval itself.
+    Cells without an interval are NaN.
+    """
+    table, measure = corruption_error_table(tables)
+    low, high = (pd.DataFrame(math.nan, index=table.index, columns=table.columns) for _ in range(2))
+    rows = tables.rows("corruption")
+    if rows.empty or not {"error_low", "error_high"} <= set(rows.columns):
+        return low, high
+    columns = ["error", "error_low", "error_high"]
+    frames = {(model, family): part.set_index("level")[columns].astype(float) for (model, family), part in rows.groupby(["model", "family"])}
+    for model in table.index:
+        reference = _reference_of(tables, model)
+        for corruption in table.columns:
+            own = frames.get((model, corruption))
+            value = table.loc[model, corruption]
+            if own is None or not np.isfinite(value):
+                continue
+            if measure == "mean error":
+                low.loc[model, corruption], high.loc[model, corruption] = own["error_low"].mean(), own["error_high"].mean()
+                continue
+            if reference == "alexnet":  # published errors: no interval on the reference's side
+                published = float(ALEXNET_IMAGENET_C.errors_at(corruption, own.index).sum())
+                low.loc[model, corruption], high.loc[model, corruption] = own["error_low"].sum() / published, own["error_high"].sum() / published
+                continue
+            theirs = frames.get((reference, corruption)) if reference else None
+            if theirs is None:
+                continue
+            levels = own.index.intersection(theirs.index)
+            mine, ours = own.loc[levels].mean(), theirs.loc[levels].mean()
+            down, up = _log_spread(mine["error"], mine["error_low"], mine["error_high"])
+            reference_down, reference_up = _log_spread(ours["error"], ours["error_low"], ours["error_high"])
+            with np.errstate(over="ignore", invalid="ignore"):
+                low.loc[model, corruption] = value * math.exp(-math.hypot(down, reference_up)) if np.isfinite(down) and np.isfinite(reference_up) else 0.0
+                high.loc[model, corruption] = value * math.exp(math.hypot(up, reference_down)) if np.isfinite(up) and np.isfinite(reference_down) else math.inf
+    return low, high
+
+
+@dataclass
+class CorruptionErrors:
+    """The CE heatmap's numbers: per model (rows) and corruption (columns).
+
+    Attributes:
+        measure: ``"CE"`` (ratio to the reference, 1 = reference) or ``"mean error"``.
+        values: CE (or mean error); NaN where failed or not available.
+        low, high: the 95 % interval of :func:`corruption_error_bounds`.
+        within_noise: the interval contains 1 (CE only): the model cannot be told from
+            its reference on that corruption.
+        reference: the model is its own reference (CE is 1 by definition).
+        failed: (model, corruption) pairs with a failed severity.
+    """
+
+    measure: str
+    values: pd.DataFrame
+    low: pd.DataFrame
+    high: pd.DataFrame
+    within_noise: pd.DataFrame
+    reference: pd.DataFrame
+    failed: set[tuple[str, str]]
+
+
+def corruption_errors(tables: RunTables) -> CorruptionErrors:
+    """CE per model and corruption with intervals and noise marks (see :class:`CorruptionErrors`)."""
+    values, measure = corruption_error_table(tables)
+    low, high = corruption_error_bounds(tables)
+    own_reference = pd.DataFrame(False, index=values.index, columns=values.columns)
+    for model in values.index:
+        own_reference.loc[model, :] = measure == "CE" and _reference_of(tables, model) == model
+    contains = (low.to_numpy(dtype=float) <= 1.0) & (high.to_numpy(dtype=float) >= 1.0)
+    noise = pd.DataFrame(contains & (measure == "CE"), index=values.index, columns=values.columns) & ~own_reference
+    return CorruptionErrors(measure, values, low, high, noise, own_reference, failed_corruption_cells(tables))
+
+
 def failed_rows(tables: RunTables) -> list[dict[str, str]]:
     """Every failed cell: model, suite, condition, message."""
     if "status" not in tables.results.columns:
@@ -194,13 +288,101 @@ def failed_rows(tables: RunTables) -> list[dict[str, str]]:
     ]
 
 
+def epsilon_text(epsilon: float, norm: str) -> str:
+    """An attack budget as people write it: ``8/255`` for L∞ budgets on that grid, else ``0.5``."""
+    if norm == "linf" and np.isfinite(epsilon):
+        steps = epsilon * 255
+        if abs(steps - round(steps)) < 1e-6:
+            return f"{round(steps)}/255" if round(steps) else "0"
+    return f"{epsilon:g}"
+
+
 def adversarial_warnings(tables: RunTables) -> list[dict[str, str]]:
-    """Gradient-masking warnings stored with the adversarial rows."""
+    """Gradient-masking warnings stored with the adversarial rows, one per model x attack x
+    message, with the epsilons it was raised at (in order)."""
     rows = tables.rows("adversarial", ok_only=False)
     if "warning" not in rows.columns:
         return []
     flagged = rows[rows["warning"].notna() & (rows["warning"].astype(str).str.strip() != "")]
-    return [{"model": str(model), "condition": str(condition), "warning": str(warning)} for model, condition, warning in zip(flagged["model"], flagged["condition"], flagged["warning"])]
+    grouped: dict[tuple[str, str, str], list[tuple[float, str]]] = {}
+    for row in flagged.itertuples(index=False):
+        attack = str(getattr(row, "family", "") or "")
+        norm = str(getattr(row, "norm", "") or "")
+        epsilon = as_float(getattr(row, "level", math.nan))
+        key = (str(row.model), attack, str(row.warning).strip())
+        text = epsilon_text(epsilon, norm) if np.isfinite(epsilon) else str(row.condition)
+        grouped.setdefault(key, []).append((epsilon if np.isfinite(epsilon) else math.inf, text))
+    return [
+        {"model": model, "attack": tables.attack_label(attack), "warning": warning, "epsilons": ", ".join(dict.fromkeys(text for _, text in sorted(found)))}
+        for (model, attack, warning), found in grouped.items()
+    ]
+
+
+# ------------------------------------------------------------------ relative mCE: when it is shown
+
+#: A relative mCE whose 95 % interval is wider than this (ratio units: 2.0 = ±100 points)
+#: is not shown: it carries no information about the model.
+RELATIVE_MCE_MAX_INTERVAL_WIDTH = 2.0
+
+
+def relative_mce_problem(tables: RunTables, model: str) -> str:
+    """Why a model's relative mCE is not shown, or ``""`` when it is. The rule (docs/metrics.md):
+
+    1. undefined: the point estimate is missing or not finite (no reference model, the
+       reference lacks results, or its errors never rise above its clean error); no
+       interval is shown either.
+    2. unstable, reference does not degrade: relative CE divides by the reference's
+       error increase over clean, ``mean_s E(ref, c, s) - E(ref, clean)``; when that
+       increase is, for some common corruption c, smaller than the half-width of the
+       reference's 95 % clean-error interval, the divisor is within sampling noise of 0
+       and the ratio can take any value.
+    3. unstable, wide interval: the 95 % interval is wider than
+       :data:`RELATIVE_MCE_MAX_INTERVAL_WIDTH` (±100 points).
+    """
+    value = tables.summary_value(model, "relative_mce")
+    if not np.isfinite(value):
+        return "undefined: " + _relative_mce_undefined_reason(tables, model)
+    degradation = _reference_degradation_problem(tables, model)
+    if degradation:
+        return "unstable: " + degradation
+    low, high = tables.summary_value(model, "relative_mce_low"), tables.summary_value(model, "relative_mce_high")
+    if np.isfinite(low) and np.isfinite(high) and high - low > RELATIVE_MCE_MAX_INTERVAL_WIDTH:
+        return f"unstable: its 95 % interval [{100 * low:.0f}, {100 * high:.0f}] is wider than ±{50 * RELATIVE_MCE_MAX_INTERVAL_WIDTH:.0f} points"
+    if not (np.isfinite(low) and np.isfinite(high)) and (np.isfinite(low) or np.isfinite(high)):
+        return "unstable: its 95 % interval is unbounded"
+    return ""
+
+
+def _relative_mce_undefined_reason(tables: RunTables, model: str) -> str:
+    reference = _reference_of(tables, model)
+    if reference is None:
+        return "no reference model"
+    if reference == "alexnet":
+        return "the published AlexNet errors do not cover this run's corruptions and severities"
+    if reference not in tables.models or not np.isfinite(tables.summary_value(reference, "clean_error")):
+        return f"the reference {reference} has no clean error"
+    return f"the reference {reference} has no complete corruption results, or its errors do not rise above its clean error"
+
+
+def _reference_degradation_problem(tables: RunTables, model: str) -> str:
+    reference = _reference_of(tables, model)
+    clean = tables.rows("clean")
+    rows = tables.rows("corruption")
+    if reference in (None, "alexnet") or clean.empty or rows.empty:
+        return ""
+    reference_clean = clean[clean["model"] == reference]
+    if reference_clean.empty:
+        return ""
+    clean_error = as_float(reference_clean["error"].iloc[0])
+    noise = (as_float(reference_clean.get("error_high", pd.Series([math.nan])).iloc[0]) - as_float(reference_clean.get("error_low", pd.Series([math.nan])).iloc[0])) / 2
+    if not np.isfinite(noise):
+        return ""
+    mine = rows[(rows["model"] == reference) & ~rows["family"].isin(EXTRA_CORRUPTIONS)]
+    increases = (mine.groupby("family")["error"].mean() - clean_error).sort_values()
+    if len(increases) and increases.iloc[0] < noise:
+        corruption, increase = increases.index[0], increases.iloc[0]
+        return f"the reference {reference} degrades by {100 * increase:.1f} points on {corruption}, within its noise (±{100 * noise:.1f})"
+    return ""
 
 
 # ------------------------------------------------------------------ leaderboard
@@ -257,15 +439,23 @@ def _cell_text(value: float, low: float, high: float, percent: bool) -> tuple[st
 
 
 def leaderboard_rows(tables: RunTables, columns: list[LeaderboardColumn]) -> list[dict[str, Any]]:
-    """One row per model: name, architecture, pooling and formatted cells with sort keys."""
+    """One row per model: name, architecture, pooling and formatted cells with sort keys.
+
+    A relative mCE that :func:`relative_mce_problem` rejects is shown as ``n/a`` with
+    the reason (``note``) instead of its number and interval.
+    """
     failed_models = {row["model"] for row in failed_rows(tables)}
     rows = []
     for model in tables.models:
         cells = []
         for column in columns:
+            problem = relative_mce_problem(tables, model) if column.key == "relative_mce" else ""
+            if problem:
+                cells.append({"text": "n/a", "interval": f"({problem.split(':')[0]})", "sort": "", "note": problem})
+                continue
             value = tables.summary_value(model, column.key)
             text, interval = _cell_text(value, tables.summary_value(model, f"{column.key}_low"), tables.summary_value(model, f"{column.key}_high"), column.percent)
-            cells.append({"text": text, "interval": interval, "sort": "" if np.isnan(value) else f"{value:.10g}".replace("inf", "Infinity")})
+            cells.append({"text": text, "interval": interval, "sort": "" if np.isnan(value) else f"{value:.10g}".replace("inf", "Infinity"), "note": ""})
         rows.append(
             {
                 "model": model,

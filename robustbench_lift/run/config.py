@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_SAMPLE_SIZE",
     "QUICK_SAMPLE_SIZE",
     "RunConfig",
+    "check_run_name",
     "config_from_mapping",
     "load_config",
     "option_owners",
@@ -184,7 +185,13 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
     if not path.is_file():
         raise UserError(f"config file {path} does not exist")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        text = path.read_bytes().decode("utf-8")
+    except OSError as error:
+        raise UserError(f"cannot read config file {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"config file {path} is not a YAML text file (it holds binary data)") from None
+    try:
+        values = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -192,6 +199,29 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
     if not isinstance(values, dict):
         raise UserError(f"config file {path} must hold a mapping of keys, got {type(values).__name__}")
     return config_from_mapping(values, base)
+
+
+def check_run_name(name: str) -> str:
+    """The one check of a run name: a plain, printable folder name.
+
+    Refused: empty names, path separators, a leading dot (hidden folders are the store's
+    and staging's), and any control character (a newline would split log lines and
+    results.csv's ``run`` column).
+
+    Args:
+        name: the run name.
+
+    Returns:
+        ``name``.
+
+    Raises:
+        UserError: one line saying what is wrong.
+    """
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise UserError(f"run_name {name!r} must be a plain folder name (no '/', no leading '.')")
+    if any(not character.isprintable() for character in name):
+        raise UserError(f"run_name {name!r} must not contain control characters such as newlines or tabs")
+    return name
 
 
 def validate(config: RunConfig) -> None:
@@ -211,8 +241,9 @@ def validate(config: RunConfig) -> None:
         raise UserError(f"unknown corruption profile {config.profile!r}; known: {', '.join(corruptions.PROFILES)}")
     if config.workers < 1 or config.batch_size < 1:
         raise UserError("workers and batch_size must be at least 1")
-    if not config.run_name or "/" in config.run_name or config.run_name.startswith("."):
-        raise UserError(f"run_name {config.run_name!r} must be a plain folder name")
+    if config.threads is not None and config.threads < 1:
+        raise UserError(f"threads must be at least 1 (or null for torch's default), got {config.threads}")
+    check_run_name(config.run_name)
     if config.device != "auto":
         import torch
 

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import socket
+import os
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -26,6 +28,7 @@ from robustbench_lift.errors import USER_ERRORS, UserError
 from robustbench_lift.evaluation.suites import SUITES, ModelEntry, RunContext
 from robustbench_lift.options import ConfigView, Option
 from robustbench_lift.registry import Registry
+from robustbench_lift.run.ray_probe import check_ray_address
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,10 @@ class Executor:
     @classmethod
     def validate(cls, config: ConfigView) -> None:
         """Checks this executor's options beyond their types; one-line UserError."""
+
+    def check(self) -> None:
+        """Quick checks of what :meth:`start` will need (a reachable cluster), run before
+        models and data load, so a doomed run fails in seconds; one-line UserError."""
 
     def start(self) -> None:
         """Connects or starts workers; a one-line UserError when that is impossible."""
@@ -137,17 +144,27 @@ def _ray_cell(cell: Cell, entry: ModelEntry, prepared: Any, context: RunContext,
     return evaluate_cell(cell, entry, prepared, context)
 
 
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fails fast (one line) when nothing listens at ``host:port``; Ray itself would
-    retry for minutes and then exit the process."""
-    target = address.split("://", 1)[-1]
-    host, separator, port = target.rpartition(":")
-    if not separator or not port.isdigit():
-        raise UserError(f"ray_address {address!r} must look like host:port, ray://host:port or auto")
-    try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
-    except OSError as error:
-        raise UserError(f"cannot reach the Ray cluster at {address}: {error.strerror or error}") from None
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Sends file descriptor 2 to a temporary file for the block: Ray's C++ core prints
+    a warning line per connection retry there, which Python's logging cannot silence.
+    What it caught is logged at debug level (``-v``)."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            caught = capture.read().decode("utf-8", "replace").strip()
+            if caught:
+                log.debug("Ray printed while starting:\n%s", caught)
 
 
 @EXECUTORS.register("ray")
@@ -165,22 +182,33 @@ class RayExecutor(Executor):
         self._remote: Any = None
         self._gpus = 0.0
 
+    def check(self) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise UserError("the ray executor needs Ray: pip install 'robustbench-lift[distributed]'")
+        address = self.config.ray_address
+        if address and address != "auto":
+            check_ray_address(address)
+
     def start(self) -> None:
         try:
             import ray
         except ImportError:
             raise UserError("the ray executor needs Ray: pip install 'robustbench-lift[distributed]'") from None
+        logging.getLogger("ray").setLevel(logging.ERROR)
         address = self.config.ray_address
         if ray.is_initialized():
             log.info("using the Ray instance this process already has")
         else:
             if address and address != "auto":
-                _check_reachable(address)
-            options: dict[str, Any] = {"logging_level": logging.WARNING, "include_dashboard": False}
+                check_ray_address(address)
+            options: dict[str, Any] = {"logging_level": logging.ERROR, "include_dashboard": False}
             if not address:
                 options["num_cpus"] = max(1, self.config.workers)
             try:
-                ray.init(address=address, **options)
+                with _quiet_stderr():
+                    ray.init(address=address, **options)
             except (Exception, SystemExit) as error:  # Ray exits the process when it gives up on a cluster
                 message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                 raise UserError(f"cannot attach to the Ray cluster at {address or 'a new local instance'}: {message}") from None

@@ -79,6 +79,8 @@ def run_benchmark(config: RunConfig) -> Path:
     Resumes from the run's store when the same config ran (part of) this run before.
     """
     validate(config)
+    executor = EXECUTORS.get(config.executor)(config)
+    executor.check()  # e.g. an unreachable Ray cluster: fail before loading anything
     if config.threads:
         torch.set_num_threads(config.threads)
     started = time.perf_counter()
@@ -90,7 +92,6 @@ def run_benchmark(config: RunConfig) -> Path:
         classes = int(entry.metadata.get("num_classes", len(full.classes)))
         if classes != len(full.classes):
             raise UserError(f"model {entry.name} predicts {classes} classes but {config.dataset} has {len(full.classes)}")
-    executor = EXECUTORS.get(config.executor)(config)
     context = RunContext(config, dataset, indices, device=executor.context_device())
     executor.start()  # connects (or fails with one line) before anything is written
     try:

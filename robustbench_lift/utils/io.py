@@ -24,6 +24,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_output_location",
     "exclusive_lock",
     "fsync_file",
     "partial_name",
@@ -125,3 +126,35 @@ def exclusive_lock(path: str | Path, busy_message: str) -> Iterator[None]:
         yield
     finally:
         release_lock(handle)
+
+
+def check_output_location(path: str | Path, what: str, *, folder: bool = False) -> Path:
+    """Refuses, in one line and before anything is written, an output that cannot be created.
+
+    Refused: a file target that is a folder, a folder target that is a file, and a
+    target whose nearest existing ancestor is a file or is not writable. Creates nothing.
+
+    Args:
+        path: the file (or, with ``folder``, the folder) that will be written.
+        what: how the user named it, for the message (e.g. ``--junit``).
+        folder: ``path`` is a folder to create, not a file.
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        UserError: naming ``what``, the path and the reason.
+    """
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise UserError(f"cannot write {what} {path}: it is a file, not a folder")
+    if not folder and path.is_dir():
+        raise UserError(f"cannot write {what} {path}: it is a folder, not a file")
+    ancestor = path if folder else path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"cannot write {what} {path}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {what} {path}: {ancestor} is not writable")
+    return path

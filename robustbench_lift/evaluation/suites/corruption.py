@@ -232,5 +232,8 @@ class CorruptionSuite(Suite):
             relative = (resampled - model_clean[:, None, None]).sum(axis=2) / (resampled_reference - reference_clean[:, None, None]).sum(axis=2)
         out["mce_low"], out["mce_high"] = np.nanpercentile(ce.mean(axis=1), [2.5, 97.5]).tolist()
         out["relative_mce_low"], out["relative_mce_high"] = np.nanpercentile(relative.mean(axis=1), [2.5, 97.5]).tolist()
+        for metric in ("mce", "relative_mce"):
+            if not math.isfinite(out[metric]):  # an undefined estimate has no interval
+                out[f"{metric}_low"] = out[f"{metric}_high"] = math.nan
         return out
 
