@@ -23,6 +23,7 @@ from tqdm import tqdm
 from corruptions._checks import check_index, check_indices, check_seed, check_uint8_images
 from corruptions._lifeline import die_with, terminate_pool
 from corruptions._registry import Registry
+from corruptions._workers import script_safe_context
 from corruptions.cifar_profile import CIFAR_PROFILE
 from corruptions.errors import CorruptionError
 from corruptions.imagenet_profile import IMAGENET_PROFILE, MINIMUM_SIDE
@@ -103,13 +104,10 @@ def _worker_setup(main_pid: int) -> None:
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
-    # Not "fork": a forked child inherits the parent's thread pools mid-use, and we saw a
-    # child hang forever in OpenCV after the parent had used OpenCV's threads (torch's
-    # OpenMP pool has the same problem). "forkserver" forks workers from a clean,
-    # single-threaded server process; "spawn" is the portable fallback. Either way the
-    # caller's main module is re-imported in workers, so scripts need a __main__ guard.
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    # Spawned workers that never import the caller's main module, so a script without a
+    # __main__ guard is not run again in each worker (and no thread pool is inherited
+    # mid-use, as with "fork"); see corruptions/_workers.py.
+    return script_safe_context()
 
 
 def images_per_task(count: int, condition_count: int, workers: int, image_bytes: int) -> int:
