@@ -1,12 +1,16 @@
 """Model resolution: one name or spec -> a loaded model, and the public ``load_model`` / ``create_model``.
 
 A model is named by a zoo name (``small_cnn-lift`` or just ``lift``), a checkpoint path
-(``.safetensors``, ``.pt``, ``.pth``), or a pretrained spec whose prefix is registered in
-:data:`~robustbench_lift.models.pretrained.SPECS` (``torchvision:resnet18:IMAGENET1K_V1``).
+(``.safetensors``, ``.pt``, ``.pth``), a pretrained spec whose prefix is registered in
+:data:`~robustbench_lift.models.pretrained.SPECS` (``torchvision:resnet18:IMAGENET1K_V1``),
+or a ``python:`` spec naming a builder in the user's own code
+(:mod:`robustbench_lift.models.python_spec`). Any of them may carry a name for the results:
+``NAME=SPEC`` (e.g. ``mine=python:mypkg.nets:build@runs/mine.safetensors``).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,27 +21,52 @@ from robustbench_lift.models.zoo import ZOO_KINDS, load_zoo_model, zoo_model_nam
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["create_model", "list_architectures", "list_models", "load_model", "resolve_model"]
+__all__ = ["create_model", "list_architectures", "list_models", "load_model", "model_spec_table", "resolve_model", "split_name"]
+
+# NAME in NAME=SPEC: a plain name (no ':' or '/', so no spec or path prefix is mistaken for one).
+_NAMED = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.+-]*)=(.+)", re.DOTALL)
+
+
+def split_name(text: str) -> tuple[str | None, str]:
+    """Splits ``NAME=SPEC`` into (NAME, SPEC); (None, text) when ``text`` carries no name.
+
+    An existing file is always a path, even when its name contains '='.
+    """
+    match = _NAMED.fullmatch(text)
+    if match is None or Path(text).exists():
+        return None, text
+    return match.group(1), match.group(2)
 
 
 def resolve_model(name: str) -> tuple[str, nn.Module, dict[str, Any]]:
     """Loads the model ``name`` refers to.
 
     Args:
-        name: a zoo name, a checkpoint path or a pretrained spec.
+        name: a zoo name, a checkpoint path, a pretrained spec or a ``python:`` spec,
+            optionally prefixed ``NAME=``.
 
     Returns:
-        (display name, model in eval mode, metadata). The display name is the zoo's full
-        name for zoo models, the file stem for checkpoints and the spec itself otherwise.
+        (display name, model in eval mode, metadata). The display name is ``NAME`` when
+        given, else the zoo's full name for zoo models, the file stem for checkpoints and
+        the spec itself otherwise.
 
     Raises:
-        UserError: the name matches nothing, or the weights are missing or unreadable.
+        UserError: the name matches nothing, the weights are missing or unreadable, or
+            the user's code for a ``python:`` spec cannot be found or used.
     """
     # Loading needs torch; listing (below) does not, so these load here.
     from robustbench_lift.models.checkpoints import load_checkpoint
     from robustbench_lift.models.pretrained import SPECS, load_pretrained
+    from robustbench_lift.models.python_spec import is_python_spec, load_python_model
 
+    given, name = split_name(name)
+    if given is not None:
+        _, model, metadata = resolve_model(name)
+        return given, model, metadata
     path = Path(name)
+    if is_python_spec(name):
+        model, metadata = load_python_model(name)
+        return name, model, metadata
     if name.partition(":")[0] in SPECS:
         model, metadata = load_pretrained(name)
         return name, model, metadata
@@ -50,11 +79,11 @@ def resolve_model(name: str) -> tuple[str, nn.Module, dict[str, Any]]:
 
 
 def load_model(spec: str) -> nn.Module:
-    """The model a zoo name, checkpoint path or pretrained spec names, in eval mode.
+    """The model a zoo name, checkpoint path, pretrained or ``python:`` spec names, in eval mode.
 
     Args:
-        spec: e.g. ``small_cnn-lift``, ``runs/model.safetensors`` or
-            ``torchvision:resnet18:IMAGENET1K_V1``.
+        spec: e.g. ``small_cnn-lift``, ``runs/model.safetensors``,
+            ``torchvision:resnet18:IMAGENET1K_V1`` or ``python:mypkg.nets:build:width=32``.
 
     Returns:
         The model; it takes float images in [0, 1] (normalisation inside).
@@ -89,3 +118,23 @@ def list_architectures() -> list[str]:
     if not MODELS:
         raise UserError("no architecture is registered")
     return MODELS.names()
+
+
+def model_spec_table() -> list[dict[str, str]]:
+    """The ways to name a model (``--models``, YAML ``models``, ``evaluate``), one row each.
+
+    Returns:
+        Rows of kind, syntax, example and description (imports torch, for the spec sources).
+    """
+    from robustbench_lift.models.pretrained import SPEC_SYNTAX, spec_table
+    from robustbench_lift.models.python_spec import PYTHON_SPEC_EXAMPLE, PYTHON_SPEC_SYNTAX
+
+    rows = [
+        {"kind": "zoo", "syntax": "small_cnn-<pooling> or <pooling>", "example": "small_cnn-lift", "description": "a shipped Fashion-MNIST model ('list zoo')"},
+        {"kind": "checkpoint file", "syntax": "<path>.safetensors|.pt|.pth", "example": "runs/mine.safetensors", "description": "a checkpoint written by 'train' (its metadata names the architecture)"},
+    ]
+    for row in spec_table():
+        rows.append({"kind": f"{row['source']}:", "syntax": SPEC_SYNTAX.replace("<source>", row["source"]), "example": row["example"], "description": row["description"]})
+    rows.append({"kind": "python:", "syntax": PYTHON_SPEC_SYNTAX, "example": PYTHON_SPEC_EXAMPLE, "description": "your own code: a function or class returning an nn.Module, weights optional (README)"})
+    rows.append({"kind": "named", "syntax": "NAME=<any of the above>", "example": "mine=python:mypkg.nets:build", "description": "the same model under the name NAME in the results"})
+    return rows
