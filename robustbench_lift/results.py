@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from robustbench_lift.errors import UserError
+from robustbench_lift.utils.io import make_temporary_folder
 
 __all__ = ["KEY_COLUMNS", "RESULT_COLUMNS", "RUN_FILES", "TABLES_KEY", "check_run_tables", "failed_cells", "read_run", "write_run"]
 
@@ -31,25 +31,46 @@ KEY_COLUMNS = ("model", "suite", "condition", "status")
 TABLES_KEY = "tables"
 
 
-def write_run(directory: Path, results: pd.DataFrame, summary: pd.DataFrame, record: dict[str, Any], extra: Callable[[Path], None] | None = None) -> Path:
+def write_run(
+    directory: Path,
+    results: pd.DataFrame,
+    summary: pd.DataFrame,
+    record: dict[str, Any],
+    extra: Callable[[Path], None] | None = None,
+    keep_previous: bool = False,
+) -> Path:
     """Writes the three result files (and whatever ``extra(staging)`` adds, such as the
     store) into a temporary folder, then swaps it into place.
 
     run.json gains a ``tables`` entry with the row count of each CSV file, which
     :func:`read_run` checks, so a truncated or cut-down file is never read as a whole run.
+
+    Args:
+        directory: the run folder.
+        results: results.csv; summary: summary.csv; record: run.json.
+        extra: called with the staging folder to add files.
+        keep_previous: carry whatever a folder already at ``directory`` holds besides what
+            this call writes (the report, plots, gate results, the user's own files) into
+            the new folder; for a rerun of the same config. Without it, the old folder is
+            replaced whole.
+
+    Returns:
+        ``directory``. The folder and files follow the umask.
     """
     directory = Path(directory)
     record = {**record, TABLES_KEY: {"results.csv": {"rows": len(results)}, "summary.csv": {"rows": len(summary)}}}
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.staging-", dir=directory.parent))
+    staging = make_temporary_folder(directory.parent, f".{directory.name}.staging-")
     try:
         results.to_csv(staging / "results.csv", index=False)
         summary.to_csv(staging / "summary.csv", index=False)
         (staging / "run.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
         if extra is not None:
             extra(staging)
+        if keep_previous and directory.is_dir():
+            _carry_over(directory, staging)
         if directory.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+            retired = make_temporary_folder(directory.parent, f".{directory.name}.old-")
             os.replace(directory, retired / directory.name)
             os.replace(staging, directory)
             shutil.rmtree(retired, ignore_errors=True)
@@ -59,6 +80,28 @@ def write_run(directory: Path, results: pd.DataFrame, summary: pd.DataFrame, rec
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return directory
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    # A hard link is instant and leaves the old folder intact until it is swapped out.
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _carry_over(previous: Path, staging: Path) -> None:
+    """Copies the entries of ``previous`` that ``staging`` does not have into it."""
+    for entry in previous.iterdir():
+        target = staging / entry.name
+        if target.exists() or target.is_symlink():
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, target, symlinks=True, copy_function=_link_or_copy)
+        elif entry.is_symlink():
+            os.symlink(os.readlink(entry), target)
+        else:
+            _link_or_copy(str(entry), str(target))
 
 
 def read_run(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:

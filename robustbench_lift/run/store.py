@@ -23,7 +23,10 @@ Resume rule (:meth:`RunStore.open`)
     Cells already in the store are skipped, provided the model's weights still have
     the fingerprint recorded with the cell (a retrained model's cells are recomputed).
     A different hash starts fresh: a partial store of another config is deleted (with a
-    warning) and a finished run of another config is replaced at the end, as before.
+    warning). A *finished* run of another config is never replaced silently: the run is
+    refused with one line naming the first differing keys, unless ``overwrite`` is set
+    (``--overwrite``), which replaces it at the end. A rerun of the same config keeps
+    everything else the finished folder holds (the report, plots, gate results).
 
 Schema (version 1)::
 
@@ -256,25 +259,42 @@ class RunStore:
     cell; :meth:`finished` (after the run folder is in place) removes it.
     """
 
-    def __init__(self, folder: Path, store: Store, lock: Any, resumed_from: str, created_parent: bool = False) -> None:
+    def __init__(self, folder: Path, store: Store, lock: Any, resumed_from: str, created_parent: bool = False, same_config_finished: bool = False) -> None:
         self.folder = folder
         self.store = store
         self._lock = lock
         self.resumed_from = resumed_from  # "", "in-progress store" or "finished run"
         self._created_parent = created_parent
+        # A finished run of this same config is in the run folder: keep its other files.
+        self.same_config_finished = same_config_finished
         self._done = False
 
     @classmethod
-    def open(cls, run_directory: str | Path, hash_value: str, config: dict[str, Any]) -> RunStore:
+    def open(cls, run_directory: str | Path, hash_value: str, config: dict[str, Any], extra: dict[str, Any] | None = None, overwrite: bool = False) -> RunStore:
+        """Locks the run, checks what the run folder holds, and resumes or starts its store.
+
+        Args:
+            run_directory: ``<output_dir>/<run_name>``.
+            hash_value: :func:`config_hash` of ``config`` and ``extra``.
+            config: the run's config (recorded, and compared with a finished run's).
+            extra: what the hash covers besides the config (package version, sample digest).
+            overwrite: allow replacing a finished run of another config.
+
+        Raises:
+            UserError: the run folder holds a finished run of another config (or is not a
+                run folder) and ``overwrite`` is not set; another process runs this run.
+        """
         run_directory = Path(run_directory)
         folder = in_progress_folder(run_directory)
         created_parent = not run_directory.parent.exists()
+        created_folder = not folder.exists()
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise UserError(f"cannot write to {run_directory.parent}: {error.strerror or error}") from None
         lock = _lock(folder, run_directory)
         try:
+            same_config_finished = _check_finished_run(run_directory, hash_value, config, extra or {}, overwrite)
             _remove_stale_staging(run_directory)
             path = folder / STORE_NAME
             resumed_from = ""
@@ -299,10 +319,18 @@ class RunStore:
             if not resumed_from:
                 store.set_meta("config_hash", hash_value)
                 store.set_meta("config", json.dumps(config, sort_keys=True, default=str))
+                store.set_meta("hash_extra", json.dumps(extra or {}, sort_keys=True, default=str))
                 store.set_meta("created", str(time.time()))
-            return cls(folder, store, lock, resumed_from, created_parent)
+            return cls(folder, store, lock, resumed_from, created_parent, same_config_finished)
         except BaseException:
             _unlock(lock)
+            if created_folder and not (folder / STORE_NAME).exists():  # refused: leave nothing behind
+                shutil.rmtree(folder, ignore_errors=True)
+                if created_parent:
+                    try:
+                        folder.parent.rmdir()
+                    except OSError:
+                        pass
             raise
 
     def __enter__(self) -> RunStore:
@@ -330,6 +358,76 @@ class RunStore:
         _unlock(self._lock)
         shutil.rmtree(self.folder, ignore_errors=True)
         self._done = True
+
+
+def _finished_run_identity(run_directory: Path) -> tuple[str | None, dict[str, Any] | None, dict[str, Any] | None]:
+    """(config hash, config, hash extra) of the finished run in ``run_directory``, from its
+    store, else from its ``run.json``; (None, None, None) when neither is readable."""
+    store_path = run_directory / STORE_NAME
+    if store_path.is_file():
+        previous = _open_existing(store_path, read_only=True)
+        if previous is not None:
+            try:
+                config, extra = previous.get_meta("config"), previous.get_meta("hash_extra")
+                return previous.config_hash, json.loads(config) if config else None, json.loads(extra) if extra else None
+            finally:
+                previous.close()
+    record_path = run_directory / "run.json"
+    if record_path.is_file():
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError):
+            return None, None, None
+        if isinstance(record, dict):
+            config = record.get("config")
+            return record.get("config_hash"), config if isinstance(config, dict) else None, None
+    return None, None, None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def config_difference(previous: dict[str, Any] | None, current: dict[str, Any], previous_extra: dict[str, Any] | None, current_extra: dict[str, Any], limit: int = 3) -> str:
+    """What differs between two runs' configs, for one line: ``key: old -> new`` for the
+    first ``limit`` differing keys (those that change numbers), else the version or data."""
+    current = json.loads(json.dumps(current, default=str))  # compare as the store recorded it
+    if previous is not None:
+        keys = [key for key in [*current, *(key for key in previous if key not in current)] if key not in EXECUTION_KEYS and previous.get(key) != current.get(key)]
+        if keys:
+            parts = [f"{key}: {_short(previous.get(key))} -> {_short(current.get(key))}" for key in keys[:limit]]
+            more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+            return ", ".join(parts) + more
+    if previous_extra:
+        current_extra = json.loads(json.dumps(current_extra, default=str))
+        if previous_extra.get("version") != current_extra.get("version"):
+            return f"package version: {_short(previous_extra.get('version'))} -> {_short(current_extra.get('version'))}"
+        if previous_extra.get("sample") != current_extra.get("sample"):
+            return "the same keys, but the sampled images differ (the data set's files changed)"
+    return "the same keys, but another package version or other data"
+
+
+def _check_finished_run(run_directory: Path, hash_value: str, config: dict[str, Any], extra: dict[str, Any], overwrite: bool) -> bool:
+    """Refuses to replace a finished run of another config (unless ``overwrite``); True when
+    the run folder holds a finished run of this same config."""
+    if not run_directory.exists():
+        return False
+    previous_hash, previous_config, previous_extra = _finished_run_identity(run_directory)
+    if previous_hash == hash_value:
+        return True
+    choices = "pass --overwrite (evaluate: overwrite=True) to replace it, or choose another --run-name (run_name=)"
+    if previous_hash is None:
+        if not run_directory.is_dir() or any(run_directory.iterdir()):
+            if not overwrite:
+                raise UserError(f"{run_directory} exists and holds no finished run; {choices}")
+            log.warning("replacing %s, which holds no finished run (--overwrite)", run_directory)
+        return False
+    difference = config_difference(previous_config, config, previous_extra, extra)
+    if not overwrite:
+        raise UserError(f"{run_directory} holds a finished run of another config ({difference}); {choices}")
+    log.warning("replacing the finished run in %s at the end (--overwrite; it had another config: %s)", run_directory, difference)
+    return False
 
 
 def _open_existing(path: Path, read_only: bool = False) -> Store | None:

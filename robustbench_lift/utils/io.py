@@ -8,6 +8,8 @@ holds the old content or the whole new one, even when the process is killed.
 from __future__ import annotations
 
 import os
+import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,8 +27,10 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "check_output_location",
+    "current_umask",
     "exclusive_lock",
     "fsync_file",
+    "make_temporary_folder",
     "partial_name",
     "release_lock",
 ]
@@ -86,6 +90,42 @@ def atomic_save_npy(path: str | Path, array: np.ndarray, *, temporary: Path | No
     """Saves ``array`` as ``.npy`` at ``path`` atomically (never pickled)."""
     # A handle, because np.save(path) would append ".npy" to the temporary name.
     return atomic_write(path, lambda handle: np.save(handle, array, allow_pickle=False), temporary=temporary)
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask (the permission bits new files and folders do not get)."""
+    try:  # Linux says it without changing it
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:  # elsewhere the only way to read it is to set it (and set it back)
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def make_temporary_folder(parent: str | Path, prefix: str) -> Path:
+    """A new, uniquely named folder in ``parent`` with the permissions ``mkdir`` would give.
+
+    ``tempfile.mkdtemp`` creates its folder mode 0700 whatever the umask; a folder that
+    becomes a user's result folder must follow the umask like every other file instead.
+
+    Args:
+        parent: where to create it.
+        prefix: the start of its name.
+
+    Returns:
+        The folder.
+    """
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(folder, 0o777 & ~current_umask())
+    return folder
 
 
 def acquire_lock(path: str | Path, busy_message: str) -> IO[str] | None:
