@@ -39,6 +39,7 @@ __all__ = [
     "failed_rows",
     "leaderboard_columns",
     "leaderboard_rows",
+    "leaderboard_text",
     "load_run",
     "recorded_attacks",
     "relative_mce_problem",
@@ -476,3 +477,45 @@ def _text(tables: RunTables, model: str, column: str) -> str:
     return "" if not len(match) or pd.isna(match.iloc[0]) else str(match.iloc[0])
 
 
+
+
+# ------------------------------------------------------------------ the terminal's short answer
+
+# summary.csv columns the terminal leaderboard shows, in order (robust accuracy follows).
+TERMINAL_COLUMNS = ("clean_error", "mce", "mfr")
+# The attack whose headline robust accuracy the terminal shows when the run has several.
+TERMINAL_ATTACK = "pgd_linf"
+
+
+def leaderboard_text(run_directory: str | Path) -> str:
+    """A finished run's short answer for the terminal: per model clean error, mCE, mFR and
+    robust accuracy at the headline epsilon (one attack), with 95 % intervals.
+
+    Args:
+        run_directory: the run folder.
+
+    Returns:
+        Aligned plain text: a table, then a line saying where the full tables are. Columns
+        the run has no numbers for are left out; every column is in the report and in
+        ``summary.csv``.
+    """
+    tables = load_run(run_directory)
+    columns = leaderboard_columns(tables.summary, tables.record)
+    robust = [column for column in columns if column.key.startswith("robust_accuracy_")]
+    preferred = [column for column in robust if column.key == f"robust_accuracy_{TERMINAL_ATTACK}"]
+    shown = [column for key in TERMINAL_COLUMNS for column in columns if column.key == key] + (preferred or robust)[:1]
+    rows = leaderboard_rows(tables, shown)
+    header = ["model", *(column.label for column in shown)]
+    body = [[row["model"] + (" *" if row["has_failures"] else ""), *(f"{cell['text']} {cell['interval']}".strip() for cell in row["cells"])] for row in rows]
+    widths = [max(len(line[position]) for line in [header, *body]) for position in range(len(header))]
+    lines = ["  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip() for line in [header, *body]]
+    notes = ["95 % intervals in brackets"]
+    references = sorted({row["reference"] for row in rows if row["reference"]})
+    if references and any(column.key in ("mce", "mfr") for column in shown):
+        notes.append(f"mCE and mFR: 100 = reference model {', '.join(references)}")
+    if any(row["has_failures"] for row in rows):
+        notes.append("* some cells failed (see results.csv)")
+    if len(robust) > 1:
+        notes.append(f"{len(robust) - 1} more attack{'s' if len(robust) > 2 else ''} in the report")
+    notes.append(f"all metrics: {Path(run_directory) / 'summary.csv'}")
+    return "\n".join([*lines, "(" + "; ".join(notes) + ")"])

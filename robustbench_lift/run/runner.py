@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from robustbench_lift._version import __version__
 from robustbench_lift.data.base import ImageDataset
@@ -38,27 +37,32 @@ from robustbench_lift.models.zoo import zoo_names
 from robustbench_lift.results import RESULT_COLUMNS, write_run
 from robustbench_lift.run.config import RunConfig, validate
 from robustbench_lift.run.executors import EXECUTORS, Cell, Executor
+from robustbench_lift.run.progress import CellProgress
 from robustbench_lift.run.store import STORE_NAME, RunStore, Store, config_hash, model_fingerprint
 from robustbench_lift.utils.digest import array_digest
 
 log = logging.getLogger(__name__)
 
 
-
 def resolve_models(names: list[str]) -> list[ModelEntry]:
-    """Zoo names (``small_cnn-lift``, ``lift``), checkpoint paths, or pretrained-model specs
-    (``torchvision:resnet18:IMAGENET1K_V1``, see :mod:`robustbench_lift.models.pretrained`) -> loaded models."""
+    """Zoo names (``small_cnn-lift``, ``lift``), checkpoint paths, pretrained-model specs
+    (``torchvision:resnet18:IMAGENET1K_V1``, see :mod:`robustbench_lift.models.pretrained`)
+    or ``python:`` specs, each optionally named ``NAME=SPEC`` -> loaded models."""
     if not names:
         names = zoo_names()
         if not names:
             raise UserError("the model zoo has no weights; run scripts/train_zoo.py or name checkpoint files with --models")
     entries = [ModelEntry(*resolve_model(name)) for name in names]
+    _check_unique_names(entries)
+    return entries
+
+
+def _check_unique_names(entries: list[ModelEntry]) -> None:
     seen = set()
     for entry in entries:
         if entry.name in seen:
             raise UserError(f"model {entry.name!r} is named twice")
         seen.add(entry.name)
-    return entries
 
 
 def _versions() -> dict[str, str]:
@@ -73,10 +77,20 @@ def plan_cells(models: list[ModelEntry], suites: list[Suite], context: RunContex
     return [Cell(entry.name, suite.name, condition) for entry in models for suite in suites for condition in conditions[suite.name]]
 
 
-def run_benchmark(config: RunConfig) -> Path:
+def run_benchmark(config: RunConfig, models: list[ModelEntry] | None = None, overwrite: bool = False) -> Path:
     """Runs every suite of ``config`` on every model; returns the run folder.
 
     Resumes from the run's store when the same config ran (part of) this run before.
+
+    Args:
+        config: what to run.
+        models: the models, already loaded (e.g. modules given to ``evaluate``); None
+            resolves ``config.models``, which then only describes them.
+        overwrite: replace a finished run of another config in the run folder; without
+            it such a run is refused with one line (:mod:`robustbench_lift.run.store`).
+
+    Returns:
+        The run folder, ``<output_dir>/<run_name>``.
     """
     validate(config)
     executor = EXECUTORS.get(config.executor)(config)
@@ -85,7 +99,8 @@ def run_benchmark(config: RunConfig) -> Path:
         torch.set_num_threads(config.threads)
     started = time.perf_counter()
     timings: dict[str, Any] = {"prepare": {}, "evaluate": {}}
-    models = resolve_models(config.models)
+    models = list(models) if models is not None else resolve_models(config.models)
+    _check_unique_names(models)
     full = load_dataset(config.dataset, config.split, config.data_dir, config.download)
     dataset, indices = full.sample(config.sample_size, config.seed)
     for entry in models:
@@ -95,22 +110,23 @@ def run_benchmark(config: RunConfig) -> Path:
     context = RunContext(config, dataset, indices, device=executor.context_device())
     executor.start()  # connects (or fails with one line) before anything is written
     try:
-        directory, computed, resumed = _run_cells(config, executor, models, dataset, indices, context, started, timings)
+        directory, computed, resumed = _run_cells(config, executor, models, dataset, indices, context, started, timings, overwrite)
     finally:
         executor.close()
     log.info("wrote %s in %.1f s (%d cells computed, %d resumed)", directory, timings["total_seconds"], computed, resumed)
     return directory
 
 
-def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], dataset: ImageDataset, indices: np.ndarray, context: RunContext, started: float, timings: dict[str, Any]) -> tuple[Path, int, int]:
+def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], dataset: ImageDataset, indices: np.ndarray, context: RunContext, started: float, timings: dict[str, Any], overwrite: bool = False) -> tuple[Path, int, int]:
     """Resumes or opens the run's store, evaluates the pending cells, writes the run."""
     suites = [SUITES.get(name) for name in config.suites]
     plan = plan_cells(models, suites, context)
     fingerprints = {entry.name: model_fingerprint(entry.model, entry.metadata) for entry in models}
-    hash_value = config_hash(config.to_dict(), {"version": __version__, "sample": array_digest(np.asarray(indices, dtype=np.int64), dataset.images)})
+    hash_extra = {"version": __version__, "sample": array_digest(np.asarray(indices, dtype=np.int64), dataset.images)}
+    hash_value = config_hash(config.to_dict(), hash_extra)
     log.info("run %s: %d models, %d images of %s/%s, suites %s, %d cells, executor %s", config.run_name, len(models), len(dataset), config.dataset, config.split, ", ".join(config.suites), len(plan), config.executor)
 
-    with RunStore.open(config.run_directory, hash_value, config.to_dict()) as run_store:
+    with RunStore.open(config.run_directory, hash_value, config.to_dict(), hash_extra, overwrite=overwrite) as run_store:
         store = run_store.store
         finished = store.finished()
         stale = [cell.key for cell in plan if cell.key in finished and finished[cell.key] != fingerprints[cell.model]]
@@ -137,11 +153,16 @@ def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], 
 
         computed = 0
         if pending:
-            with tqdm(total=len(pending), desc="cells", unit="cell") as bar:
+            by_name = {suite.name: suite for suite in suites}
+
+            def work(suite: str, condition: str) -> float:
+                return by_name[suite].expected_work(condition, context)
+
+            with CellProgress([cell.key for cell in pending], work) as progress:
                 for result in executor.run(pending, {entry.name: entry for entry in models}, prepared, context):
                     store.commit_cell(result.cell.key, fingerprints[result.cell.model], result.rows, result.per_image, result.device, result.seconds)
                     computed += 1
-                    bar.update()
+                    progress.finished(result.cell.key, result.seconds)
         prepared.clear()
 
         results, summary, devices, timings["evaluate"] = _tables(config, models, suites, plan, store, context)
@@ -163,7 +184,7 @@ def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], 
             # What readers of the run need from the suites (e.g. attack labels), torch-free.
             "suites": {suite.name: suite.record(config) for suite in suites},
         }
-        directory = write_run(config.run_directory, results, summary.reset_index(), record, extra=lambda staging: store.copy_to(staging / STORE_NAME))
+        directory = write_run(config.run_directory, results, summary.reset_index(), record, extra=lambda staging: store.copy_to(staging / STORE_NAME), keep_previous=run_store.same_config_finished)
         run_store.finished()
     return directory, computed, resumed
 

@@ -7,6 +7,7 @@ and the median smallest perturbation is reported.
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -43,6 +44,28 @@ def _carlini_wagner_keeping_inputs() -> type:
     return _CarliniWagnerKeepingInputs
 
 
+class _CandidatesNotice(logging.Filter):
+    """Drops foolbox DeepFool's "Only testing the top-N classes": it is logged at INFO on the
+    root logger on every call for a model with more classes than ``candidates``, and says
+    nothing the attack's documented settings do not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.name == "root"
+            and record.pathname.replace("\\", "/").endswith("foolbox/attacks/deepfool.py")
+            and str(record.msg).startswith("Only testing the top-")
+        )
+
+
+_CANDIDATES_NOTICE = _CandidatesNotice()
+
+
+def _quiet_candidates_notice() -> None:
+    root = logging.getLogger()
+    if _CANDIDATES_NOTICE not in root.filters:
+        root.addFilter(_CANDIDATES_NOTICE)
+
+
 @dataclass(frozen=True)
 class _DeepFool(AttackSpec):
     """DeepFool (Moosavi-Dezfooli et al. 2016), a minimisation attack: linearise the
@@ -67,6 +90,7 @@ class LinfDeepFool(_DeepFool):
     def build(self) -> foolbox.attacks.base.Attack:
         import foolbox
 
+        _quiet_candidates_notice()
         return foolbox.attacks.LinfDeepFoolAttack(
             steps=self.steps, candidates=self.candidates, overshoot=self.overshoot
         )
@@ -83,6 +107,7 @@ class L2DeepFool(_DeepFool):
     def build(self) -> foolbox.attacks.base.Attack:
         import foolbox
 
+        _quiet_candidates_notice()
         return foolbox.attacks.L2DeepFoolAttack(
             steps=self.steps, candidates=self.candidates, overshoot=self.overshoot
         )

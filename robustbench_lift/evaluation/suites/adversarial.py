@@ -65,6 +65,20 @@ class AdversarialSuite(Suite):
     def conditions(self, context: RunContext) -> list[str]:
         return ["clean"] + list(context.config.attacks)
 
+    def expected_work(self, condition: str, context: RunContext) -> float:
+        from robustbench_lift.evaluation.attacks import ATTACKS
+
+        config = context.config
+        images = min(config.attack_sample_size or len(context.dataset), len(context.dataset))
+        if condition == "clean":
+            return float(images)
+        spec = ATTACKS.get(condition)
+        # A forward and a backward pass per step; a minimisation attack runs once for all
+        # epsilons, the others once per epsilon.
+        steps = getattr(spec, "steps", 1) * getattr(spec, "binary_search_steps", 1)
+        runs = 1 if spec.minimization else len((config.attack_epsilons or {}).get(condition) or spec.default_epsilons)
+        return float(images * 2 * steps * runs)
+
     def prepare(self, context: RunContext, conditions: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         images, labels, _ = first_images(context, context.config.attack_sample_size)
         return images, labels

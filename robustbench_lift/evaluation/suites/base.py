@@ -117,6 +117,12 @@ class Suite:
         """Inputs every model shares, for ``conditions`` (None: all of them)."""
         return None
 
+    def expected_work(self, condition: str, context: RunContext) -> float:
+        """A-priori cost of one cell in model passes over one image (forward or backward),
+        for the progress bar's ETA before cells of this suite have been timed; only
+        ratios matter. Default: one forward pass per image of the sample."""
+        return float(len(context.dataset))
+
     def evaluate_condition(self, entry: ModelEntry, condition: str, prepared: Any, context: RunContext) -> SuiteOutput:
         """One cell: ``entry`` on ``condition`` (the model is already on ``context.device``)."""
         raise NotImplementedError
@@ -183,10 +189,15 @@ def first_images(context: RunContext, size: int | None) -> tuple[np.ndarray, np.
 
 def reference_model(entry: ModelEntry, models: list[ModelEntry], config: ConfigView) -> str | None:
     """The model (or the AlexNet table, ``alexnet``) that normalises ``entry``'s CE and mFR:
-    ``reference_model`` of the config, else the max-pooling model of the same architecture."""
+    ``reference_model`` of the config, else the max-pooling model of the same architecture,
+    else the run's first max-pooling model (so a user's own module, whose architecture
+    no other model shares, is normalised by the zoo's max model it runs beside)."""
     if config.reference_model:
         return str(config.reference_model)
     for candidate in models:
         if candidate.architecture == entry.architecture and candidate.pooling == "max":
+            return candidate.name
+    for candidate in models:
+        if candidate.pooling == "max":
             return candidate.name
     return None

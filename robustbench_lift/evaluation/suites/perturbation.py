@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -71,6 +72,12 @@ class PerturbationSuite(Suite):
 
     def conditions(self, context: RunContext) -> list[str]:
         return [f"{name}/d{context.config.difficulty}" for name in selected_perturbations(context.config)]
+
+    def expected_work(self, condition: str, context: RunContext) -> float:
+        from corruptions.perturbations import frame_count
+
+        sequences = min(context.config.perturbation_sample_size or len(context.dataset), len(context.dataset))
+        return float(sequences * frame_count(condition.split("/")[0], context.config.profile))
 
     def prepared_conditions(self, prepared: dict[str, np.ndarray], context: RunContext) -> list[str]:
         return [f"{name}/d{context.config.difficulty}" for name in prepared]
@@ -158,7 +165,10 @@ class PerturbationSuite(Suite):
                     draws = rng.integers(0, count, size=(BOOTSTRAP_SAMPLES, count))
                     model_means = np.stack([own[f"{name}/{key}"][draws].mean(axis=1) for name in usable], axis=1)
                     reference_means = np.stack([theirs[f"{name}/{key}"][draws].mean(axis=1) for name in usable], axis=1)
-                    with np.errstate(divide="ignore", invalid="ignore"):
+                    # On small samples some resamples have no perturbation the reference flips
+                    # on: their ratio is NaN (dropped by bootstrap_interval), not a warning.
+                    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+                        warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
                         samples = np.nanmean(np.where(reference_means > 0, model_means / reference_means, np.nan), axis=1)
                     row[f"{metric}_low"], row[f"{metric}_high"] = bootstrap_interval(samples)
             summary.append(row)

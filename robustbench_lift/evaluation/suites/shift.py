@@ -40,6 +40,9 @@ class ShiftSuite(Suite):
     def conditions(self, context: RunContext) -> list[str]:
         return [f"shift/{context.config.shift_max}px"]
 
+    def expected_work(self, condition: str, context: RunContext) -> float:
+        return 2.0 * len(context.dataset)  # two shifted copies of every image
+
     def prepare(self, context: RunContext, conditions: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from corruptions.perturbations import shift_pairs
 
