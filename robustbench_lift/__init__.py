@@ -5,6 +5,8 @@ imports neither torch nor foolbox until a name that needs them is used::
 
     import robustbench_lift as rbl
 
+    results = rbl.evaluate({"mine": my_module, "max": "max"}, suites=["corruption"], sample_size=200)
+    results.summary  # clean_error, mce, ... per model; results.report_path: index.html
     model = rbl.create_model("small_cnn", pooling="lift")
     rbl.list_poolings()
     run_folder = rbl.run_benchmark(rbl.RunConfig.quick())
@@ -26,12 +28,13 @@ from robustbench_lift._version import __version__
 # Public name -> module that defines it. Loaded on first access.
 _EXPORTS: dict[str, str] = {
     # running benchmarks and reading their results
+    "evaluate": "robustbench_lift.api",
+    "Results": "robustbench_lift.api",
     "RunConfig": "robustbench_lift.run.config",
     "run_benchmark": "robustbench_lift.run.runner",
     "read_run": "robustbench_lift.results",
     "write_report": "robustbench_lift.reporting.html",
     "compare_runs": "robustbench_lift.reporting.comparison",
-    # (a high-level ``evaluate(model, ...)`` returning ``Results`` belongs here)
     # models
     "load_model": "robustbench_lift.models._factory",
     "create_model": "robustbench_lift.models._factory",
@@ -55,11 +58,13 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "LiftDownPool",
     "LiftUpPool",
+    "Results",
     "RunConfig",
     "UserError",
     "__version__",
     "compare_runs",
     "create_model",
+    "evaluate",
     "list_architectures",
     "list_attacks",
     "list_corruptions",
@@ -76,6 +81,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from robustbench_lift.api import Results, evaluate
     from robustbench_lift._catalog import list_corruptions, list_perturbations
     from robustbench_lift.data.datasets import list_datasets
     from robustbench_lift.errors import UserError
