@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from robustbench_lift.errors import USER_ERRORS, UserError
@@ -95,14 +96,28 @@ def command_run(arguments: argparse.Namespace) -> int:
     from robustbench_lift.results import failed_cells
     from robustbench_lift.run.runner import run_benchmark
 
-    directory = run_benchmark(config)
-    print(directory)
+    directory = run_benchmark(config, overwrite=arguments.overwrite)
+    _show_run(directory, report=not arguments.no_report)
     failed = failed_cells(directory)
     if failed:
         # The run is complete and written; the failed cells are marked in results.csv.
         print(f"robustbench-lift: error: {len(failed)} cells failed (model returned NaN or inf), e.g. {failed[0]}; see {directory}/results.csv", file=sys.stderr)
         return EXIT_FAILED_CELLS
     return 0
+
+
+def _show_run(directory: Path, report: bool) -> None:
+    """Writes the run's report (unless ``report`` is off) and prints the short answer."""
+    from robustbench_lift.reporting.tables import leaderboard_text
+
+    if report:
+        from robustbench_lift.reporting.html import write_report
+
+        write_report(directory)
+    print(leaderboard_text(directory))
+    print(f"run: {directory}")
+    if (directory / "index.html").is_file():
+        print(f"report: {directory / 'index.html'}")
 
 
 def command_train(arguments: argparse.Namespace) -> int:
@@ -204,6 +219,10 @@ def _listing(what: str) -> list[dict[str, Any]]:
         from robustbench_lift.models._registry import MODELS
 
         return [{"architecture": name, "description": MODELS.get(name).description} for name in api.list_architectures()]
+    if what == "models":
+        from robustbench_lift.models._factory import model_spec_table
+
+        return model_spec_table()
     if what == "zoo":
         from robustbench_lift.models.zoo import ZOO_KINDS, zoo_checkpoint_path, zoo_metadata, zoo_model_name
 
@@ -234,7 +253,7 @@ def _listing(what: str) -> list[dict[str, Any]]:
     raise UserError(f"cannot list {what!r}")
 
 
-LISTABLE = ("poolings", "architectures", "zoo", "corruptions", "perturbations", "attacks", "suites", "datasets")
+LISTABLE = ("models", "poolings", "architectures", "zoo", "corruptions", "perturbations", "attacks", "suites", "datasets")
 
 
 def command_list(arguments: argparse.Namespace) -> int:
@@ -250,7 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the benchmark (no arguments: the built-in Fashion-MNIST benchmark)")
     run.add_argument("--config", help="YAML file with RunConfig keys (see README)")
     run.add_argument("--quick", action="store_true", help="small preset for CI: 200 images, severities 1, 3, 5")
-    run.add_argument("--models", nargs="+", help="zoo names or checkpoint files (default: whole zoo)")
+    run.add_argument(
+        "--models",
+        nargs="+",
+        metavar="SPEC",
+        help="zoo names, checkpoint files, pretrained specs or python:<module>:<callable>[:<key>=<value>]...[@<weights>] "
+        "for your own model; NAME=SPEC names it (see 'list models'; default: the whole zoo)",
+    )
     run.add_argument("--suites", nargs="+", help="suites to run (see 'list suites')")
     run.add_argument("--corruptions", nargs="+", help="corruption names, or common / extra / all")
     run.add_argument("--severities", nargs="+", type=int)
@@ -274,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="auto (default: CUDA when available, else CPU), cpu, cuda or cuda:N")
     run.add_argument("--output-dir")
     run.add_argument("--run-name", help="results go to OUTPUT_DIR/RUN_NAME; rerunning the same command resumes an interrupted run")
+    run.add_argument("--overwrite", action="store_true", help="replace a finished run of another config under the same run name (else refused)")
+    run.add_argument("--no-report", action="store_true", help="do not write index.html and plots at the end of the run")
     run.add_argument("--executor", help="local (default: this process) or ray (cells as Ray tasks)")
     run.add_argument("--ray-address", help="Ray cluster to attach to, host:port or auto (default: start a local one)")
     run.add_argument("--cache-dir", help="cache the corruption suite's generated inputs here (default: no cache)")
