@@ -81,8 +81,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from robustbench_lift.api import Results, evaluate
     from robustbench_lift._catalog import list_corruptions, list_perturbations
+    from robustbench_lift.api import Results, evaluate
     from robustbench_lift.data.datasets import list_datasets
     from robustbench_lift.errors import UserError
     from robustbench_lift.evaluation.attacks import list_attacks

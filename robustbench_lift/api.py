@@ -103,7 +103,9 @@ def _as_named(models: Any) -> list[tuple[str, Any]]:
     elif isinstance(models, Sequence) and all(isinstance(value, str) for value in models):
         pairs = [(None, value) for value in models]  # type: ignore[misc]
     else:
-        raise UserError(f"models must be a dict {{name: nn.Module or spec}}, an nn.Module or spec strings, got {type(models).__name__}")
+        raise UserError(
+            f"models must be a dict {{name: nn.Module or spec}}, an nn.Module or spec strings, got {type(models).__name__}"
+        )
     if not pairs:
         raise UserError("models is empty; pass at least one model")
     for name, value in pairs:
@@ -126,7 +128,13 @@ def _entries(models: Any) -> tuple[list[ModelEntry], list[str]]:
             kind = type(value)
             architecture = f"{kind.__module__}.{kind.__qualname__}"
             # Stable metadata: the store fingerprints weights and metadata together.
-            entries.append(ModelEntry(name, value, {"architecture": architecture, "pooling": "unknown", "library": IN_MEMORY, "source": None}))
+            entries.append(
+                ModelEntry(
+                    name,
+                    value,
+                    {"architecture": architecture, "pooling": "unknown", "library": IN_MEMORY, "source": None},
+                )
+            )
             described.append(f"{name}=<{IN_MEMORY} {architecture}>")
             continue
         display, model, metadata = resolve_model(value)
@@ -173,7 +181,13 @@ def evaluate(models: Any, /, **options: Any) -> Results:
     base = RunConfig.quick() if flags.get("quick") else RunConfig(run_name=DEFAULT_RUN_NAME)
     entries, described = _entries(models)
     config = config_from_mapping({**options, "models": described}, base)
-    return _run(config, entries, report=flags.get("report", True), overwrite=flags.get("overwrite", False), show=flags.get("show", True))
+    return _run(
+        config,
+        entries,
+        report=flags.get("report", True),
+        overwrite=flags.get("overwrite", False),
+        show=flags.get("show", True),
+    )
 
 
 def _run(config: Any, entries: list[ModelEntry], *, report: bool, overwrite: bool, show: bool) -> Results:
@@ -181,7 +195,11 @@ def _run(config: Any, entries: list[ModelEntry], *, report: bool, overwrite: boo
 
     # The executor moves models to the device and to eval mode and back to the CPU; give
     # the caller's modules back as they were.
-    states = [(entry.model, entry.model.training, _device_of(entry.model)) for entry in entries if entry.metadata.get("library") == IN_MEMORY]
+    states = [
+        (entry.model, entry.model.training, _device_of(entry.model))
+        for entry in entries
+        if entry.metadata.get("library") == IN_MEMORY
+    ]
     try:
         directory = run_benchmark(config, models=entries, overwrite=overwrite)
     finally:
@@ -205,4 +223,3 @@ def _device_of(module: nn.Module) -> Any:
     for tensor in list(module.parameters()) + list(module.buffers()):
         return tensor.device
     return None
-

@@ -14,7 +14,7 @@ from torch import nn
 from robustbench_lift.errors import CheckpointError, UserError
 from robustbench_lift.models.python_spec import load_python_model, parse_python_spec, parse_value
 
-NETS = '''
+NETS = """
 import torch
 from torch import nn
 
@@ -39,7 +39,7 @@ def not_a_model():
 
 
 CONSTANT = 3
-'''
+"""
 
 
 @pytest.fixture
@@ -54,16 +54,40 @@ def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def test_values_are_read_as_int_float_bool_or_string() -> None:
-    assert [parse_value(text) for text in ("32", "-2", "0.5", "1e-3", "true", "False", "lift", "")] == [32, -2, 0.5, 0.001, True, False, "lift", ""]
+    assert [parse_value(text) for text in ("32", "-2", "0.5", "1e-3", "true", "False", "lift", "")] == [
+        32,
+        -2,
+        0.5,
+        0.001,
+        True,
+        False,
+        "lift",
+        "",
+    ]
 
 
 def test_parse_splits_module_callable_options_and_weights() -> None:
     spec = parse_python_spec("python:pkg.nets:Net.small:width=32:pooling=lift@runs/a:b.safetensors")
-    assert (spec.module, spec.attribute, spec.options, spec.weights) == ("pkg.nets", "Net.small", {"width": 32, "pooling": "lift"}, "runs/a:b.safetensors")
+    assert (spec.module, spec.attribute, spec.options, spec.weights) == (
+        "pkg.nets",
+        "Net.small",
+        {"width": 32, "pooling": "lift"},
+        "runs/a:b.safetensors",
+    )
     assert parse_python_spec("python:nets:build").weights is None
 
 
-@pytest.mark.parametrize("text", ["python:nets", "python::build", "python:nets:build:width", "python:nets:build:width=1:width=2", "python:nets:build@", "python:1nets:build"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "python:nets",
+        "python::build",
+        "python:nets:build:width",
+        "python:nets:build:width=1:width=2",
+        "python:nets:build@",
+        "python:1nets:build",
+    ],
+)
 def test_malformed_specs_fail_with_one_line(text: str) -> None:
     with pytest.raises(UserError) as error:
         parse_python_spec(text)
@@ -74,7 +98,11 @@ def test_builds_from_the_working_directory_with_keyword_arguments(user_module: s
     model, metadata = load_python_model(f"python:{user_module}:build:width=6:pooling=lift")
     assert isinstance(model, nn.Module) and not model.training
     assert model.conv.out_channels == 6 and model.pooling == "lift"
-    assert metadata["architecture"] == f"{user_module}:build" and metadata["pooling"] == "lift" and metadata["source"] is None
+    assert (
+        metadata["architecture"] == f"{user_module}:build"
+        and metadata["pooling"] == "lift"
+        and metadata["source"] is None
+    )
 
 
 def test_a_class_is_a_builder_too(user_module: str) -> None:
@@ -123,7 +151,11 @@ def test_import_failures_fail_with_one_line(tmp_path: Path, monkeypatch: pytest.
     name = f"broken_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{name}_syntax.py").write_text("def build(:\n")
     (tmp_path / f"{name}_dependency.py").write_text("import surely_not_installed_anywhere\n")
-    cases = {f"python:{name}_absent:build": "no module named", f"python:{name}_syntax:build": "invalid syntax", f"python:{name}_dependency:build": "importing .* failed: No module named 'surely_not_installed_anywhere'"}
+    cases = {
+        f"python:{name}_absent:build": "no module named",
+        f"python:{name}_syntax:build": "invalid syntax",
+        f"python:{name}_dependency:build": "importing .* failed: No module named 'surely_not_installed_anywhere'",
+    }
     for text, message in cases.items():
         with pytest.raises(UserError, match=message) as error:
             load_python_model(text)

@@ -46,7 +46,15 @@ from typing import Any
 
 from robustbench_lift.errors import CheckpointError, UserError
 
-__all__ = ["PREFIX", "PYTHON_SPEC_EXAMPLE", "PYTHON_SPEC_SYNTAX", "PythonSpec", "is_python_spec", "load_python_model", "parse_python_spec"]
+__all__ = [
+    "PREFIX",
+    "PYTHON_SPEC_EXAMPLE",
+    "PYTHON_SPEC_SYNTAX",
+    "PythonSpec",
+    "is_python_spec",
+    "load_python_model",
+    "parse_python_spec",
+]
 
 PREFIX = "python:"
 PYTHON_SPEC_SYNTAX = "python:<module>:<callable>[:<key>=<value>]...[@<weights>]"
@@ -114,7 +122,9 @@ def parse_python_spec(text: str) -> PythonSpec:
     for item in fields[2:]:
         key, equals, value = item.partition("=")
         if not equals or not _KEY.fullmatch(key):
-            raise UserError(f"model spec {text!r}: {item!r} is not a keyword argument <key>=<value>; expected {PYTHON_SPEC_SYNTAX}")
+            raise UserError(
+                f"model spec {text!r}: {item!r} is not a keyword argument <key>=<value>; expected {PYTHON_SPEC_SYNTAX}"
+            )
         if key in options:
             raise UserError(f"model spec {text!r} sets {key} twice")
         options[key] = parse_value(value)
@@ -160,7 +170,9 @@ def _find_callable(spec: PythonSpec, module: ModuleType) -> Any:
         target = getattr(target, part)
         where = f"{where}.{part}"
     if not callable(target):
-        raise UserError(f"model spec {spec.text!r}: {spec.target} is a {type(target).__name__}, not a function or class")
+        raise UserError(
+            f"model spec {spec.text!r}: {spec.target} is a {type(target).__name__}, not a function or class"
+        )
     try:
         signature = inspect.signature(target)
     except (TypeError, ValueError):  # some builtins have no signature: let the call decide
@@ -169,7 +181,9 @@ def _find_callable(spec: PythonSpec, module: ModuleType) -> Any:
         signature.bind(**spec.options)
     except TypeError as error:
         parameters = ", ".join(signature.parameters) or "no arguments"
-        raise UserError(f"model spec {spec.text!r}: {spec.target} cannot be called with {spec.options}: {error} (it takes {parameters})") from None
+        raise UserError(
+            f"model spec {spec.text!r}: {spec.target} cannot be called with {spec.options}: {error} (it takes {parameters})"
+        ) from None
     return target
 
 

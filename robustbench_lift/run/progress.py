@@ -59,7 +59,11 @@ class CostModel:
         reference = max(by_model, key=lambda model: len(by_model[model]))
         speeds = {}
         for model, times in by_model.items():
-            logs = [math.log(seconds / by_model[reference][key]) for key, seconds in times.items() if key in by_model[reference]]
+            logs = [
+                math.log(seconds / by_model[reference][key])
+                for key, seconds in times.items()
+                if key in by_model[reference]
+            ]
             speeds[model] = math.exp(sum(logs) / len(logs)) if logs else 1.0
         return speeds
 
@@ -111,7 +115,13 @@ class CellProgress:
         disable: no bar at all (None: tqdm's default, a bar also without a terminal).
     """
 
-    def __init__(self, cells: Sequence[CellKey], work: Callable[[str, str], float], stream: IO[str] | None = None, disable: bool | None = False) -> None:
+    def __init__(
+        self,
+        cells: Sequence[CellKey],
+        work: Callable[[str, str], float],
+        stream: IO[str] | None = None,
+        disable: bool | None = False,
+    ) -> None:
         self._pending: list[CellKey] = list(cells)
         self.costs = CostModel(work)
         self._bar = tqdm(
@@ -144,7 +154,9 @@ class CellProgress:
             self._pending.remove(key)
         self._describe()
         eta = self.eta_seconds()
-        self._bar.set_postfix_str("" if eta is None or not self._pending else f"ETA {tqdm.format_interval(eta)}", refresh=False)
+        self._bar.set_postfix_str(
+            "" if eta is None or not self._pending else f"ETA {tqdm.format_interval(eta)}", refresh=False
+        )
         self._bar.update()
 
     def close(self) -> None:
