@@ -9,6 +9,7 @@ progress to stderr.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -114,6 +115,8 @@ def _show_run(directory: Path, report: bool) -> None:
         from robustbench_lift.reporting.html import write_report
 
         write_report(directory)
+    elif (directory / "index.html").is_file() and json.loads((directory / "run.json").read_text()).get("cells", {}).get("computed"):
+        logging.getLogger("robustbench_lift").warning("%s/index.html is from before this run's new cells; rebuild it with: robustbench-lift report %s", directory, directory)
     print(leaderboard_text(directory))
     print(f"run: {directory}")
     if (directory / "index.html").is_file():

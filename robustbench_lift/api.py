@@ -179,8 +179,9 @@ def evaluate(models: Any, /, **options: Any) -> Results:
         if not isinstance(value, bool):
             raise UserError(f"evaluate() option {key} must be True or False, got {value!r}")
     base = RunConfig.quick() if flags.get("quick") else RunConfig(run_name=DEFAULT_RUN_NAME)
+    config = config_from_mapping(options, base)  # bad options fail before any model loads
     entries, described = _entries(models)
-    config = config_from_mapping({**options, "models": described}, base)
+    config = config.replace(models=described)
     return _run(
         config,
         entries,
@@ -212,6 +213,12 @@ def _run(config: Any, entries: list[ModelEntry], *, report: bool, overwrite: boo
 
         write_report(directory)
     results = Results(directory)
+    if not report and results.report_path is not None and results.record.get("cells", {}).get("computed"):
+        log.warning(
+            "%s is from before this run's new cells; rebuild it with robustbench_lift.write_report(%r)",
+            results.report_path,
+            str(directory),
+        )
     if show:
         print(results.leaderboard())
         if results.report_path is not None:
