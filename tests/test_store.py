@@ -40,7 +40,8 @@ CELLS = 12
 
 
 def run_arguments(output: Path, name: str, *extra: str) -> list[str]:
-    return ["run", *SMALL, "--output-dir", str(output), "--run-name", name, *extra]
+    # No report: these tests are about the store and the result files.
+    return ["run", *SMALL, "--output-dir", str(output), "--run-name", name, "--no-report", *extra]
 
 
 def run_in_process(output: Path, name: str, *extra: str) -> dict:
@@ -136,12 +137,16 @@ def test_rerun_of_a_finished_run_skips_every_cell(reference) -> None:
 @pytest.mark.slow
 @needs_data
 @needs_zoo
-def test_other_config_in_the_same_run_name_starts_fresh(reference, tmp_path) -> None:
+def test_other_config_in_the_same_run_name_is_refused_unless_overwritten(reference, tmp_path, capsys) -> None:
     target = tmp_path / "small"
     copied = target / STORE_NAME
     target.mkdir()
     Store(reference / STORE_NAME).copy_to(copied)
-    record = run_in_process(tmp_path, "small", "--shift-max", "3")
+    before = copied.read_bytes()
+    assert cli.main(run_arguments(tmp_path, "small", "--shift-max", "3")) == 2
+    assert "shift_max: 4 -> 3" in capsys.readouterr().err
+    assert copied.read_bytes() == before and sorted(path.name for path in tmp_path.iterdir()) == ["small"]
+    record = run_in_process(tmp_path, "small", "--shift-max", "3", "--overwrite")
     assert record["cells"] == {"total": CELLS, "computed": CELLS, "resumed": 0}
     results = pd.read_csv(target / "results.csv")
     assert "shift/3px" in set(results["condition"])
