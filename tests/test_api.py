@@ -286,7 +286,7 @@ def test_run_folders_and_files_follow_the_umask(tmp_path: Path, mask: int) -> No
         assert stat.S_IMODE((folder / name).stat().st_mode) == 0o666 & ~mask
 
 
-@pytest.mark.parametrize("name", ["two\nlines", "a/b", "a\\b", "..", ".hidden", "", " padded", "tab\there", "bell\x07"])
+@pytest.mark.parametrize("name", ["two\nlines", "a/b", "a\\b", "..", ".hidden", "", "tab\there", "bell\x07"])
 def test_run_names_that_are_not_plain_folder_names_are_refused(name: str) -> None:
     with pytest.raises(UserError, match="run_name") as error:
         check_run_name(name)
