@@ -29,9 +29,10 @@ import torch
 from tqdm import tqdm
 
 from robustbench_lift._version import __version__
-from robustbench_lift.data.base import ImageDataset
+from robustbench_lift.data.base import sample_indices
 from robustbench_lift.data.datasets import load_dataset
 from robustbench_lift.errors import UserError
+from robustbench_lift.evaluation.inputs import RunInputs, check_classes, group_models, with_classes, with_preprocessing
 from robustbench_lift.evaluation.suites import SUITES, ModelEntry, RunContext, Suite
 from robustbench_lift.models._factory import resolve_model
 from robustbench_lift.models.zoo import zoo_names
@@ -85,25 +86,26 @@ def run_benchmark(config: RunConfig) -> Path:
         torch.set_num_threads(config.threads)
     started = time.perf_counter()
     timings: dict[str, Any] = {"prepare": {}, "evaluate": {}}
-    models = resolve_models(config.models)
+    models = [with_preprocessing(entry) for entry in resolve_models(config.models)]
     full = load_dataset(config.dataset, config.split, config.data_dir, config.download)
-    dataset, indices = full.sample(config.sample_size, config.seed)
-    for entry in models:
-        classes = int(entry.metadata.get("num_classes", len(full.classes)))
-        if classes != len(full.classes):
-            raise UserError(f"model {entry.name} predicts {classes} classes but {config.dataset} has {len(full.classes)}")
+    check_classes(models, full, config.dataset)
+    indices = sample_indices(len(full), config.sample_size, config.seed, config.dataset)
+    inputs = RunInputs(full, indices, group_models(models, full), config.workers)
+    dataset = inputs.first_dataset()
     context = RunContext(config, dataset, indices, device=executor.context_device())
     executor.start()  # connects (or fails with one line) before anything is written
     try:
-        directory, computed, resumed = _run_cells(config, executor, models, dataset, indices, context, started, timings)
+        directory, computed, resumed = _run_cells(config, executor, models, inputs, context, started, timings)
     finally:
         executor.close()
     log.info("wrote %s in %.1f s (%d cells computed, %d resumed)", directory, timings["total_seconds"], computed, resumed)
     return directory
 
 
-def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], dataset: ImageDataset, indices: np.ndarray, context: RunContext, started: float, timings: dict[str, Any]) -> tuple[Path, int, int]:
-    """Resumes or opens the run's store, evaluates the pending cells, writes the run."""
+def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], inputs: RunInputs, context: RunContext, started: float, timings: dict[str, Any]) -> tuple[Path, int, int]:
+    """Resumes or opens the run's store, evaluates the pending cells (input group by input
+    group: each group's inputs are prepared once, then freed), writes the run."""
+    dataset, indices = context.dataset, inputs.indices
     suites = [SUITES.get(name) for name in config.suites]
     plan = plan_cells(models, suites, context)
     fingerprints = {entry.name: model_fingerprint(entry.model, entry.metadata) for entry in models}
@@ -125,24 +127,23 @@ def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], 
         if pending:
             log.info("committing cells to %s as they finish; if interrupted, rerun the same command to resume", store.path)
 
-        prepared: dict[str, Any] = {}
-        for suite in suites:
-            wanted = list(dict.fromkeys(cell.condition for cell in pending if cell.suite == suite.name))
-            if not wanted:
-                continue
-            tick = time.perf_counter()
-            prepared[suite.name] = suite.prepare(context, wanted)
-            timings["prepare"][suite.name] = round(time.perf_counter() - tick, 2)
-            log.info("prepared %s inputs (%d conditions) in %.1f s", suite.name, len(wanted), timings["prepare"][suite.name])
-
         computed = 0
-        if pending:
-            with tqdm(total=len(pending), desc="cells", unit="cell") as bar:
-                for result in executor.run(pending, {entry.name: entry for entry in models}, prepared, context):
+        by_name = {entry.name: entry for entry in models}
+        with tqdm(total=len(pending), desc="cells", unit="cell", disable=not pending) as bar:
+            for group in inputs.groups:
+                cells = [cell for cell in pending if cell.model in group.models]
+                if not cells:
+                    continue
+                group_context = inputs.context(group, context)
+                entries = {name: with_classes(by_name[name], group_context.dataset, config.dataset) for name in group.models}
+                if len(inputs.groups) > 1:
+                    log.info("inputs %s for %s", group.describe(inputs.data), ", ".join(group.models))
+                prepared = _prepare(suites, cells, group_context, timings)
+                for result in executor.run(cells, entries, prepared, group_context):
                     store.commit_cell(result.cell.key, fingerprints[result.cell.model], result.rows, result.per_image, result.device, result.seconds)
                     computed += 1
                     bar.update()
-        prepared.clear()
+                del prepared, group_context
 
         results, summary, devices, timings["evaluate"] = _tables(config, models, suites, plan, store, context)
         timings["total_seconds"] = round(time.perf_counter() - started, 2)
@@ -156,7 +157,7 @@ def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], 
             "executor": config.executor,
             "cells": {"total": len(plan), "computed": computed, "resumed": resumed},
             "store": STORE_NAME,
-            "models": {entry.name: {key: entry.metadata.get(key) for key in ("architecture", "pooling", "pooling_options", "dataset", "clean_test_accuracy", "epochs", "seed")} | {"fingerprint": fingerprints[entry.name]} for entry in models},
+            "models": {entry.name: {key: entry.metadata.get(key) for key in ("architecture", "pooling", "pooling_options", "dataset", "clean_test_accuracy", "epochs", "seed")} | {"fingerprint": fingerprints[entry.name], "input": inputs.describe(entry.name)} for entry in models},
             "versions": _versions(),
             "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()},
             "timings": timings,
@@ -166,6 +167,21 @@ def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], 
         directory = write_run(config.run_directory, results, summary.reset_index(), record, extra=lambda staging: store.copy_to(staging / STORE_NAME))
         run_store.finished()
     return directory, computed, resumed
+
+
+def _prepare(suites: list[Suite], cells: list[Cell], context: RunContext, timings: dict[str, Any]) -> dict[str, Any]:
+    """Each suite's shared inputs for the conditions ``cells`` still need."""
+    prepared: dict[str, Any] = {}
+    for suite in suites:
+        wanted = list(dict.fromkeys(cell.condition for cell in cells if cell.suite == suite.name))
+        if not wanted:
+            continue
+        tick = time.perf_counter()
+        prepared[suite.name] = suite.prepare(context, wanted)
+        seconds = time.perf_counter() - tick
+        timings["prepare"][suite.name] = round(timings["prepare"].get(suite.name, 0.0) + seconds, 2)
+        log.info("prepared %s inputs (%d conditions) in %.1f s", suite.name, len(wanted), seconds)
+    return prepared
 
 
 def _tables(config: RunConfig, models: list[ModelEntry], suites: list[Suite], plan: list[Cell], store: Store, context: RunContext) -> tuple[pd.DataFrame, pd.DataFrame, list[str], dict[str, float]]:
