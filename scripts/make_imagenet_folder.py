@@ -70,10 +70,15 @@ def main() -> int:
     height_px, width_px = int(height), int(width or height)
     folder = Path(args.out) / "val"
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        jobs = [pool.submit(write_class, str(folder), wnid, args.per_class, height_px, width_px, args.seed) for wnid in wnids[: args.classes]]
+        jobs = [
+            pool.submit(write_class, str(folder), wnid, args.per_class, height_px, width_px, args.seed)
+            for wnid in wnids[: args.classes]
+        ]
         written = sum(job.result() for job in jobs)
     total = args.classes * args.per_class
-    print(f"{folder}: {total} images in {args.classes} class folders ({written} written now), {height_px}x{width_px} px")
+    print(
+        f"{folder}: {total} images in {args.classes} class folders ({written} written now), {height_px}x{width_px} px"
+    )
     return 0
 
 

@@ -48,4 +48,3 @@ def imagenet_class_index(classes: Sequence[str]) -> np.ndarray | None:
     if not classes or any(name not in position for name in classes):
         return None
     return np.array([position[name] for name in classes], dtype=np.int64)
-

@@ -130,7 +130,9 @@ class ImageFiles:
         geometry = self.geometry.describe() if self.geometry is not None else "as decoded"
         return f"ImageFiles({self.name!r}, {len(self)} files, {len(self.classes)} classes, {geometry})"
 
-    def load(self, indices: Sequence[int] | np.ndarray, geometry: Geometry | None = None, workers: int | None = None) -> ImageDataset:
+    def load(
+        self, indices: Sequence[int] | np.ndarray, geometry: Geometry | None = None, workers: int | None = None
+    ) -> ImageDataset:
         """The images at ``indices``, decoded now (only those files are opened).
 
         Args:

@@ -48,7 +48,7 @@ def _pair(value: int | Sequence[int] | None, what: str) -> tuple[int, int] | Non
     return pair
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Geometry:
     """How a decoded image becomes the pixels a model sees, in this order:
 
@@ -64,20 +64,27 @@ class Geometry:
     Every field None means "as decoded". Ints are accepted for square sizes.
     """
 
-    resize: int | None = None
-    crop: tuple[int, int] | None = None
-    size: tuple[int, int] | None = None
-    interpolation: str = "bilinear"
+    resize: int | None
+    crop: tuple[int, int] | None
+    size: tuple[int, int] | None
+    interpolation: str
 
-    def __post_init__(self) -> None:
-        resize = _pair(self.resize, "resize")
-        if resize is not None and resize[0] != resize[1]:
-            raise UserError(f"resize is the shorter side's length (one integer), got {self.resize!r}")
-        object.__setattr__(self, "resize", None if resize is None else resize[0])
-        object.__setattr__(self, "crop", _pair(self.crop, "crop"))
-        object.__setattr__(self, "size", _pair(self.size, "size"))
-        if self.interpolation not in INTERPOLATIONS:
-            raise UserError(f"unknown interpolation {self.interpolation!r}; known: {', '.join(INTERPOLATIONS)}")
+    def __init__(
+        self,
+        resize: int | None = None,
+        crop: int | Sequence[int] | None = None,
+        size: int | Sequence[int] | None = None,
+        interpolation: str = "bilinear",
+    ) -> None:
+        shorter = _pair(resize, "resize")
+        if shorter is not None and shorter[0] != shorter[1]:
+            raise UserError(f"resize is the shorter side's length (one integer), got {resize!r}")
+        if interpolation not in INTERPOLATIONS:
+            raise UserError(f"unknown interpolation {interpolation!r}; known: {', '.join(INTERPOLATIONS)}")
+        object.__setattr__(self, "resize", None if shorter is None else shorter[0])
+        object.__setattr__(self, "crop", _pair(crop, "crop"))
+        object.__setattr__(self, "size", _pair(size, "size"))
+        object.__setattr__(self, "interpolation", interpolation)
 
     @property
     def is_identity(self) -> bool:
@@ -117,11 +124,18 @@ class Geometry:
             parts.append(f"size {_text(self.size)}")
         if not parts:
             return "as decoded"
-        return ", ".join(parts) + (f" ({self.interpolation})" if self.resize is not None or self.size is not None else "")
+        return ", ".join(parts) + (
+            f" ({self.interpolation})" if self.resize is not None or self.size is not None else ""
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON-ready values (lists for pairs)."""
-        return {"resize": self.resize, "crop": _listed(self.crop), "size": _listed(self.size), "interpolation": self.interpolation}
+        return {
+            "resize": self.resize,
+            "crop": _listed(self.crop),
+            "size": _listed(self.size),
+            "interpolation": self.interpolation,
+        }
 
     def apply(self, image: Image.Image) -> Image.Image:
         """This geometry applied to a PIL image."""

@@ -23,7 +23,7 @@ from typing import BinaryIO
 import numpy as np
 
 from robustbench_lift.data.base import DEFAULT_CACHE, IMAGE_SUFFIXES, ImageDataset
-from robustbench_lift.data.classes import imagenet_class_index, imagenet_wnids
+from robustbench_lift.data.classes import imagenet_class_index
 from robustbench_lift.data.files import ImageFiles
 from robustbench_lift.data.geometry import Geometry
 from robustbench_lift.errors import UserError
@@ -323,8 +323,9 @@ def load_imagenet(
     ``split`` test or val reads ``<data_dir>/val`` when it exists, else ``data_dir`` itself
     (ImageNet's test labels were never published); train reads ``<data_dir>/train``.
     Labels are the sorted wnids of the folder, so they match ImageNet-C and torchvision's
-    ImageFolder; a folder with a subset of the 1000 classes keeps each class's ImageNet
-    output index in ``class_index`` (see :mod:`robustbench_lift.data.classes`).
+    ImageFolder; when the class folders are ImageNet-1k wnids, each class's output index
+    in a 1000-way model is kept in ``class_index``, so a folder with a subset of the
+    classes evaluates 1000-way models (see :mod:`robustbench_lift.data.classes`).
     """
     if split not in ("train", "val", "test"):
         raise UserError(f"ImageNet split must be train, val or test, got {split!r}")
@@ -338,11 +339,7 @@ def load_imagenet(
     if crop_size > resize_size or crop_size <= 0:
         raise UserError(f"ImageNet crop size must be in 1..resize size ({resize_size}), got {crop_size}")
     classes, paths, labels = _class_folder_samples(folder)
-    class_index = imagenet_class_index(classes)
-    if class_index is None:
-        unknown = next(name for name in classes if name not in set(imagenet_wnids()))
-        raise UserError(f"{folder}: class folder {unknown!r} is not an ImageNet-1k wnid; use --dataset image_folder for other classes")
-    return ImageFiles("imagenet", paths, labels, classes, Geometry(resize=resize_size, crop=crop_size), class_index)
+    return ImageFiles("imagenet", paths, labels, classes, Geometry(resize=resize_size, crop=crop_size), imagenet_class_index(classes))
 
 
 def load_tiny_imagenet(split: str = "test", data_dir: str | Path | None = None, download: bool = False) -> ImageFiles:

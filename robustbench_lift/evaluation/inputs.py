@@ -29,7 +29,15 @@ from robustbench_lift.data.geometry import Geometry
 from robustbench_lift.errors import UserError
 from robustbench_lift.evaluation.suites.base import ModelEntry, RunContext
 
-__all__ = ["InputGroup", "RunInputs", "check_classes", "declared_geometry", "group_models", "with_classes", "with_preprocessing"]
+__all__ = [
+    "InputGroup",
+    "RunInputs",
+    "check_classes",
+    "declared_geometry",
+    "group_models",
+    "with_classes",
+    "with_preprocessing",
+]
 
 
 @dataclass
@@ -184,7 +192,9 @@ def check_classes(entries: Sequence[ModelEntry], data: Any, dataset_name: str) -
 
 
 def _serves(outputs: int, data: Any) -> bool:
-    return outputs == len(data.classes) or (outputs == len(imagenet_wnids()) and getattr(data, "class_index", None) is not None)
+    return outputs == len(data.classes) or (
+        outputs == len(imagenet_wnids()) and getattr(data, "class_index", None) is not None
+    )
 
 
 def with_classes(entry: ModelEntry, dataset: ImageDataset, dataset_name: str) -> ModelEntry:

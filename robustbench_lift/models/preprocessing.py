@@ -128,7 +128,10 @@ class Preprocessing:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (run.json, checkpoint metadata)."""
         geometry = Geometry(self.resize, self.crop, self.size, self.interpolation).to_dict()
-        return {"mean": None if self.mean is None else list(self.mean), "std": None if self.std is None else list(self.std)} | geometry
+        return {
+            "mean": None if self.mean is None else list(self.mean),
+            "std": None if self.std is None else list(self.std),
+        } | geometry
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], where: str = "preprocessing") -> Preprocessing:
@@ -178,7 +181,13 @@ class Preprocessing:
             return cls(mean=mean, std=std, size=(height, width), interpolation=interpolation)
         # timm scales the shorter side for square inputs; for others its per-side scale
         # is approximated by the shorter side's.
-        return cls(mean=mean, std=std, resize=math.floor(min(height, width) / crop_pct), crop=(height, width), interpolation=interpolation)
+        return cls(
+            mean=mean,
+            std=std,
+            resize=math.floor(min(height, width) / crop_pct),
+            crop=(height, width),
+            interpolation=interpolation,
+        )
 
 
 def input_channels(model: nn.Module) -> int | None:
@@ -217,7 +226,9 @@ class PreprocessedModel(nn.Module):
         mean, std = self.preprocessing.mean, self.preprocessing.std
         if mean is not None and std is not None:
             if len(mean) not in (1, self.channels):
-                raise UserError(f"preprocessing mean/std have {len(mean)} values but {type(model).__name__} takes {self.channels} channels")
+                raise UserError(
+                    f"preprocessing mean/std have {len(mean)} values but {type(model).__name__} takes {self.channels} channels"
+                )
             self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
             self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         else:
