@@ -73,7 +73,7 @@ class RunInputs:
     indices: np.ndarray
     groups: list[InputGroup]
     workers: int | None = None
-    _first: ImageDataset | None = None
+    _first: ImageDataset | None = field(default=None, init=False, repr=False)
 
     def first_dataset(self) -> ImageDataset:
         """The first group's images (decoded once and kept: the run's context holds them)."""

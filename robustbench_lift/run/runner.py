@@ -4,10 +4,12 @@ results.csv, summary.csv and run.json (derived from the store) atomically.
 
 Cells are the unit: a suite names its conditions from the config alone, so the runner
 knows which cells the store already holds before preparing anything, prepares inputs only
-for the conditions still pending (once, in this process), and hands the pending cells to
-the executor (``local`` or ``ray``, see :mod:`robustbench_lift.run.executors`). Rerunning
-the same command resumes: finished cells are skipped (see :mod:`robustbench_lift.run.store`
-for the store and the resume rule).
+for the conditions still pending (once, in this process: per input group of models that
+take the same images, in batches of conditions bounded in memory, see
+:mod:`robustbench_lift.evaluation.inputs`), and hands the pending cells to the executor
+(``local`` or ``ray``, see :mod:`robustbench_lift.run.executors`). Rerunning the same
+command resumes: finished cells are skipped (see :mod:`robustbench_lift.run.store` for the
+store and the resume rule).
 
 Results are written into a hidden temporary folder beside the target, together with a
 copy of the store, and renamed into place at the end, so an interrupted or failed run
@@ -43,6 +45,10 @@ from robustbench_lift.run.store import STORE_NAME, RunStore, Store, config_hash,
 from robustbench_lift.utils.digest import array_digest
 
 log = logging.getLogger(__name__)
+
+#: Prepared inputs (corrupted copies of the sample, perturbation frames) held at once, in
+#: bytes: the runner prepares and evaluates a suite's conditions in batches within it.
+PREPARED_BYTES = 2 * 2**30
 
 
 
@@ -103,8 +109,11 @@ def run_benchmark(config: RunConfig) -> Path:
 
 
 def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], inputs: RunInputs, context: RunContext, started: float, timings: dict[str, Any]) -> tuple[Path, int, int]:
-    """Resumes or opens the run's store, evaluates the pending cells (input group by input
-    group: each group's inputs are prepared once, then freed), writes the run."""
+    """Resumes or opens the run's store, evaluates the pending cells, writes the run.
+
+    Cells go input group by input group (each group's images decoded once), and within
+    a group suite by suite in batches of conditions whose prepared inputs fit
+    :data:`PREPARED_BYTES`; each batch's inputs are generated once and freed after it."""
     dataset, indices = context.dataset, inputs.indices
     suites = [SUITES.get(name) for name in config.suites]
     plan = plan_cells(models, suites, context)
@@ -138,12 +147,14 @@ def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], 
                 entries = {name: with_classes(by_name[name], group_context.dataset, config.dataset) for name in group.models}
                 if len(inputs.groups) > 1:
                     log.info("inputs %s for %s", group.describe(inputs.data), ", ".join(group.models))
-                prepared = _prepare(suites, cells, group_context, timings)
-                for result in executor.run(cells, entries, prepared, group_context):
-                    store.commit_cell(result.cell.key, fingerprints[result.cell.model], result.rows, result.per_image, result.device, result.seconds)
-                    computed += 1
-                    bar.update()
-                del prepared, group_context
+                for batch in _batches(suites, cells, group_context.dataset.images.nbytes):
+                    prepared = _prepare(suites, batch, group_context, timings)
+                    for result in executor.run(batch, entries, prepared, group_context):
+                        store.commit_cell(result.cell.key, fingerprints[result.cell.model], result.rows, result.per_image, result.device, result.seconds)
+                        computed += 1
+                        bar.update()
+                    del prepared
+                del group_context
 
         results, summary, devices, timings["evaluate"] = _tables(config, models, suites, plan, store, context)
         timings["total_seconds"] = round(time.perf_counter() - started, 2)
@@ -167,6 +178,22 @@ def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], 
         directory = write_run(config.run_directory, results, summary.reset_index(), record, extra=lambda staging: store.copy_to(staging / STORE_NAME))
         run_store.finished()
     return directory, computed, resumed
+
+
+def _batches(suites: list[Suite], cells: list[Cell], sample_bytes: int) -> list[list[Cell]]:
+    """``cells`` in batches whose prepared inputs stay within :data:`PREPARED_BYTES`: one
+    suite per batch, at most ``PREPARED_BYTES // sample_bytes`` of its conditions (at least
+    one). A condition's inputs are about one sample's size (a corrupted copy of it), so a
+    5,000-image ImageNet sample (718 MiB) prepares two corruptions at a time, while a
+    Fashion-MNIST sample prepares each suite at once."""
+    per_batch = max(1, PREPARED_BYTES // max(1, sample_bytes))
+    batches = []
+    for suite in suites:
+        conditions = list(dict.fromkeys(cell.condition for cell in cells if cell.suite == suite.name))
+        for start in range(0, len(conditions), per_batch):
+            chosen = set(conditions[start : start + per_batch])
+            batches.append([cell for cell in cells if cell.suite == suite.name and cell.condition in chosen])
+    return batches
 
 
 def _prepare(suites: list[Suite], cells: list[Cell], context: RunContext, timings: dict[str, Any]) -> dict[str, Any]:
