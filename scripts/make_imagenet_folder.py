@@ -39,7 +39,9 @@ def write_class(folder: str, wnid: str, count: int, height: int, width: int, see
 
     target = Path(folder) / wnid
     target.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng([seed, int(wnid[1:])])
+    if all((target / f"{wnid}_{number:05d}.JPEG").exists() for number in range(count)):
+        return 0
+    rng = np.random.default_rng([seed, int(wnid[1:])])  # one stream per class: classes are independent
     written = 0
     for number in range(count):
         path = target / f"{wnid}_{number:05d}.JPEG"

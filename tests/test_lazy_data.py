@@ -7,6 +7,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import PIL.Image
 import pytest
 from PIL import Image
@@ -168,3 +169,44 @@ def test_fashion_mnist_sample_is_unchanged() -> None:
     sample, indices = data.sample(200, seed=0)
     assert np.array_equal(indices, np.sort(np.random.default_rng(0).choice(10000, size=200, replace=False)))
     assert np.array_equal(sample.images, data.images[indices])
+
+
+@pytest.mark.needs_data
+def test_prepared_inputs_are_batched_within_the_memory_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a budget of two samples, the corruption suite prepares at most two conditions
+    at a time, and the results equal those of a run that prepares everything at once."""
+    from robustbench_lift.evaluation.suites import SUITES
+    from robustbench_lift.run import runner
+    from robustbench_lift.run.config import RunConfig
+
+    suite = SUITES.get("corruption")
+    real_prepare = suite.prepare
+    prepared: list[list[str]] = []
+
+    def recording_prepare(context, conditions=None):  # type: ignore[no-untyped-def]
+        prepared.append(list(conditions or []))
+        return real_prepare(context, conditions)
+
+    monkeypatch.setattr(suite, "prepare", recording_prepare)
+    tables = {}
+    for name, budget in (("batched", 2 * 40 * 32 * 32 * 3), ("whole", 2**40)):
+        monkeypatch.setattr(runner, "PREPARED_BYTES", budget)
+        prepared.clear()
+        config = RunConfig(
+            models=["max"],
+            suites=["corruption"],
+            corruptions=["contrast", "brightness", "fog"],
+            severities=[1],
+            sample_size=40,
+            workers=1,
+            device="cpu",
+            output_dir=str(tmp_path),
+            run_name=name,
+        )
+        tables[name] = pd.read_csv(runner.run_benchmark(config) / "results.csv")
+        if name == "batched":
+            assert prepared == [["clean", "contrast/1"], ["brightness/1", "fog/1"]]
+        else:
+            assert prepared == [["clean", "contrast/1", "brightness/1", "fog/1"]]
+    columns = ["condition", "error", "n"]
+    assert tables["batched"][columns].equals(tables["whole"][columns])
