@@ -154,7 +154,7 @@ class ImageFiles:
 
         Returns the subset and the original indices, which seed per-image corruptions.
         """
-        indices = sample_indices(len(self), size, seed)
+        indices = sample_indices(len(self), size, seed, self.name)
         return self.load(indices, workers=workers), indices
 
     @property
