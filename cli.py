@@ -156,12 +156,15 @@ def command_train(arguments: argparse.Namespace) -> int:
 def command_corrupt(arguments: argparse.Namespace) -> int:
     import corruptions
     from robustbench_lift.data.datasets import load_dataset
+    from robustbench_lift.data.files import ImageFiles
     from robustbench_lift.data.writer import write_corruption_set
 
-    dataset = load_dataset(arguments.dataset, arguments.split, arguments.data_dir, arguments.download)
+    data = load_dataset(arguments.dataset, arguments.split, arguments.data_dir, arguments.download)
     indices = None
     if arguments.sample_size:
-        dataset, indices = dataset.sample(arguments.sample_size, arguments.seed)
+        dataset, indices = data.sample(arguments.sample_size, arguments.seed)
+    else:
+        dataset = data.subset(range(len(data))) if isinstance(data, ImageFiles) else data  # decodes a folder
     names = arguments.corruptions or ["all"]
     if len(names) == 1 and names[0] in ("common", "extra", "all"):
         names = corruptions.corruption_names(names[0])

@@ -14,6 +14,7 @@ from torch import nn
 
 from robustbench_lift.errors import CheckpointError, UserError
 from robustbench_lift.models import NormalizedModel
+from robustbench_lift.models.preprocessing import PreprocessedModel, Preprocessing
 from robustbench_lift.models.pretrained import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -77,8 +78,10 @@ def test_named_torchvision_weights_load_offline_from_the_hub_cache(hub_dir: Path
     (hub_dir / "checkpoints").mkdir(parents=True)
     (hub_dir / "checkpoints" / RESNET18_HUB_FILE).write_bytes(resnet18_file.read_bytes())
     model, metadata = load_pretrained("torchvision:resnet18:IMAGENET1K_V1", input_size=SMALL_INPUT)
-    assert not model.training and isinstance(model, NormalizedModel)
+    assert not model.training and isinstance(model, PreprocessedModel)
     _assert_same_outputs(model, _reference(resnet18))
+    # The weights' transforms() are declared: resize 256, centre crop 224, bilinear.
+    assert model.preprocessing == Preprocessing(IMAGENET_MEAN, IMAGENET_STD, resize=256, crop=224, interpolation="bilinear")
     assert metadata["architecture"] == "resnet18"
     assert metadata["pooling"] == "max" and metadata["pooling_options"] == {}
     assert metadata["num_classes"] == 1000 and metadata["dataset"] == "imagenet"
@@ -87,6 +90,7 @@ def test_named_torchvision_weights_load_offline_from_the_hub_cache(hub_dir: Path
     assert metadata["preprocessing"]["mean"] == pytest.approx(IMAGENET_MEAN)
     assert metadata["preprocessing"]["std"] == pytest.approx(IMAGENET_STD)
     assert "224" in metadata["preprocessing"]["input"]
+    assert (metadata["preprocessing"]["resize"], metadata["preprocessing"]["crop"]) == (256, [224, 224])
     # DEFAULT is torchvision's alias for the same file.
     assert load_pretrained("torchvision:resnet18:DEFAULT")[1]["source"] == metadata["source"]
     assert "present" in describe_spec("torchvision:resnet18:IMAGENET1K_V1")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from robustbench_lift.data import loaders
 from robustbench_lift.data.base import DEFAULT_CACHE, IMAGE_SUFFIXES, ImageDataset, channel_statistics
+from robustbench_lift.data.files import ImageFiles
 from robustbench_lift.data.loaders import DEBIAN_FASHION_MNIST, FASHION_MNIST_CLASSES
 from robustbench_lift.registry import Registry
 
@@ -22,12 +23,13 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "DatasetLoader",
     "ImageDataset",
+    "ImageFiles",
     "channel_statistics",
     "list_datasets",
     "load_dataset",
 ]
 
-DatasetLoader = Callable[..., ImageDataset]
+DatasetLoader = Callable[..., ImageDataset | ImageFiles]
 DATASETS: Registry[DatasetLoader] = Registry("data set")
 DATASETS.add("fashion_mnist", loaders.load_fashion_mnist)
 DATASETS.add("cifar10", loaders.load_cifar10)
@@ -37,8 +39,10 @@ DATASETS.add("imagenet", loaders.load_imagenet)
 DATASETS.add("tiny_imagenet", loaders.load_tiny_imagenet)
 
 
-def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = None, download: bool = False) -> ImageDataset:
-    """Loads a registered data set by name."""
+def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = None, download: bool = False) -> ImageDataset | ImageFiles:
+    """Loads a registered data set by name: in memory (:class:`ImageDataset`) or, for image
+    folders, listed and decoded when sampled (:class:`ImageFiles`, same ``sample`` /
+    ``subset`` / ``load`` interface)."""
     return DATASETS.get(name)(split=split, data_dir=data_dir, download=download)
 
 

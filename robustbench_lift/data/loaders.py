@@ -1,4 +1,6 @@
-"""Loaders of the supported data sets, each ``(split, data_dir, download) -> ImageDataset``.
+"""Loaders of the supported data sets, each ``(split, data_dir, download) -> ImageDataset``
+(in memory) or :class:`~robustbench_lift.data.files.ImageFiles` (image folders: listed
+now, only the sampled files decoded later).
 
 Fashion-MNIST is padded from 28 to 32 px (zeros, like LeNet's input) and replicated to
 three channels so 32-px CIFAR-style models and corruption parameters apply unchanged.
@@ -14,13 +16,16 @@ import gzip
 import os
 import pickle
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 
 from robustbench_lift.data.base import DEFAULT_CACHE, IMAGE_SUFFIXES, ImageDataset
+from robustbench_lift.data.classes import imagenet_class_index
+from robustbench_lift.data.files import ImageFiles
+from robustbench_lift.data.geometry import Geometry
 from robustbench_lift.errors import UserError
 
 __all__ = [
@@ -32,6 +37,8 @@ __all__ = [
     "load_tiny_imagenet",
 ]
 
+#: Image files ``image_folder`` reads (torchvision ImageFolder's extensions).
+FOLDER_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
 
@@ -141,21 +148,16 @@ def load_cifar10(split: str = "test", data_dir: str | Path | None = None, downlo
     return ImageDataset("cifar10", images, labels, _class_names(classes, folder / "batches.meta"))
 
 
-def load_image_folder(split: str = "test", data_dir: str | Path | None = None, download: bool = False, image_size: int = 32) -> ImageDataset:
-    """Any ``<root>/<class>/<image>`` folder, resized (shorter side) and centre-cropped to ``image_size``."""
-    import torchvision
-    from torchvision.transforms import CenterCrop, Compose, Resize
-
+def load_image_folder(split: str = "test", data_dir: str | Path | None = None, download: bool = False, image_size: int = 32) -> ImageFiles:
+    """Any ``<root>/<class>/<image>`` folder (torchvision ImageFolder order), listed now and
+    decoded when sampled; its own evaluation size: shorter side resized to ``image_size``,
+    centre crop ``image_size`` (a model's declared preprocessing replaces it).
+    ``class_index`` is set when the class folders are ImageNet wnids."""
     if data_dir is None or not Path(data_dir).is_dir():
         raise UserError(f"image folder {data_dir} does not exist")
-    transform = Compose([Resize(image_size), CenterCrop(image_size)])
-    try:
-        folder = torchvision.datasets.ImageFolder(str(data_dir), transform=transform)
-    except (FileNotFoundError, RuntimeError) as error:
-        raise UserError(f"{data_dir} is not an image folder (<class>/<image>): {error}") from None
-    images = np.stack([np.asarray(image.convert("RGB"), dtype=np.uint8) for image, _ in folder])
-    labels = np.asarray(folder.targets, dtype=np.int64)
-    return ImageDataset(Path(data_dir).name, images, labels, list(folder.classes))
+    classes, paths, labels = _class_folder_samples(Path(data_dir), FOLDER_SUFFIXES)
+    geometry = Geometry(resize=image_size, crop=image_size)
+    return ImageFiles(Path(data_dir).name, paths, labels, classes, geometry, imagenet_class_index(classes))
 
 
 # ---------------------------------------------------------------- CIFAR-100, ImageNet, Tiny-ImageNet
@@ -288,45 +290,20 @@ def load_cifar100(split: str = "test", data_dir: str | Path | None = None, downl
     return ImageDataset("cifar100", images, labels, _class_names(classes, folder / "meta"))
 
 
-def _decode_rgb(path: Path, transform: Callable[..., Any] | None = None) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")  # some ImageNet files are greyscale or CMYK
-            if transform is not None:
-                image = transform(image)
-            return np.asarray(image, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as error:
-        raise UserError(f"cannot decode image {path}: {error}") from None
-
-
-def _stack_images(paths: Sequence[Path], transform: Callable[..., Any] | None = None) -> np.ndarray:
-    """Decodes images (threads: Pillow releases the GIL while decoding) into one uint8 array."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    if not paths:
-        return np.zeros((0, 0, 0, 3), dtype=np.uint8)
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        images = list(pool.map(lambda path: _decode_rgb(path, transform), paths))
-    first = images[0].shape
-    for path, image in zip(paths, images):
-        if image.shape != first:
-            raise UserError(f"{path} is {image.shape[1]}x{image.shape[0]} px but {paths[0]} is {first[1]}x{first[0]} px; images must share one size")
-    return np.stack(images)
-
-
-def _class_folder_samples(root: Path) -> tuple[list[str], list[Path], np.ndarray]:
+def _class_folder_samples(root: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> tuple[list[str], list[Path], np.ndarray]:
     """``<root>/<class>/<image>`` in torchvision ImageFolder order: sorted classes, then sorted file names."""
-    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
+    try:
+        classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
+    except OSError as error:
+        raise UserError(f"cannot list {root}: {error.strerror or error}") from None
     if not classes:
-        raise UserError(f"{root} holds no class folders (expected <root>/<wnid>/*.JPEG)")
+        raise UserError(f"{root} holds no class folders (expected <root>/<class>/<image>)")
     paths: list[Path] = []
     labels: list[int] = []
     for label, name in enumerate(classes):
-        files = sorted(f for f in os.listdir(root / name) if f.lower().endswith(IMAGE_SUFFIXES) and not f.startswith("."))
+        files = sorted(f for f in os.listdir(root / name) if f.lower().endswith(suffixes) and not f.startswith("."))
         if not files:
-            raise UserError(f"class folder {root / name} holds no images")
+            raise UserError(f"class folder {root / name} holds no images ({', '.join(suffixes)})")
         paths.extend(root / name / file for file in files)
         labels.extend([label] * len(files))
     return classes, paths, np.asarray(labels, dtype=np.int64)
@@ -338,16 +315,18 @@ def load_imagenet(
     download: bool = False,
     resize_size: int = 256,
     crop_size: int = 224,
-) -> ImageDataset:
-    """ImageNet as an image folder ``<root>/<wnid>/*.JPEG``, resized (shorter side) then centre-cropped.
+) -> ImageFiles:
+    """ImageNet as an image folder ``<root>/<wnid>/*.JPEG``, listed now and decoded when
+    sampled; its own evaluation size: shorter side resized to ``resize_size`` (bilinear),
+    centre crop ``crop_size`` (a model's declared preprocessing replaces it).
 
     ``split`` test or val reads ``<data_dir>/val`` when it exists, else ``data_dir`` itself
     (ImageNet's test labels were never published); train reads ``<data_dir>/train``.
-    Classes are the sorted wnids, so labels match ImageNet-C and torchvision's ImageFolder.
-    Everything is decoded into memory: 50000 validation images at 224 px take 7.5 GB.
+    Labels are the sorted wnids of the folder, so they match ImageNet-C and torchvision's
+    ImageFolder; when the class folders are ImageNet-1k wnids, each class's output index
+    in a 1000-way model is kept in ``class_index``, so a folder with a subset of the
+    classes evaluates 1000-way models (see :mod:`robustbench_lift.data.classes`).
     """
-    from torchvision.transforms import CenterCrop, Compose, Resize
-
     if split not in ("train", "val", "test"):
         raise UserError(f"ImageNet split must be train, val or test, got {split!r}")
     if data_dir is None:
@@ -360,17 +339,17 @@ def load_imagenet(
     if crop_size > resize_size or crop_size <= 0:
         raise UserError(f"ImageNet crop size must be in 1..resize size ({resize_size}), got {crop_size}")
     classes, paths, labels = _class_folder_samples(folder)
-    images = _stack_images(paths, Compose([Resize(resize_size), CenterCrop(crop_size)]))
-    return ImageDataset("imagenet", images, labels, classes)
+    return ImageFiles("imagenet", paths, labels, classes, Geometry(resize=resize_size, crop=crop_size), imagenet_class_index(classes))
 
 
-def load_tiny_imagenet(split: str = "test", data_dir: str | Path | None = None, download: bool = False) -> ImageDataset:
+def load_tiny_imagenet(split: str = "test", data_dir: str | Path | None = None, download: bool = False) -> ImageFiles:
     """Tiny-ImageNet (64 px, 200 classes) from its published layout.
 
     test or val: ``val/images/*.JPEG`` labelled by ``val/val_annotations.txt`` (file, wnid,
     box); train: ``train/<wnid>/images/*.JPEG``. Classes are the sorted wnids (of
     ``wnids.txt`` when present) and images come in (class, file name) order, the order of
-    an ImageFolder over Tiny-ImageNet-C, so clean and corrupted images pair up.
+    an ImageFolder over Tiny-ImageNet-C, so clean and corrupted images pair up. Listed now,
+    decoded (64 px, as stored) when sampled.
     """
     if split not in ("train", "val", "test"):
         raise UserError(f"Tiny-ImageNet split must be train, val or test, got {split!r}")
@@ -391,8 +370,7 @@ def load_tiny_imagenet(split: str = "test", data_dir: str | Path | None = None, 
         raise UserError(f"{root}: class {unknown[0]} is not listed in {wnids_file}")
     samples.sort(key=lambda sample: (position[sample[0]], sample[1].name))
     labels = np.asarray([position[wnid] for wnid, _ in samples], dtype=np.int64)
-    images = _stack_images([path for _, path in samples])
-    return ImageDataset("tiny_imagenet", images, labels, classes)
+    return ImageFiles("tiny_imagenet", [path for _, path in samples], labels, classes, None, imagenet_class_index(classes))
 
 
 def _tiny_imagenet_val(root: Path) -> list[tuple[str, Path]]:

@@ -1,8 +1,9 @@
 """The architectures of the benchmark and the wrapper that puts input normalisation inside a model.
 
 Inputs of every model this package hands out are float images in [0, 1]; the
-normalisation lives in :class:`NormalizedModel` so attacks and corruptions work in pixel
-space. Each architecture takes ``num_classes``, ``pooling`` and ``pooling_options`` and
+normalisation lives in :class:`NormalizedModel` (a
+:class:`~robustbench_lift.models.preprocessing.PreprocessedModel`) so attacks and
+corruptions work in pixel space. Each architecture takes ``num_classes``, ``pooling`` and ``pooling_options`` and
 builds every downsampling layer with :func:`~robustbench_lift.nn.pooling.make_pooling`;
 :mod:`robustbench_lift.models._registry` files them by name.
 """
@@ -15,25 +16,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robustbench_lift.models.preprocessing import PreprocessedModel, Preprocessing
 from robustbench_lift.nn.pooling import PoolGeometry, make_pooling
 
 __all__ = ["BasicBlock", "CifarResNet18", "CifarVGG13", "NormalizedModel", "SmallCNN"]
 
 
-class NormalizedModel(nn.Module):
-    """Standardises [0, 1] inputs with fixed per-channel mean/std, then runs ``model``."""
-
-    mean: Tensor
-    std: Tensor
+class NormalizedModel(PreprocessedModel):
+    """Standardises [0, 1] inputs with fixed per-channel mean/std, then runs ``model``
+    (a :class:`PreprocessedModel` that declares only normalisation)."""
 
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
-        super().__init__()
-        self.model = model
-        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model((x - self.mean) / self.std)
+        super().__init__(model, Preprocessing(mean=tuple(mean), std=tuple(std)))
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:

@@ -62,7 +62,7 @@ from torch import nn
 
 from robustbench_lift.errors import CheckpointError, UserError
 from robustbench_lift.models.checkpoints import load_state, read_checkpoint
-from robustbench_lift.models.classifiers import NormalizedModel
+from robustbench_lift.models.preprocessing import PreprocessedModel, Preprocessing
 from robustbench_lift.nn.pooling import resolve_options
 from robustbench_lift.nn.swap import REPLACEABLE, swap_pooling
 from robustbench_lift.registry import Registry
@@ -215,8 +215,10 @@ class SpecSource:
     def build(self, spec: ModelSpec, num_classes: int) -> nn.Module:
         raise NotImplementedError
 
-    def normalisation(self, spec: ModelSpec, network: nn.Module) -> tuple[Sequence[float], Sequence[float]]:
-        return IMAGENET_MEAN, IMAGENET_STD
+    def preprocessing(self, spec: ModelSpec, network: nn.Module) -> Preprocessing:
+        """What the network needs: ImageNet's mean/std at the data set's own size, unless
+        the weights declare more (torchvision transforms, timm data config)."""
+        return Preprocessing(mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
     def input_description(self, spec: ModelSpec, input_size: Sequence[int]) -> str:
         return f"float RGB in [0, 1], {input_size[-2]} x {input_size[-1]}"
@@ -310,12 +312,11 @@ class TorchvisionSource(CheckpointSource):
             arguments["input_size"] = weights.meta["min_size"]
         return arguments
 
-    def normalisation(self, spec: ModelSpec, network: nn.Module) -> tuple[Sequence[float], Sequence[float]]:
+    def preprocessing(self, spec: ModelSpec, network: nn.Module) -> Preprocessing:
         weights = self.named_weights(spec)
         if weights is None:
-            return super().normalisation(spec, network)
-        transform = weights.transforms()
-        return tuple(getattr(transform, "mean", IMAGENET_MEAN)), tuple(getattr(transform, "std", IMAGENET_STD))
+            return super().preprocessing(spec, network)
+        return Preprocessing.from_torchvision(weights)
 
     def input_description(self, spec: ModelSpec, input_size: Sequence[int]) -> str:
         weights = self.named_weights(spec)
@@ -402,9 +403,14 @@ class TimmSource(SpecSource):
     def build(self, spec: ModelSpec, num_classes: int) -> nn.Module:
         return self.timm().create_model(spec.architecture, pretrained=False, num_classes=num_classes)
 
-    def normalisation(self, spec: ModelSpec, network: nn.Module) -> tuple[Sequence[float], Sequence[float]]:
-        config = getattr(network, "pretrained_cfg", None) or {}
-        return tuple(config.get("mean", IMAGENET_MEAN)), tuple(config.get("std", IMAGENET_STD))
+    def preprocessing(self, spec: ModelSpec, network: nn.Module) -> Preprocessing:
+        try:
+            from timm.data import resolve_data_config
+        except ImportError:  # an older or partial timm: the model's own config
+            config = dict(getattr(network, "pretrained_cfg", None) or {})
+        else:
+            config = dict(resolve_data_config({}, model=network))
+        return Preprocessing.from_timm_config({"mean": IMAGENET_MEAN, "std": IMAGENET_STD} | config)
 
 
 def _requested_pooling(spec: ModelSpec, pooling: str | None, pooling_options: Mapping[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
@@ -474,11 +480,12 @@ def load_pretrained(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Loads the model ``spec`` names, offline; returns (model in eval mode, metadata).
 
-    The model takes [0, 1] inputs (normalisation inside, :class:`NormalizedModel`).
+    The model takes [0, 1] inputs (normalisation inside, :class:`PreprocessedModel`, whose
+    ``preprocessing`` also declares the weights' resize/crop when they have one).
     ``pooling``/``pooling_options`` swap the pooling before loading (see the module
     docstring); ``input_size`` (C, H, W) is the swap's probe input. Metadata holds
     architecture, pooling, pooling_options, num_classes, source (the file loaded),
-    dataset, preprocessing {mean, std, input}, plus spec, library, weights and
+    dataset, preprocessing {mean, std, resize, crop, size, interpolation, input}, plus spec, library, weights and
     swapped_layers.
     """
     parsed = parse_spec(spec)
@@ -507,8 +514,8 @@ def load_pretrained(
         load_state(network, state, str(path))
     except CheckpointError as error:
         raise CheckpointError(f"{error}{_mismatch_hint(network, state, kind)}") from None
-    mean, std = source.normalisation(parsed, network)
-    model = NormalizedModel(network, mean, std).eval()
+    preprocessing = source.preprocessing(parsed, network)
+    model = PreprocessedModel(network, preprocessing).eval()
     metadata = {
         "spec": spec,
         "library": source.library,
@@ -520,7 +527,7 @@ def load_pretrained(
         "num_classes": num_classes,
         "source": str(path),
         "dataset": "imagenet" if num_classes == DEFAULT_NUM_CLASSES else "unknown",
-        "preprocessing": {"mean": [float(value) for value in mean], "std": [float(value) for value in std], "input": source.input_description(parsed, input_size)},
+        "preprocessing": preprocessing.to_dict() | {"input": source.input_description(parsed, input_size)},
     }
     return model, metadata
 

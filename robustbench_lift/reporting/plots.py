@@ -348,11 +348,13 @@ def robust_accuracy_versus_epsilon(tables: RunTables) -> PlotOutcome:
 
 def example_image(config: dict[str, Any]) -> tuple[np.ndarray, int]:
     """The run's first sampled test image and its index in the split (which seeds corruptions)."""
+    from robustbench_lift.data.base import sample_indices
     from robustbench_lift.data.datasets import load_dataset
 
     full = load_dataset(config["dataset"], config.get("split", "test"), config.get("data_dir"))
-    sample, indices = full.sample(config.get("sample_size"), int(config.get("seed", 0)))
-    return sample.images[0], int(indices[0])
+    indices = sample_indices(len(full), config.get("sample_size"), int(config.get("seed", 0)))
+    # One image: an image folder decodes only that file, not the run's whole sample.
+    return full.subset(indices[:1]).images[0], int(indices[0])
 
 
 @plot_builder

@@ -4,10 +4,12 @@ results.csv, summary.csv and run.json (derived from the store) atomically.
 
 Cells are the unit: a suite names its conditions from the config alone, so the runner
 knows which cells the store already holds before preparing anything, prepares inputs only
-for the conditions still pending (once, in this process), and hands the pending cells to
-the executor (``local`` or ``ray``, see :mod:`robustbench_lift.run.executors`). Rerunning
-the same command resumes: finished cells are skipped (see :mod:`robustbench_lift.run.store`
-for the store and the resume rule).
+for the conditions still pending (once, in this process: per input group of models that
+take the same images, in batches of conditions bounded in memory, see
+:mod:`robustbench_lift.evaluation.inputs`), and hands the pending cells to the executor
+(``local`` or ``ray``, see :mod:`robustbench_lift.run.executors`). Rerunning the same
+command resumes: finished cells are skipped (see :mod:`robustbench_lift.run.store` for the
+store and the resume rule).
 
 Results are written into a hidden temporary folder beside the target, together with a
 copy of the store, and renamed into place at the end, so an interrupted or failed run
@@ -28,9 +30,10 @@ import pandas as pd
 import torch
 
 from robustbench_lift._version import __version__
-from robustbench_lift.data.base import ImageDataset
+from robustbench_lift.data.base import sample_indices
 from robustbench_lift.data.datasets import load_dataset
 from robustbench_lift.errors import UserError
+from robustbench_lift.evaluation.inputs import RunInputs, check_classes, group_models, with_classes, with_preprocessing
 from robustbench_lift.evaluation.suites import SUITES, ModelEntry, RunContext, Suite
 from robustbench_lift.models._factory import resolve_model
 from robustbench_lift.models.zoo import zoo_names
@@ -42,6 +45,10 @@ from robustbench_lift.run.store import STORE_NAME, RunStore, Store, config_hash,
 from robustbench_lift.utils.digest import array_digest
 
 log = logging.getLogger(__name__)
+
+#: Prepared inputs (corrupted copies of the sample, perturbation frames) held at once, in
+#: bytes: the runner prepares and evaluates a suite's conditions in batches within it.
+PREPARED_BYTES = 2 * 2**30
 
 
 def resolve_models(names: list[str]) -> list[ModelEntry]:
@@ -99,26 +106,30 @@ def run_benchmark(config: RunConfig, models: list[ModelEntry] | None = None, ove
         torch.set_num_threads(config.threads)
     started = time.perf_counter()
     timings: dict[str, Any] = {"prepare": {}, "evaluate": {}}
-    models = list(models) if models is not None else resolve_models(config.models)
+    models = [with_preprocessing(entry) for entry in (list(models) if models is not None else resolve_models(config.models))]
     _check_unique_names(models)
     full = load_dataset(config.dataset, config.split, config.data_dir, config.download)
-    dataset, indices = full.sample(config.sample_size, config.seed)
-    for entry in models:
-        classes = int(entry.metadata.get("num_classes", len(full.classes)))
-        if classes != len(full.classes):
-            raise UserError(f"model {entry.name} predicts {classes} classes but {config.dataset} has {len(full.classes)}")
+    check_classes(models, full, config.dataset)
+    indices = sample_indices(len(full), config.sample_size, config.seed, config.dataset)
+    inputs = RunInputs(full, indices, group_models(models, full), config.workers)
+    dataset = inputs.first_dataset()
     context = RunContext(config, dataset, indices, device=executor.context_device())
     executor.start()  # connects (or fails with one line) before anything is written
     try:
-        directory, computed, resumed = _run_cells(config, executor, models, dataset, indices, context, started, timings, overwrite)
+        directory, computed, resumed = _run_cells(config, executor, models, inputs, context, started, timings, overwrite)
     finally:
         executor.close()
     log.info("wrote %s in %.1f s (%d cells computed, %d resumed)", directory, timings["total_seconds"], computed, resumed)
     return directory
 
 
-def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], dataset: ImageDataset, indices: np.ndarray, context: RunContext, started: float, timings: dict[str, Any], overwrite: bool = False) -> tuple[Path, int, int]:
-    """Resumes or opens the run's store, evaluates the pending cells, writes the run."""
+def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], inputs: RunInputs, context: RunContext, started: float, timings: dict[str, Any], overwrite: bool = False) -> tuple[Path, int, int]:
+    """Resumes or opens the run's store, evaluates the pending cells, writes the run.
+
+    Cells go input group by input group (each group's images decoded once), and within
+    a group suite by suite in batches of conditions whose prepared inputs fit
+    :data:`PREPARED_BYTES`; each batch's inputs are generated once and freed after it."""
+    dataset, indices = context.dataset, inputs.indices
     suites = [SUITES.get(name) for name in config.suites]
     plan = plan_cells(models, suites, context)
     fingerprints = {entry.name: model_fingerprint(entry.model, entry.metadata) for entry in models}
@@ -141,29 +152,30 @@ def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], 
         if pending:
             log.info("committing cells to %s as they finish; if interrupted, rerun the same command to resume", store.path)
 
-        prepared: dict[str, Any] = {}
-        for suite in suites:
-            wanted = list(dict.fromkeys(cell.condition for cell in pending if cell.suite == suite.name))
-            if not wanted:
-                continue
-            tick = time.perf_counter()
-            prepared[suite.name] = suite.prepare(context, wanted)
-            timings["prepare"][suite.name] = round(time.perf_counter() - tick, 2)
-            log.info("prepared %s inputs (%d conditions) in %.1f s", suite.name, len(wanted), timings["prepare"][suite.name])
-
         computed = 0
-        if pending:
-            by_name = {suite.name: suite for suite in suites}
+        by_name = {entry.name: entry for entry in models}
+        suite_by_name = {suite.name: suite for suite in suites}
 
-            def work(suite: str, condition: str) -> float:
-                return by_name[suite].expected_work(condition, context)
+        def work(suite: str, condition: str) -> float:
+            return suite_by_name[suite].expected_work(condition, context)
 
-            with CellProgress([cell.key for cell in pending], work) as progress:
-                for result in executor.run(pending, {entry.name: entry for entry in models}, prepared, context):
-                    store.commit_cell(result.cell.key, fingerprints[result.cell.model], result.rows, result.per_image, result.device, result.seconds)
-                    computed += 1
-                    progress.finished(result.cell.key, result.seconds)
-        prepared.clear()
+        with CellProgress([cell.key for cell in pending], work) as progress:
+            for group in inputs.groups:
+                cells = [cell for cell in pending if cell.model in group.models]
+                if not cells:
+                    continue
+                group_context = inputs.context(group, context)
+                entries = {name: with_classes(by_name[name], group_context.dataset, config.dataset) for name in group.models}
+                if len(inputs.groups) > 1:
+                    log.info("inputs %s for %s", group.describe(inputs.data), ", ".join(group.models))
+                for batch in _batches(suites, cells, group_context.dataset.images.nbytes):
+                    prepared = _prepare(suites, batch, group_context, timings)
+                    for result in executor.run(batch, entries, prepared, group_context):
+                        store.commit_cell(result.cell.key, fingerprints[result.cell.model], result.rows, result.per_image, result.device, result.seconds)
+                        computed += 1
+                        progress.finished(result.cell.key, result.seconds)
+                    del prepared
+                del group_context
 
         results, summary, devices, timings["evaluate"] = _tables(config, models, suites, plan, store, context)
         timings["total_seconds"] = round(time.perf_counter() - started, 2)
@@ -177,7 +189,7 @@ def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], 
             "executor": config.executor,
             "cells": {"total": len(plan), "computed": computed, "resumed": resumed},
             "store": STORE_NAME,
-            "models": {entry.name: {key: entry.metadata.get(key) for key in ("architecture", "pooling", "pooling_options", "dataset", "clean_test_accuracy", "epochs", "seed")} | {"fingerprint": fingerprints[entry.name]} for entry in models},
+            "models": {entry.name: {key: entry.metadata.get(key) for key in ("architecture", "pooling", "pooling_options", "dataset", "clean_test_accuracy", "epochs", "seed")} | {"fingerprint": fingerprints[entry.name], "input": inputs.describe(entry.name)} for entry in models},
             "versions": _versions(),
             "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()},
             "timings": timings,
@@ -187,6 +199,37 @@ def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], 
         directory = write_run(config.run_directory, results, summary.reset_index(), record, extra=lambda staging: store.copy_to(staging / STORE_NAME), keep_previous=run_store.same_config_finished)
         run_store.finished()
     return directory, computed, resumed
+
+
+def _batches(suites: list[Suite], cells: list[Cell], sample_bytes: int) -> list[list[Cell]]:
+    """``cells`` in batches whose prepared inputs stay within :data:`PREPARED_BYTES`: one
+    suite per batch, at most ``PREPARED_BYTES // sample_bytes`` of its conditions (at least
+    one). A condition's inputs are about one sample's size (a corrupted copy of it), so a
+    5,000-image ImageNet sample (718 MiB) prepares two corruptions at a time, while a
+    Fashion-MNIST sample prepares each suite at once."""
+    per_batch = max(1, PREPARED_BYTES // max(1, sample_bytes))
+    batches = []
+    for suite in suites:
+        conditions = list(dict.fromkeys(cell.condition for cell in cells if cell.suite == suite.name))
+        for start in range(0, len(conditions), per_batch):
+            chosen = set(conditions[start : start + per_batch])
+            batches.append([cell for cell in cells if cell.suite == suite.name and cell.condition in chosen])
+    return batches
+
+
+def _prepare(suites: list[Suite], cells: list[Cell], context: RunContext, timings: dict[str, Any]) -> dict[str, Any]:
+    """Each suite's shared inputs for the conditions ``cells`` still need."""
+    prepared: dict[str, Any] = {}
+    for suite in suites:
+        wanted = list(dict.fromkeys(cell.condition for cell in cells if cell.suite == suite.name))
+        if not wanted:
+            continue
+        tick = time.perf_counter()
+        prepared[suite.name] = suite.prepare(context, wanted)
+        seconds = time.perf_counter() - tick
+        timings["prepare"][suite.name] = round(timings["prepare"].get(suite.name, 0.0) + seconds, 2)
+        log.info("prepared %s inputs (%d conditions) in %.1f s", suite.name, len(wanted), seconds)
+    return prepared
 
 
 def _tables(config: RunConfig, models: list[ModelEntry], suites: list[Suite], plan: list[Cell], store: Store, context: RunContext) -> tuple[pd.DataFrame, pd.DataFrame, list[str], dict[str, float]]:
