@@ -339,7 +339,22 @@ def test_leaderboard_text_is_the_short_answer(tmp_path: Path) -> None:
         ]
     )
     results = pd.DataFrame(
-        [{"model": name, "suite": "clean", "condition": "clean", "status": "ok"} for name in summary["model"]]
+        [
+            {
+                "run": "run",
+                "model": name,
+                "architecture": "small_cnn",
+                "pooling": "max",
+                "dataset": "fashion_mnist",
+                "suite": "clean",
+                "condition": "clean",
+                "family": "clean",
+                "level": 0.0,
+                "status": "ok",
+                "n": 100,
+            }
+            for name in summary["model"]
+        ]
     )
     record = {
         "suites": {
