@@ -12,16 +12,11 @@ import torch.nn.functional as F
 
 from robustbench_lift import training
 from robustbench_lift.data.base import ImageDataset
-from robustbench_lift.data.loaders import DEBIAN_FASHION_MNIST
 from robustbench_lift.errors import UserError
 from robustbench_lift.evaluation.inference import accuracy
 from robustbench_lift.models.checkpoints import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-needs_data = pytest.mark.skipif(
-    not (DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz").exists(),
-    reason="Fashion-MNIST (Debian dataset-fashion-mnist) not installed",
-)
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 
@@ -182,7 +177,7 @@ def test_train_zoo_names_files_by_kind_and_seed_and_resumes(train_zoo, tiny, tmp
     assert {path.name: path.stat().st_mtime_ns for path in tmp_path.iterdir()} == stamps
 
 
-@needs_data
+@pytest.mark.needs_data
 @pytest.mark.slow
 def test_train_zoo_smoke_run_with_parallel_jobs(train_zoo, tmp_path) -> None:
     arguments = [
