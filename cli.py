@@ -230,14 +230,9 @@ def _listing(what: str) -> list[dict[str, Any]]:
 
         return model_spec_table()
     if what == "zoo":
-        from robustbench_lift.models.zoo import ZOO_KINDS, zoo_checkpoint_path, zoo_metadata, zoo_model_name
+        from robustbench_lift.models.zoo import zoo_table
 
-        rows = []
-        for kind in ZOO_KINDS:
-            present = zoo_checkpoint_path(kind).exists()
-            accuracy = zoo_metadata(kind).get("clean_test_accuracy") if present else None
-            rows.append({"model": zoo_model_name(kind), "pooling": kind, "clean_test_accuracy": accuracy if accuracy is not None else "-", "weights": "present" if present else "missing"})
-        return rows
+        return zoo_table()
     if what == "corruptions":
         import corruptions
 

@@ -51,14 +51,37 @@ def assert_same_weights(first: nn.Module, second: nn.Module) -> None:
 def lift_checkpoint(tmp_path) -> tuple[Path, nn.Module]:
     model = trained_like("lift", {"kernel_size": 5})
     path = tmp_path / "lift.safetensors"
-    save_checkpoint(model, metadata_for("lift", {"combine": "sum", "kernel_size": 5, "groups": "depthwise"}), path)
+    options = {"combine": "sum", "kernel_size": 5, "groups": "depthwise", "share": "all"}
+    save_checkpoint(model, metadata_for("lift", options), path)
     return path, model
+
+
+def test_checkpoints_from_before_share_and_the_kind_renames_still_load(tmp_path) -> None:
+    """Lift checkpoints written before `share` existed have one P/U pair per direction;
+    `haar`/`lift53` are the old names of haar_sum/cdf53_sum."""
+    model = trained_like("lift", {"share": "per_direction"}, seed=1)
+    path = tmp_path / "old-lift.safetensors"
+    save_checkpoint(model, metadata_for("lift", {"combine": "sum", "kernel_size": 3, "groups": "depthwise"}), path)
+    loaded, metadata = load_checkpoint(path, expect={"pooling": "lift"})
+    assert_same_weights(loaded, model)
+    assert [pool.share for pool in loaded.modules() if isinstance(pool, LiftDownPool)] == ["per_direction"] * 3
+    for old, new in (("haar", "haar_sum"), ("lift53", "cdf53_sum")):
+        fixed = trained_like(new, seed=2)
+        path = tmp_path / f"old-{old}.safetensors"
+        save_checkpoint(fixed, metadata_for(old, {"combine": "sum"}), path)
+        with pytest.warns(DeprecationWarning, match=new):
+            loaded, metadata = load_checkpoint(path)
+        assert metadata["pooling"] == old
+        x = torch.rand(2, 3, 32, 32)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), fixed(x))
 
 
 def test_round_trip_restores_weights_metadata_and_outputs(lift_checkpoint) -> None:
     path, model = lift_checkpoint
     loaded, metadata = load_checkpoint(path)
-    assert metadata == metadata_for("lift", {"combine": "sum", "kernel_size": 5, "groups": "depthwise"})
+    options = {"combine": "sum", "kernel_size": 5, "groups": "depthwise", "share": "all"}
+    assert metadata == metadata_for("lift", options)
     assert isinstance(loaded, NormalizedModel)
     assert not loaded.training
     assert_same_weights(loaded, model)
@@ -167,11 +190,11 @@ def test_metadata_without_architecture_is_refused(tmp_path) -> None:
 @pytest.mark.parametrize("suffix", [".pt", ".pth"])
 @pytest.mark.parametrize("wrapper", ["state_dict", "model"])
 def test_torch_files_with_wrapped_and_data_parallel_state_dicts_load(tmp_path, suffix, wrapper) -> None:
-    model = trained_like("haar", seed=3)
+    model = trained_like("haar_sum", seed=3)
     state = {f"module.{key}": value for key, value in model.state_dict().items()}
     path = tmp_path / f"wrapped{suffix}"
-    torch.save({wrapper: state, "metadata": metadata_for("haar"), "epoch": 7}, path)
-    loaded, metadata = load_checkpoint(path, expect={"pooling": "haar"})
+    torch.save({wrapper: state, "metadata": metadata_for("haar_sum"), "epoch": 7}, path)
+    loaded, metadata = load_checkpoint(path, expect={"pooling": "haar_sum"})
     assert metadata["architecture"] == "small_cnn"
     assert_same_weights(loaded, model)
     x = torch.rand(2, 3, 32, 32)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from robustbench_lift.nn.pooling import POOLINGS
+from robustbench_lift.nn.pooling import DEPRECATED_KINDS, POOLINGS
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 PREFIX = "robustbench-lift: error:"
@@ -137,6 +137,7 @@ def test_list_poolings(workdir) -> None:
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     listed = [line.split()[0] for line in result.stdout.splitlines()[1:] if line.strip()]
-    assert sorted(listed) == sorted(POOLINGS)
-    assert set(listed) == {"max", "avg", "skip", "blur", "lift", "haar", "lift53"}
+    assert sorted(listed) == sorted([*POOLINGS, *DEPRECATED_KINDS])
+    kinds = {"max", "avg", "skip", "blur", "lift", "haar_sum", "haar_ll", "cdf53_sum", "cdf53_ll"}
+    assert set(listed) == kinds | {"haar", "lift53"}  # the deprecated names are listed as such
     assert files_under(workdir) == []

@@ -12,7 +12,7 @@ import pytest
 
 from robustbench_lift.data.datasets import load_dataset
 from robustbench_lift.evaluation.inference import accuracy
-from robustbench_lift.models.zoo import ZOO_KINDS, load_zoo_model, zoo_checkpoint_path
+from robustbench_lift.models.zoo import ZOO_KINDS, load_zoo_model, zoo_checkpoint_path, zoo_names
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_data = pytest.mark.needs_data
@@ -51,7 +51,7 @@ def test_quick_run_writes_complete_tidy_results(tmp_path):
     summary = pd.read_csv(run / "summary.csv")
     record = json.loads((run / "run.json").read_text())
     models = sorted(summary["model"])
-    assert models == sorted(f"small_cnn-{kind}" for kind in ZOO_KINDS)
+    assert models == sorted(zoo_names())
     # One row per model x suite x condition: clean + 19 corruptions x 3 severities.
     assert not results.duplicated(["model", "suite", "condition"]).any()
     assert (results.groupby("model").size() == 1 + 19 * 3).all()
@@ -59,7 +59,7 @@ def test_quick_run_writes_complete_tidy_results(tmp_path):
     assert ((results["error_low"] <= results["error"]) & (results["error"] <= results["error_high"])).all()
     for column in ("clean_error", "mce", "relative_mce", "mean_corruption_error", "clean_error_low", "mce_low", "mce_high", "mean_corruption_error_high"):
         assert summary[column].notna().all(), column
-    reference = summary.set_index("model").loc["small_cnn-max"]
+    reference = summary.set_index("model").loc["small_cnn-max-s0"]
     assert reference["mce"] == pytest.approx(1.0) and reference["relative_mce"] == pytest.approx(1.0)
     assert (summary["mce_low"] <= summary["mce"]).all() and (summary["mce"] <= summary["mce_high"]).all()
     assert record["sample_size"] == 200 and record["timings"]["total_seconds"] > 0
@@ -117,7 +117,7 @@ def test_a_model_returning_nan_fails_its_cells_and_the_run_completes(tmp_path):
     assert len(errors) == 1 and "NaN" in errors[0] and "Traceback" not in completed.stderr
     results = pd.read_csv(tmp_path / "nan" / "results.csv")
     assert (results[results["model"] == "broken"]["status"] == "failed").all()
-    assert (results[results["model"] == "small_cnn-max"]["status"] == "ok").all()
+    assert (results[results["model"] == "small_cnn-max-s0"]["status"] == "ok").all()
 
 
 def test_imagenet_c_layout_evaluates_end_to_end(tmp_path):

@@ -7,9 +7,18 @@ from torch import nn
 
 from robustbench_lift.errors import UserError
 from robustbench_lift.nn.lifting import LiftDownPool
-from robustbench_lift.nn.pooling import POOLINGS, PoolGeometry, make_pooling, pooling_table, resolve_options
+from robustbench_lift.nn.pooling import (
+    DEPRECATED_KINDS,
+    POOLINGS,
+    PoolGeometry,
+    canonical_kind,
+    make_pooling,
+    pooling_table,
+    recorded_options,
+    resolve_options,
+)
 
-SPEC_KINDS = {"max", "avg", "skip", "blur", "lift", "haar", "lift53"}
+SPEC_KINDS = {"max", "avg", "skip", "blur", "lift", "haar_sum", "haar_ll", "cdf53_sum", "cdf53_ll"}
 
 GEOMETRIES = [
     PoolGeometry(2, 2, 0),
@@ -60,11 +69,59 @@ def test_lift_options_keep_shapes(options) -> None:
 
 
 def test_blur_filter_sizes_keep_shapes() -> None:
-    for filter_size in (1, 3, 5, 7):
+    for filter_size in (1, 2, 3, 4, 5):
         for geometry in GEOMETRIES:
             layer = make_pooling("blur", 2, geometry, filter_size=filter_size)
             x = torch.randn(1, 2, 9, 10)
             assert layer(x).shape == torch_pool(geometry)(x).shape, (filter_size, geometry)
+
+
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        PoolGeometry(2, 2, 0, replaces="avg"),
+        PoolGeometry(3, 2, 1, replaces="avg"),
+        PoolGeometry(3, 2, 0, replaces="avg"),
+        PoolGeometry(2, 2, 0, ceil_mode=True, replaces="avg"),
+    ],
+    ids=str,
+)
+def test_blur_at_an_average_site_is_the_blur_alone(geometry) -> None:
+    import antialiased_cnns
+
+    layer = make_pooling("blur", 3, geometry)
+    assert not any(isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)) for module in layer.modules())
+    blurs = [module for module in layer.modules() if isinstance(module, antialiased_cnns.BlurPool)]
+    assert len(blurs) == 1 and blurs[0].filt_size == 4
+    reference = nn.AvgPool2d(geometry.kernel_size, geometry.stride, geometry.padding, ceil_mode=geometry.ceil_mode)
+    for height, width in SIZES:
+        x = torch.randn(2, 3, height, width)
+        out = layer(x)
+        assert out.shape == reference(x).shape, (height, width)
+        # The blur of the whole map, cropped to the average pooling's output size.
+        full = antialiased_cnns.BlurPool(3, filt_size=4, stride=2)(x) if min(height, width) > 2 else None
+        if full is not None:
+            torch.testing.assert_close(out, full[..., : out.shape[-2], : out.shape[-1]])
+
+
+def test_blur_at_a_max_site_keeps_a_dense_max_in_front() -> None:
+    layer = make_pooling("blur", 3, PoolGeometry(3, 2, 1))
+    assert [type(module).__name__ for module in layer] == ["MaxPool2d", "BlurPool"]
+    assert layer[0].kernel_size == 3 and layer[0].stride == 1 and layer[0].padding == 1
+    assert layer[1].filt_size == 4 and layer[1].stride == 2
+
+
+def test_blur_at_a_convolution_site_is_the_blur_alone() -> None:
+    layer = make_pooling("blur", 3, PoolGeometry(2, 2, 0, ceil_mode=True, replaces="conv"), filter_size=3)
+    assert type(layer).__name__ == "BlurPool" and layer.filt_size == 3
+    for size in (6, 7):
+        # A stride-2 convolution's output is ceil(M/2) of the stride-1 output M.
+        assert layer(torch.randn(1, 3, size, size)).shape[-1] == (size + 1) // 2
+
+
+def test_unknown_site_is_refused() -> None:
+    with pytest.raises(ValueError, match="replaces"):
+        PoolGeometry(2, 2, 0, replaces="dilated")
 
 
 def test_max_and_avg_are_the_torch_layers() -> None:
@@ -94,18 +151,108 @@ def test_padded_ceil_mode_layer_gets_its_extra_border_output() -> None:
     torch.testing.assert_close(out[0, 0, 4, :4], x[0, 0, 7, ::2])
 
 
-def test_haar_pooling_low_band_is_average_pooling() -> None:
-    x = torch.randn(1, 3, 8, 6)
-    out = make_pooling("haar", 3, PoolGeometry(2, 2, 0), combine="LL")(x)
-    torch.testing.assert_close(out, nn.functional.avg_pool2d(x, 2), atol=1e-6, rtol=1e-6)
+@pytest.mark.parametrize("size", [(8, 6), (7, 9), (2, 2)])
+def test_haar_ll_is_two_by_two_average_pooling(size) -> None:
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0))
+    out = make_pooling("haar_ll", 3, PoolGeometry(2, 2, 0))(x)
+    torch.testing.assert_close(out, nn.AvgPool2d(2)(x), atol=1e-6, rtol=1e-6)
+
+
+def test_haar_sum_is_the_high_pass_dominated_two_by_two_filter() -> None:
+    x = torch.randn(2, 3, 8, 10, generator=torch.Generator().manual_seed(1))
+    kernel = torch.tensor([[0.25, -0.75], [-0.75, 2.25]]).expand(3, 1, 2, 2)
+    out = make_pooling("haar_sum", 3, PoolGeometry(2, 2, 0))(x)
+    torch.testing.assert_close(out, nn.functional.conv2d(x, kernel, stride=2, groups=3), atol=1e-5, rtol=1e-5)
+
+
+def checkerboard(size: int) -> torch.Tensor:
+    index = torch.arange(size)
+    return ((-1.0) ** (index[:, None] + index[None, :])).view(1, 1, size, size)
+
+
+@pytest.mark.parametrize("kind", ["haar_sum", "cdf53_sum"])
+def test_summed_fixed_lifting_passes_the_checkerboard_four_times_amplified(kind) -> None:
+    layer = make_pooling(kind, 1, PoolGeometry(2, 2, 0))
+    torch.testing.assert_close(layer(torch.full((1, 1, 8, 8), 3.0)), torch.full((1, 1, 4, 4), 3.0))
+    torch.testing.assert_close(layer(checkerboard(8)), torch.full((1, 1, 4, 4), 4.0))
+
+
+@pytest.mark.parametrize("kind", ["haar_ll", "cdf53_ll"])
+def test_ll_fixed_lifting_removes_the_checkerboard(kind) -> None:
+    layer = make_pooling(kind, 1, PoolGeometry(2, 2, 0))
+    torch.testing.assert_close(layer(torch.full((1, 1, 8, 8), 3.0)), torch.full((1, 1, 4, 4), 3.0))
+    torch.testing.assert_close(layer(checkerboard(8)), torch.zeros(1, 1, 4, 4), atol=1e-6, rtol=0)
+
+
+def test_cdf53_ll_is_the_five_three_low_pass_at_stride_two() -> None:
+    x = torch.randn(2, 3, 12, 10, generator=torch.Generator().manual_seed(2))
+    taps = torch.tensor([-1.0, 2.0, 6.0, 2.0, -1.0]) / 8
+    kernel = (taps[:, None] * taps[None, :]).expand(3, 1, 5, 5)
+    # Whole-sample symmetric borders, which is torch's "reflect".
+    expected = nn.functional.conv2d(nn.functional.pad(x, (2, 2, 2, 2), mode="reflect"), kernel, stride=2, groups=3)
+    out = make_pooling("cdf53_ll", 3, PoolGeometry(2, 2, 0))(x)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_lifting_kinds_build_lift_down_pools_with_their_scheme() -> None:
-    for kind, scheme in (("lift", "learned"), ("haar", "haar"), ("lift53", "cdf53")):
+    expected = {
+        "lift": ("learned", "sum"),
+        "haar_sum": ("haar", "sum"),
+        "haar_ll": ("haar", "LL"),
+        "cdf53_sum": ("cdf53", "sum"),
+        "cdf53_ll": ("cdf53", "LL"),
+    }
+    for kind, (scheme, combine) in expected.items():
         pools = [module for module in make_pooling(kind, 3).modules() if isinstance(module, LiftDownPool)]
-        assert len(pools) == 1 and pools[0].scheme == scheme and pools[0].combine == "sum"
+        assert len(pools) == 1 and pools[0].scheme == scheme and pools[0].combine == combine, kind
     dense = [m for m in make_pooling("lift", 4, groups="dense", kernel_size=5).modules() if isinstance(m, LiftDownPool)][0]
-    assert dense.groups == 1 and dense.kernel_size == 5
+    assert dense.groups == 1 and dense.kernel_size == 5 and dense.share == "all"
+    shared = make_pooling("lift", 4)
+    per_direction = make_pooling("lift", 4, share="per_direction")
+    assert [m.share for m in per_direction.modules() if isinstance(m, LiftDownPool)] == ["per_direction"]
+    # One P/U pair for the three lifts has half the parameters of one pair per direction.
+    assert sum(p.numel() for p in per_direction.parameters()) == 2 * sum(p.numel() for p in shared.parameters())
+
+
+# ---------------------------------------------------------------- deprecated names and recorded options
+
+
+@pytest.mark.parametrize(
+    "old, options, new",
+    [
+        ("haar", {}, "haar_sum"),
+        ("haar", {"combine": "sum"}, "haar_sum"),
+        ("haar", {"combine": "LL"}, "haar_ll"),
+        ("lift53", {}, "cdf53_sum"),
+        ("lift53", {"combine": "LL"}, "cdf53_ll"),
+    ],
+)
+def test_deprecated_kinds_resolve_to_the_kind_they_compute(old, options, new) -> None:
+    with pytest.warns(DeprecationWarning, match=new):
+        assert canonical_kind(old, options) == (new, {})
+    x = torch.randn(1, 2, 8, 8)
+    with pytest.warns(DeprecationWarning):
+        layer = make_pooling(old, 2, **options)
+    torch.testing.assert_close(layer(x), make_pooling(new, 2)(x))
+    with pytest.warns(DeprecationWarning):
+        assert resolve_options(old, options) == {}
+
+
+def test_deprecated_kind_with_another_band_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="combine='HH'"):
+        make_pooling("haar", 2, combine="HH")
+
+
+def test_recorded_options_rebuild_old_checkpoints() -> None:
+    # A lift checkpoint from before `share` existed had one P/U pair per direction.
+    assert recorded_options("lift", {"combine": "sum", "kernel_size": 3, "groups": "depthwise"}) == (
+        "lift",
+        {"combine": "sum", "kernel_size": 3, "groups": "depthwise", "share": "per_direction"},
+    )
+    assert recorded_options("lift", {"share": "all"})[1]["share"] == "all"
+    with pytest.warns(DeprecationWarning):
+        assert recorded_options("lift53", {"combine": "sum"}) == ("cdf53_sum", {})
+    assert recorded_options("blur", {"filter_size": 3}) == ("blur", {"filter_size": 3})
 
 
 # ---------------------------------------------------------------- errors
@@ -118,7 +265,16 @@ def test_unknown_kind_is_a_user_error_naming_it() -> None:
     assert "lift" in str(error.value)  # lists the known kinds
 
 
-@pytest.mark.parametrize("kind, option", [("lift", "bogus"), ("max", "filter_size"), ("blur", "kernel_size"), ("haar", "groups")])
+@pytest.mark.parametrize(
+    "kind, option",
+    [
+        ("lift", "bogus"),
+        ("max", "filter_size"),
+        ("blur", "kernel_size"),
+        ("haar_sum", "groups"),
+        ("cdf53_ll", "combine"),
+    ],
+)
 def test_unknown_option_is_a_user_error_naming_it(kind, option) -> None:
     with pytest.raises(UserError, match=repr(option)):
         make_pooling(kind, 3, **{option: 3})
@@ -132,10 +288,13 @@ def test_unknown_option_is_a_user_error_naming_it(kind, option) -> None:
         ("lift", {"kernel_size": 4}),
         ("lift", {"groups": "half"}),
         ("lift", {"combine": "bands"}),
+        ("lift", {"share": "horizontal"}),
         ("haar", {"combine": "mean"}),
-        ("blur", {"filter_size": 9}),
+        ("blur", {"filter_size": 6}),
+        ("blur", {"filter_size": 0}),
     ],
 )
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_bad_option_values_are_user_errors(kind, options) -> None:
     with pytest.raises(UserError):
         make_pooling(kind, 3, **options)
@@ -148,16 +307,20 @@ def test_unsupported_stride_is_a_user_error() -> None:
 
 
 def test_resolve_options_fills_defaults_and_converts_types() -> None:
-    assert resolve_options("lift", None) == {"combine": "sum", "kernel_size": 3, "groups": "depthwise"}
-    assert resolve_options("lift", {"kernel_size": "5"}) == {"combine": "sum", "kernel_size": 5, "groups": "depthwise"}
+    defaults = {"combine": "sum", "kernel_size": 3, "groups": "depthwise", "share": "all"}
+    assert resolve_options("lift", None) == defaults
+    assert resolve_options("lift", {"kernel_size": "5"}) == defaults | {"kernel_size": 5}
     assert resolve_options("max", {}) == {}
-    assert resolve_options("blur", {}) == {"filter_size": 3}
+    assert resolve_options("blur", {}) == {"filter_size": 4}
 
 
 def test_pooling_table_lists_every_kind_with_its_options() -> None:
     rows = pooling_table()
-    assert [row["kind"] for row in rows] == list(POOLINGS)
+    assert [row["kind"] for row in rows] == list(POOLINGS) + list(DEPRECATED_KINDS)
     by_kind = {row["kind"]: row for row in rows}
+    assert "deprecated name of haar_sum" in by_kind["haar"]["description"]
+    assert "cdf53_sum" in by_kind["lift53"]["description"]
+    assert "2x2 average" in by_kind["haar_ll"]["description"]
     for kind in POOLINGS:
         row = by_kind[kind]
         assert row["description"]
@@ -167,5 +330,6 @@ def test_pooling_table_lists_every_kind_with_its_options() -> None:
                 assert name in row["options"], (kind, name)
         else:
             assert row["options"] == "-"
-    assert "filter_size=3" in by_kind["blur"]["options"]
+    assert "filter_size=4" in by_kind["blur"]["options"]
+    assert "share='all'" in by_kind["lift"]["options"]
     assert "kernel_size=3" in by_kind["lift"]["options"]

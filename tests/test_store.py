@@ -126,7 +126,7 @@ def test_rerun_of_a_finished_run_skips_every_cell(reference) -> None:
 
     # A cell computed by other weights under the same model name is recomputed, alone.
     with sqlite3.connect(reference / STORE_NAME) as connection:
-        connection.execute("UPDATE cells SET fingerprint = 'retrained' WHERE model = 'small_cnn-avg' AND condition = 'contrast/3'")
+        connection.execute("UPDATE cells SET fingerprint = 'retrained' WHERE model = 'small_cnn-avg-s0' AND condition = 'contrast/3'")
     record = run_in_process(reference.parent, "small")
     assert record["cells"] == {"total": CELLS, "computed": 1, "resumed": CELLS - 1}
     assert list(record["timings"]["prepare"]) == ["corruption"]

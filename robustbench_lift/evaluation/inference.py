@@ -85,7 +85,9 @@ def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 500, 
     return torch.cat(outputs) if outputs else torch.empty(0)
 
 
-def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 500) -> float:
-    """Top-1 accuracy of ``model`` on uint8 images."""
-    predictions = predict_logits(model, images, batch_size).argmax(1).numpy()
+def accuracy(
+    model: nn.Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 500, device: str | torch.device = "cpu"
+) -> float:
+    """Top-1 accuracy of ``model`` (on ``device``) on uint8 images."""
+    predictions = predict_logits(model, images, batch_size, device).argmax(1).numpy()
     return float((predictions == labels).mean())

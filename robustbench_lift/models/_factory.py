@@ -1,6 +1,7 @@
 """Model resolution: one name or spec -> a loaded model, and the public ``load_model`` / ``create_model``.
 
-A model is named by a zoo name (``small_cnn-lift`` or just ``lift``), a checkpoint path
+A model is named by a zoo name (``small_cnn-lift-s1``; ``small_cnn-lift`` and ``lift`` mean
+seed 0), a checkpoint path
 (``.safetensors``, ``.pt``, ``.pth``), a pretrained spec whose prefix is registered in
 :data:`~robustbench_lift.models.pretrained.SPECS` (``torchvision:resnet18:IMAGENET1K_V1``),
 or a ``python:`` spec naming a builder in the user's own code
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from robustbench_lift.errors import UserError
 from robustbench_lift.models._registry import MODELS
-from robustbench_lift.models.zoo import ZOO_KINDS, load_zoo_model, zoo_model_name, zoo_names
+from robustbench_lift.models.zoo import load_zoo_model, parse_zoo_name, zoo_model_name, zoo_names
 
 if TYPE_CHECKING:
     from torch import nn
@@ -47,7 +48,7 @@ def resolve_model(name: str) -> tuple[str, nn.Module, dict[str, Any]]:
 
     Returns:
         (display name, model in eval mode, metadata). The display name is ``NAME`` when
-        given, else the zoo's full name for zoo models, the file stem for checkpoints and
+        given, else the zoo's full name for zoo models (``small_cnn-lift-s0``), the file stem for checkpoints and
         the spec itself otherwise.
 
     Raises:
@@ -74,8 +75,7 @@ def resolve_model(name: str) -> tuple[str, nn.Module, dict[str, Any]]:
         model, metadata = load_checkpoint(path)
         return path.stem, model, metadata
     model, metadata = load_zoo_model(name)
-    display = zoo_model_name(metadata["pooling"]) if metadata.get("pooling") in ZOO_KINDS else name
-    return display, model, metadata
+    return zoo_model_name(*parse_zoo_name(name)), model, metadata
 
 
 def load_model(spec: str) -> nn.Module:

@@ -18,6 +18,7 @@ from torch import nn
 from robustbench_lift.errors import CheckpointError
 from robustbench_lift.models._builder import build_model
 from robustbench_lift.models._format import METADATA_KEY, check_metadata
+from robustbench_lift.nn.kinds import recorded_options
 from robustbench_lift.utils.io import PARTIAL, atomic_write_bytes
 
 # Fields that decide the model's structure; a mismatch means the weights cannot belong to it.
@@ -98,11 +99,13 @@ def load_checkpoint(path: str | Path, expect: Mapping[str, Any] | None = None) -
         if metadata.get(field) != value:
             raise CheckpointError(f"checkpoint {path} is for {field}={metadata.get(field)!r}, not {value!r}")
     preprocessing = metadata.get("preprocessing") or {}
+    # Older checkpoints name deprecated kinds or lack options added since: rebuild them as recorded.
+    kind, options = recorded_options(metadata["pooling"], metadata.get("pooling_options") or {})
     model = build_model(
         metadata["architecture"],
-        metadata["pooling"],
+        kind,
         num_classes=int(metadata.get("num_classes", 10)),
-        pooling_options=metadata.get("pooling_options") or {},
+        pooling_options=options,
         mean=preprocessing.get("mean"),
         std=preprocessing.get("std"),
     )

@@ -7,24 +7,41 @@ shape, whether it is placed by a model builder or swapped into a built model.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from robustbench_lift.errors import UserError
-from robustbench_lift.nn.kinds import POOLINGS, PoolGeometry, PoolingKind, list_poolings, pooling_table, resolve_options
-from robustbench_lift.nn.lifting import LiftDownPool
+from robustbench_lift.nn.kinds import (
+    DEPRECATED_KINDS,
+    POOLINGS,
+    SITES,
+    PoolGeometry,
+    PoolingKind,
+    canonical_kind,
+    list_poolings,
+    pooling_table,
+    recorded_options,
+    resolve_options,
+)
+from robustbench_lift.nn.lifting import SHARING, SUB_BANDS, LiftDownPool
 
 __all__ = [
+    "BLUR_FILTER_SIZES",
+    "DEPRECATED_KINDS",
     "POOLINGS",
+    "SITES",
     "CropToGeometry",
     "PoolGeometry",
     "PoolingKind",
     "StridedSubsample",
+    "canonical_kind",
     "list_poolings",
     "make_pooling",
     "pooling_table",
+    "recorded_options",
     "resolve_options",
 ]
 
@@ -84,6 +101,7 @@ def _build_skip(channels: int, geometry: PoolGeometry) -> nn.Module:
     return CropToGeometry(StridedSubsample(geometry.stride), geometry)
 
 
+@functools.cache
 def _blur_pool_class() -> type:
     import antialiased_cnns
     import torch.nn.functional as F
@@ -101,53 +119,93 @@ def _blur_pool_class() -> type:
     return BlurPool
 
 
-def _build_blur(channels: int, geometry: PoolGeometry, filter_size: int = 3) -> nn.Module:
-    """Zhang's MaxBlurPool: dense max (same kernel, stride 1) then blur + subsample.
+BLUR_FILTER_SIZES = range(1, 6)
 
-    Keeping the replaced kernel and padding at stride 1 makes the output size match the
-    original layer's for every kernel/padding combination torchvision uses.
+
+def _build_blur(channels: int, geometry: PoolGeometry, filter_size: int = 4) -> nn.Module:
+    """Anti-aliased downsampling by the antialiased-cnns recipe (Zhang, ICML 2019), per site:
+
+    - MaxPool(k, s) -> MaxPool(k, stride 1) + BlurPool(s): the dense max keeps the
+      replaced kernel and padding, so output sizes match the original layer's;
+    - AvgPool(k, s) -> BlurPool(s) alone (the blur is itself an average);
+    - strided convolution -> BlurPool(s) alone, on the output of the convolution run at
+      stride 1 after its normalization and activation (swap.py places it).
+
+    ``filter_size`` taps of the binomial filter [1], [1, 1], [1, 2, 1], [1, 3, 3, 1],
+    [1, 4, 6, 4, 1]; 4 is the released ImageNet models' size, 1 is no blur (plain
+    subsampling, the paper's baseline).
     """
-    if filter_size not in range(1, 8):
-        raise UserError(f"blur filter_size must be 1..7, got {filter_size}")
+    if filter_size not in BLUR_FILTER_SIZES:
+        raise UserError(f"blur filter_size must be 1..5 (4: the released antialiased-cnns models), got {filter_size}")
+    blur = _blur_pool_class()(channels, filt_size=filter_size, stride=geometry.stride)
+    if geometry.replaces == "conv":
+        return blur  # ceil(H/s), as the strided convolution gave
+    if geometry.replaces == "avg":
+        # BlurPool gives ceil(H/s); an unpadded 2x2 average gives floor(H/2): crop to match.
+        return CropToGeometry(blur, geometry)
     layers: list[nn.Module] = []
     if geometry.ceil_mode:
         # A ceil-mode window may hang over the bottom/right edge: one replicated row and
         # column give the dense max that extra position.
         layers.append(nn.ReplicationPad2d((0, 1, 0, 1)))
-    return nn.Sequential(
-        *layers,
-        nn.MaxPool2d(geometry.kernel_size, stride=1, padding=geometry.padding),
-        _blur_pool_class()(channels, filt_size=filter_size, stride=geometry.stride),
-    )
+    return nn.Sequential(*layers, nn.MaxPool2d(geometry.kernel_size, stride=1, padding=geometry.padding), blur)
 
 
 _GROUPS = {"depthwise": None, "dense": 1}
 
 
-def _build_lift(channels: int, geometry: PoolGeometry, combine: str = "sum", kernel_size: int = 3, groups: str = "depthwise") -> nn.Module:
+def _build_lift(
+    channels: int,
+    geometry: PoolGeometry,
+    combine: str = "sum",
+    kernel_size: int = 3,
+    groups: str = "depthwise",
+    share: str = "all",
+) -> nn.Module:
     if groups not in _GROUPS:
         raise UserError(f"lift groups must be 'depthwise' or 'dense', got {groups!r}")
     if kernel_size not in (1, 3, 5, 7):
         raise UserError(f"lift kernel_size must be 1, 3, 5 or 7, got {kernel_size}")
-    return _lift_layer(channels, geometry, "learned", combine, kernel_size, _GROUPS[groups])
+    if share not in SHARING:
+        raise UserError(f"lift share must be one of {', '.join(SHARING)}, got {share!r}")
+    return _lift_layer(channels, geometry, "learned", combine, kernel_size, _GROUPS[groups], share)
 
 
-def _lift_layer(channels: int, geometry: PoolGeometry, scheme: str, combine: str, kernel_size: int = 3, groups: int | None = None) -> nn.Module:
-    if combine not in ("sum", "LL", "LH", "HL", "HH"):
+def _lift_layer(
+    channels: int,
+    geometry: PoolGeometry,
+    scheme: str,
+    combine: str,
+    kernel_size: int = 3,
+    groups: int | None = None,
+    share: str = "all",
+) -> nn.Module:
+    if combine not in ("sum",) + SUB_BANDS:
         raise UserError(f"combine must be one of sum, LL, LH, HL, HH for a pooling layer, got {combine!r}")
-    return CropToGeometry(LiftDownPool(channels, combine=combine, kernel_size=kernel_size, groups=groups, scheme=scheme), geometry)
+    layer = LiftDownPool(channels, combine=combine, kernel_size=kernel_size, groups=groups, scheme=scheme, share=share)
+    return CropToGeometry(layer, geometry)
 
 
-def _build_haar(channels: int, geometry: PoolGeometry, combine: str = "sum") -> nn.Module:
-    return _lift_layer(channels, geometry, "haar", combine)
+def _build_haar_sum(channels: int, geometry: PoolGeometry) -> nn.Module:
+    return _lift_layer(channels, geometry, "haar", "sum")
 
 
-def _build_lift53(channels: int, geometry: PoolGeometry, combine: str = "sum") -> nn.Module:
-    return _lift_layer(channels, geometry, "cdf53", combine)
+def _build_haar_ll(channels: int, geometry: PoolGeometry) -> nn.Module:
+    return _lift_layer(channels, geometry, "haar", "LL")
+
+
+def _build_cdf53_sum(channels: int, geometry: PoolGeometry) -> nn.Module:
+    return _lift_layer(channels, geometry, "cdf53", "sum")
+
+
+def _build_cdf53_ll(channels: int, geometry: PoolGeometry) -> nn.Module:
+    return _lift_layer(channels, geometry, "cdf53", "LL")
 
 
 def make_pooling(kind: str, channels: int, geometry: PoolGeometry = PoolGeometry(), **options: Any) -> nn.Module:
-    """Builds a pooling layer of ``kind`` standing in for a layer of ``geometry``."""
+    """Builds a pooling layer of ``kind`` standing in for a layer of ``geometry``
+    (a deprecated kind name builds the kind it now is)."""
+    kind, options = canonical_kind(kind, options)
     spec = POOLINGS.get(kind)
     if geometry.stride not in spec.supports_stride:
         raise UserError(f"pooling {kind!r} cannot replace a stride-{geometry.stride} layer (it supports {spec.supports_stride})")
