@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                 change[check.metric].append(check.value - check.baseline)
         for metric in metrics:
             failures[metric].append(failed[metric] / arguments.draws)
-            changes[metric].append(float(np.nanmean(change[metric])) if change[metric] else np.nan)
+            finite = [value for value in change[metric] if np.isfinite(value)]
+            changes[metric].append(float(np.mean(finite)) if finite else np.nan)
         print(f"share {share:g} %: " + ", ".join(f"{metric} {failed[metric]}/{arguments.draws}" for metric in metrics), file=sys.stderr, flush=True)
 
     print(f"Gate sensitivity: {outcomes.name} of {arguments.run}, policy {arguments.policy} (alpha {policy.alpha:.3g}), {arguments.draws} draws per share, {time.perf_counter() - started:.0f} s\n")
@@ -178,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     for metric in metrics:
         rule = gate_policy.rules[metrics.index(metric)]
         tolerance = f"{100 * rule.tolerance:g} pp" if rule.tolerance else (f"{100 * rule.relative_tolerance:g} %" if rule.relative_tolerance else "0 (significance only)")
+        if not any(np.isfinite(changes[metric])):
+            print(f"| {metric} | {tolerance} | not in the run | — | — |")
+            continue
         reliable = [index for index, rate in enumerate(failures[metric]) if rate >= RELIABLE]
         smallest = f"{arguments.shares[reliable[0]]:g} %" if reliable else f"> {arguments.shares[-1]:g} %"
         at = f"{100 * changes[metric][reliable[0]]:+.1f} pp" if reliable and np.isfinite(changes[metric][reliable[0]]) else "—"
