@@ -108,14 +108,16 @@ def write_per_image(path: str | Path, per_image: PerImage) -> Path:
     """
     path = Path(path)
     entries: list[dict[str, Any]] = []
-    payload: dict[str, np.ndarray] = {}
+    payload: dict[str, Any] = {}  # Any: numpy types savez_compressed's keywords as allow_pickle: bool
     for (model, suite, name), array in per_image.arrays.items():
         array = np.asarray(array)
         kind = _kind(array)
         if kind is None or array.ndim != 1:
             continue
         key = f"a{len(entries)}"
-        entries.append({"key": key, "model": model, "suite": suite, "name": name, "kind": kind, "length": int(array.size)})
+        entries.append(
+            {"key": key, "model": model, "suite": suite, "name": name, "kind": kind, "length": int(array.size)}
+        )
         payload[key] = np.packbits(array) if kind == "bits" else array.astype(np.float32)
     index = dict(per_image.meta) | {"format": FORMAT, "version": VERSION, "arrays": entries}
     payload["index"] = np.frombuffer(json.dumps(index, sort_keys=True, default=str).encode("utf-8"), dtype=np.uint8)
@@ -163,5 +165,10 @@ def read_per_image(path: str | Path) -> PerImage:
 
 def collect(per_image: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]], meta: Mapping[str, Any]) -> PerImage:
     """A :class:`PerImage` from the runner's ``{suite: {model: {name: array}}}`` arrays."""
-    arrays = {(model, suite, name): np.asarray(array) for suite, models in per_image.items() for model, named in models.items() for name, array in named.items()}
+    arrays = {
+        (model, suite, name): np.asarray(array)
+        for suite, models in per_image.items()
+        for model, named in models.items()
+        for name, array in named.items()
+    }
     return PerImage(arrays, dict(meta))

@@ -33,7 +33,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(1, str(ROOT))
 
 from robustbench_lift.per_image import FILE_NAME, PerImage, read_per_image  # noqa: E402
-from robustbench_lift.reporting.gate import CONDITION_ERRORS, FAILED, Pairing, evaluate_gate, load_policy, policy_from_mapping  # noqa: E402
+from robustbench_lift.reporting.gate import (  # noqa: E402
+    CONDITION_ERRORS,
+    FAILED,
+    Pairing,
+    evaluate_gate,
+    load_policy,
+    policy_from_mapping,
+)
 from robustbench_lift.reporting.paired import Unpairable, metric_value  # noqa: E402
 from robustbench_lift.results import read_run  # noqa: E402
 
@@ -50,7 +57,12 @@ def _flip_predictions(predictions: np.ndarray, hit: np.ndarray, classes: int) ->
 def _push_logits(logits: np.ndarray, hit: np.ndarray) -> np.ndarray:
     pushed = logits.copy()
     target = (logits.argmax(axis=-1) + 1) % logits.shape[-1]
-    np.put_along_axis(pushed, target[..., None], np.take_along_axis(logits, target[..., None], axis=-1) + PUSH * hit[..., None], axis=-1)
+    np.put_along_axis(
+        pushed,
+        target[..., None],
+        np.take_along_axis(logits, target[..., None], axis=-1) + PUSH * hit[..., None],
+        axis=-1,
+    )
     return pushed
 
 
@@ -93,32 +105,46 @@ class Outcomes:
         self.shift: tuple[np.ndarray, np.ndarray] | None = None
         if "shift" in config.suites:
             first, second, _ = SUITES.get("shift").prepare(context)
-            self.shift = tuple(predict_logits(model, images, config.batch_size, "cpu").numpy().argmax(1) for images in (first, second))
+            self.shift = tuple(
+                predict_logits(model, images, config.batch_size, "cpu").numpy().argmax(1) for images in (first, second)
+            )
         self.sequences: dict[str, np.ndarray] = {}
         if "perturbation" in config.suites:
             suite = SUITES.get("perturbation")
             for name, frames in suite.prepare(context, suite.conditions(context)).items():
                 count, length = frames.shape[:2]
-                self.sequences[name] = predict_logits(model, frames.reshape(-1, *frames.shape[2:]), config.batch_size, "cpu").numpy().reshape(count, length, -1)
+                self.sequences[name] = (
+                    predict_logits(model, frames.reshape(-1, *frames.shape[2:]), config.batch_size, "cpu")
+                    .numpy()
+                    .reshape(count, length, -1)
+                )
 
     def degraded(self, share: float, rng: np.random.Generator) -> PerImage:
         """The baseline's outcomes with this model's replaced by those of the degraded wrapper."""
         from corruptions.perturbations import NOISE_PERTURBATIONS
-
         from robustbench_lift.metrics import flip_probability, top5_distance
 
         arrays = dict(self.baseline.arrays)
         for condition, predictions in self.predictions.items():
-            arrays[(self.name, "corruption", condition)] = _flip_predictions(predictions, rng.random(predictions.size) < share, self.classes) != self.labels
+            arrays[(self.name, "corruption", condition)] = (
+                _flip_predictions(predictions, rng.random(predictions.size) < share, self.classes) != self.labels
+            )
         if self.shift is not None:
-            first, second = (_flip_predictions(predictions, rng.random(predictions.size) < share, self.classes) for predictions in self.shift)
+            first, second = (
+                _flip_predictions(predictions, rng.random(predictions.size) < share, self.classes)
+                for predictions in self.shift
+            )
             arrays[(self.name, "shift", "same")] = first == second
         for name, logits in self.sequences.items():
             pushed = _push_logits(logits, rng.random(logits.shape[:2]) < share)
             noise = name in NOISE_PERTURBATIONS
             predictions = pushed.argmax(2)
-            arrays[(self.name, "perturbation", f"{name}/flips")] = np.array([flip_probability(predictions[i : i + 1], noise, self.difficulty) for i in range(len(pushed))])
-            arrays[(self.name, "perturbation", f"{name}/top5")] = np.array([top5_distance(pushed[i : i + 1], noise, self.difficulty) for i in range(len(pushed))])
+            arrays[(self.name, "perturbation", f"{name}/flips")] = np.array(
+                [flip_probability(predictions[i : i + 1], noise, self.difficulty) for i in range(len(pushed))]
+            )
+            arrays[(self.name, "perturbation", f"{name}/top5")] = np.array(
+                [top5_distance(pushed[i : i + 1], noise, self.difficulty) for i in range(len(pushed))]
+            )
         for (model, suite, key), correct in self.baseline.arrays.items():
             if model == self.name and suite == "adversarial" and key.endswith("/robust_correct"):
                 arrays[(model, suite, key)] = correct & ~(rng.random(correct.size) < share)
@@ -138,10 +164,18 @@ def _records(data: PerImage, model: str, metrics: list[str]) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", type=Path, help="a finished run with per_image.npz and store.sqlite (e.g. reports/quick)")
+    parser.add_argument(
+        "run", type=Path, help="a finished run with per_image.npz and store.sqlite (e.g. reports/quick)"
+    )
     parser.add_argument("--model", default="lift", help="the model to degrade (a spec of the run, default lift)")
     parser.add_argument("--policy", type=Path, default=ROOT / "reports" / "policy.yaml")
-    parser.add_argument("--shares", type=float, nargs="+", default=[1, 2, 3, 4, 5, 6, 8, 10, 15, 20], help="shares of flipped predictions, in percent")
+    parser.add_argument(
+        "--shares",
+        type=float,
+        nargs="+",
+        default=[1, 2, 3, 4, 5, 6, 8, 10, 15, 20],
+        help="shares of flipped predictions, in percent",
+    )
     parser.add_argument("--draws", type=int, default=20, help="random draws of the hit inputs per share")
     parser.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args(argv)
@@ -152,7 +186,20 @@ def main(argv: list[str] | None = None) -> int:
     policy = load_policy(arguments.policy)
     rules = {rule.metric: rule for rule in policy.rules}
     metrics = list(rules) + [metric for metric in EXTRA_METRICS if metric not in rules]
-    mapping = {"alpha": policy.alpha, "metrics": {metric: {"direction": rules[metric].direction, "tolerance": rules[metric].tolerance, "relative_tolerance": rules[metric].relative_tolerance} if metric in rules else {} for metric in metrics}, "models": [outcomes.name]}
+    mapping = {
+        "alpha": policy.alpha,
+        "metrics": {
+            metric: {
+                "direction": rules[metric].direction,
+                "tolerance": rules[metric].tolerance,
+                "relative_tolerance": rules[metric].relative_tolerance,
+            }
+            if metric in rules
+            else {}
+            for metric in metrics
+        },
+        "models": [outcomes.name],
+    }
     gate_policy = policy_from_mapping(mapping, "measurement policy")
     baseline_records = _records(baseline, outcomes.name, metrics)
     rng = np.random.default_rng(arguments.seed)
@@ -163,7 +210,12 @@ def main(argv: list[str] | None = None) -> int:
         change = {metric: [] for metric in metrics}
         for _ in range(arguments.draws):
             candidate = outcomes.degraded(share / 100, rng)
-            checks = evaluate_gate(_records(candidate, outcomes.name, metrics), baseline_records, gate_policy, Pairing(baseline, candidate, "", arguments.seed))
+            checks = evaluate_gate(
+                _records(candidate, outcomes.name, metrics),
+                baseline_records,
+                gate_policy,
+                Pairing(baseline, candidate, "", arguments.seed),
+            )
             for check in checks:
                 failed[check.metric] += check.status == FAILED
                 change[check.metric].append(check.value - check.baseline)
@@ -171,21 +223,41 @@ def main(argv: list[str] | None = None) -> int:
             failures[metric].append(failed[metric] / arguments.draws)
             finite = [value for value in change[metric] if np.isfinite(value)]
             changes[metric].append(float(np.mean(finite)) if finite else np.nan)
-        print(f"share {share:g} %: " + ", ".join(f"{metric} {failed[metric]}/{arguments.draws}" for metric in metrics), file=sys.stderr, flush=True)
+        print(
+            f"share {share:g} %: " + ", ".join(f"{metric} {failed[metric]}/{arguments.draws}" for metric in metrics),
+            file=sys.stderr,
+            flush=True,
+        )
 
-    print(f"Gate sensitivity: {outcomes.name} of {arguments.run}, policy {arguments.policy} (alpha {policy.alpha:.3g}), {arguments.draws} draws per share, {time.perf_counter() - started:.0f} s\n")
-    print("| metric | tolerance | smallest share of flipped predictions failing >= 90 % of draws | mean change at that share | share of draws failing, per flipped share (" + " / ".join(f"{share:g}" for share in arguments.shares) + " %) |")
+    print(
+        f"Gate sensitivity: {outcomes.name} of {arguments.run}, policy {arguments.policy} (alpha {policy.alpha:.3g}), {arguments.draws} draws per share, {time.perf_counter() - started:.0f} s\n"
+    )
+    print(
+        "| metric | tolerance | smallest share of flipped predictions failing >= 90 % of draws | mean change at that share | share of draws failing, per flipped share ("
+        + " / ".join(f"{share:g}" for share in arguments.shares)
+        + " %) |"
+    )
     print("|---|---|---:|---:|---|")
     for metric in metrics:
         rule = gate_policy.rules[metrics.index(metric)]
-        tolerance = f"{100 * rule.tolerance:g} pp" if rule.tolerance else (f"{100 * rule.relative_tolerance:g} %" if rule.relative_tolerance else "0 (significance only)")
+        tolerance = (
+            f"{100 * rule.tolerance:g} pp"
+            if rule.tolerance
+            else (f"{100 * rule.relative_tolerance:g} %" if rule.relative_tolerance else "0 (significance only)")
+        )
         if not any(np.isfinite(changes[metric])):
             print(f"| {metric} | {tolerance} | not in the run | — | — |")
             continue
         reliable = [index for index, rate in enumerate(failures[metric]) if rate >= RELIABLE]
         smallest = f"{arguments.shares[reliable[0]]:g} %" if reliable else f"> {arguments.shares[-1]:g} %"
-        at = f"{100 * changes[metric][reliable[0]]:+.1f} pp" if reliable and np.isfinite(changes[metric][reliable[0]]) else "—"
-        rates = " / ".join(f"{rate:.2f}".rstrip("0").rstrip(".") if rate not in (0, 1) else str(int(rate)) for rate in failures[metric])
+        at = (
+            f"{100 * changes[metric][reliable[0]]:+.1f} pp"
+            if reliable and np.isfinite(changes[metric][reliable[0]])
+            else "—"
+        )
+        rates = " / ".join(
+            f"{rate:.2f}".rstrip("0").rstrip(".") if rate not in (0, 1) else str(int(rate)) for rate in failures[metric]
+        )
         print(f"| {metric} | {tolerance} | {smallest} | {at} | {rates} |")
     return 0
 

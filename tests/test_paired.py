@@ -46,7 +46,11 @@ def test_mcnemar_counts_discordant_images_and_gives_the_exact_binomial_tail() ->
     assert outcome.change == pytest.approx(0.2)
     assert mcnemar_test(baseline, baseline).p_value == 1.0
     # Six images worse and none better is the smallest count below alpha 0.025.
-    assert mcnemar_test(np.zeros(N, bool), np.arange(N) < 5).p_value > 0.025 > mcnemar_test(np.zeros(N, bool), np.arange(N) < 6).p_value
+    assert (
+        mcnemar_test(np.zeros(N, bool), np.arange(N) < 5).p_value
+        > 0.025
+        > mcnemar_test(np.zeros(N, bool), np.arange(N) < 6).p_value
+    )
 
 
 def test_mcnemar_refuses_unpaired_shapes() -> None:
@@ -99,7 +103,10 @@ def outcomes(seed: int = 0, flip: float = 0.0, flip_seed: int = 99, clean_too: b
     references = {"max": "max", "lift": "max"}
     meta = {
         "sample_digest": "d" * 64,
-        "suites": {"corruption": {"common": COMMON, "severities": SEVERITIES, "references": references}, "perturbation": {"main": MAIN, "references": references}},
+        "suites": {
+            "corruption": {"common": COMMON, "severities": SEVERITIES, "references": references},
+            "perturbation": {"main": MAIN, "references": references},
+        },
     }
     return PerImage(arrays, meta)
 
@@ -138,7 +145,11 @@ def test_unreadable_per_image_file_is_user_error(tmp_path: Path, content: bytes 
 
 
 def _errors_frame(data: PerImage) -> pd.DataFrame:
-    rows = [{"model": model, "corruption": name.split("/")[0], "severity": int(name.split("/")[1]), "error": array.mean()} for (model, suite, name), array in data.arrays.items() if suite == "corruption" and name != "clean"]
+    rows = [
+        {"model": model, "corruption": name.split("/")[0], "severity": int(name.split("/")[1]), "error": array.mean()}
+        for (model, suite, name), array in data.arrays.items()
+        if suite == "corruption" and name != "clean"
+    ]
     return pd.DataFrame(rows)
 
 
@@ -148,21 +159,44 @@ def test_recomputed_corruption_metrics_match_the_suite_definitions() -> None:
     expected = corruption_summary(_errors_frame(data), clean, "max", COMMON).set_index("model").loc["lift"]
     for metric in ("mce", "relative_mce", "mean_corruption_error"):
         result = paired_test(metric, "lift", data, data, "lower")
-        assert result.baseline_value == pytest.approx(expected[metric] if metric != "mean_corruption_error" else _errors_frame(data).query("corruption in @COMMON and model == 'lift'")["error"].mean())
+        assert result.baseline_value == pytest.approx(
+            expected[metric]
+            if metric != "mean_corruption_error"
+            else _errors_frame(data).query("corruption in @COMMON and model == 'lift'")["error"].mean()
+        )
         assert result.p_value == 1.0  # identical outcomes are never worse
 
 
 def test_recomputed_mfr_matches_its_definition() -> None:
     data = outcomes()
-    ratios = [data.get("lift", "perturbation", f"{name}/flips").mean() / data.get("max", "perturbation", f"{name}/flips").mean() for name in MAIN]
+    ratios = [
+        data.get("lift", "perturbation", f"{name}/flips").mean()
+        / data.get("max", "perturbation", f"{name}/flips").mean()
+        for name in MAIN
+    ]
     assert paired_test("mfr", "lift", data, data, "lower").baseline_value == pytest.approx(np.mean(ratios))
 
 
-@pytest.mark.parametrize("metric", ["clean_error", "mce", "relative_mce", "mean_corruption_error", "mfr", "mt5d", "shift_consistency", "robust_accuracy_pgd_linf"])
+@pytest.mark.parametrize(
+    "metric",
+    [
+        "clean_error",
+        "mce",
+        "relative_mce",
+        "mean_corruption_error",
+        "mfr",
+        "mt5d",
+        "shift_consistency",
+        "robust_accuracy_pgd_linf",
+    ],
+)
 def test_a_degraded_candidate_is_significantly_worse(metric: str) -> None:
     direction = "higher" if metric in ("shift_consistency", "robust_accuracy_pgd_linf") else "lower"
     # Relative mCE grows only when corrupted errors grow more than the clean error.
-    baseline, candidate = outcomes(clean_too=metric != "relative_mce"), outcomes(flip=0.15, clean_too=metric != "relative_mce")
+    baseline, candidate = (
+        outcomes(clean_too=metric != "relative_mce"),
+        outcomes(flip=0.15, clean_too=metric != "relative_mce"),
+    )
     result = paired_test(metric, "lift", baseline, candidate, direction, seed=1)
     assert result.p_value < 0.01, result
     worse_by = result.candidate_value - result.baseline_value
@@ -177,7 +211,9 @@ def test_paired_test_says_why_it_cannot_pair() -> None:
         paired_test("mean_flip_probability", "lift", data, data, "lower")
     with pytest.raises(Unpairable, match="robust_correct"):
         paired_test("robust_accuracy_fgsm", "lift", data, data, "higher")
-    shorter = PerImage({key: (array[:100] if key[1] == "corruption" else array) for key, array in data.arrays.items()}, data.meta)
+    shorter = PerImage(
+        {key: (array[:100] if key[1] == "corruption" else array) for key, array in data.arrays.items()}, data.meta
+    )
     with pytest.raises(Unpairable, match="lengths"):
         paired_test("clean_error", "lift", data, shorter, "lower")
 
@@ -190,11 +226,22 @@ def _records(data: PerImage) -> pd.DataFrame:
     rows = []
     for model in ("max", "lift"):
         for metric in ("clean_error", "mce", "mfr"):
-            rows.append({"model": model, "metric": metric, "value": paired_test(metric, model, data, data, "lower").baseline_value, "low": math.nan, "high": math.nan, "n": N if metric == "clean_error" else math.nan})
+            rows.append(
+                {
+                    "model": model,
+                    "metric": metric,
+                    "value": paired_test(metric, model, data, data, "lower").baseline_value,
+                    "low": math.nan,
+                    "high": math.nan,
+                    "n": N if metric == "clean_error" else math.nan,
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def _gate(baseline: PerImage, candidate: PerImage, policy: dict, pairing: Pairing | None = None) -> dict[tuple[str, str], object]:
+def _gate(
+    baseline: PerImage, candidate: PerImage, policy: dict, pairing: Pairing | None = None
+) -> dict[tuple[str, str], object]:
     pairing = pairing or Pairing(baseline, candidate, "", 0)
     checks = evaluate_gate(_records(candidate), _records(baseline), policy_from_mapping(policy), pairing)
     return {(check.model, check.metric): check for check in checks}
@@ -203,7 +250,9 @@ def _gate(baseline: PerImage, candidate: PerImage, policy: dict, pairing: Pairin
 def test_gate_fails_a_degraded_model_paired_and_passes_the_unchanged_one() -> None:
     policy = {"metrics": {"clean_error": {"tolerance": 0.02}, "mce": {"tolerance": 0.05}, "mfr": {"tolerance": 0.05}}}
     degraded = _gate(outcomes(), outcomes(flip=0.06), policy)
-    assert degraded[("lift", "clean_error")].status == FAILED and "McNemar exact" in degraded[("lift", "clean_error")].test
+    assert (
+        degraded[("lift", "clean_error")].status == FAILED and "McNemar exact" in degraded[("lift", "clean_error")].test
+    )
     assert degraded[("lift", "mce")].status == FAILED and "paired bootstrap" in degraded[("lift", "mce")].test
     assert degraded[("max", "clean_error")].status == PASSED
     unchanged = _gate(outcomes(), outcomes(), policy)
@@ -215,8 +264,12 @@ def test_alpha_decides_significance() -> None:
     baseline, candidate = outcomes(), outcomes(flip=0.03)
     check = _gate(baseline, candidate, {"metrics": {"clean_error": {"tolerance": 0.0}}})[("lift", "clean_error")]
     assert 0.001 < check.p_value < 0.2, check.p_value
-    strict = _gate(baseline, candidate, {"alpha": check.p_value / 2, "metrics": {"clean_error": {"tolerance": 0.0}}})[("lift", "clean_error")]
-    loose = _gate(baseline, candidate, {"alpha": min(0.99, check.p_value * 2), "metrics": {"clean_error": {"tolerance": 0.0}}})[("lift", "clean_error")]
+    strict = _gate(baseline, candidate, {"alpha": check.p_value / 2, "metrics": {"clean_error": {"tolerance": 0.0}}})[
+        ("lift", "clean_error")
+    ]
+    loose = _gate(
+        baseline, candidate, {"alpha": min(0.99, check.p_value * 2), "metrics": {"clean_error": {"tolerance": 0.0}}}
+    )[("lift", "clean_error")]
     assert (strict.status, loose.status) == (PASSED, FAILED)
     with pytest.raises(UserError, match="not both"):
         policy_from_mapping({"z": 2, "alpha": 0.05, "metrics": {"clean_error": {}}})
@@ -233,9 +286,14 @@ def test_condition_errors_name_the_failing_condition() -> None:
     candidate = PerImage(arrays, baseline.meta)
     checks = _gate(baseline, candidate, {"metrics": {CONDITION_ERRORS: {"tolerance": 0.05}}})
     assert checks[("lift", CONDITION_ERRORS)].status == FAILED
-    assert "fog/3" in checks[("lift", CONDITION_ERRORS)].message and "Bonferroni over 12" in checks[("lift", CONDITION_ERRORS)].test
+    assert (
+        "fog/3" in checks[("lift", CONDITION_ERRORS)].message
+        and "Bonferroni over 12" in checks[("lift", CONDITION_ERRORS)].test
+    )
     assert checks[("max", CONDITION_ERRORS)].status == PASSED
-    unpaired = _gate(baseline, candidate, {"metrics": {CONDITION_ERRORS: {"tolerance": 0.05}}}, Pairing(reason="no sidecar"))
+    unpaired = _gate(
+        baseline, candidate, {"metrics": {CONDITION_ERRORS: {"tolerance": 0.05}}}, Pairing(reason="no sidecar")
+    )
     assert unpaired[("lift", CONDITION_ERRORS)].status == NO_BASELINE
 
 
@@ -257,6 +315,11 @@ def test_different_images_fall_back_to_the_unpaired_test(tmp_path: Path) -> None
 def test_metric_not_in_the_run_is_reported_not_failed() -> None:
     baseline = outcomes()
     records = _records(baseline)
-    checks = evaluate_gate(records[records["metric"] != "mfr"], records, policy_from_mapping({"metrics": {"mfr": {}, "clean_error": {}}}), Pairing(baseline, baseline, "", 0))
+    checks = evaluate_gate(
+        records[records["metric"] != "mfr"],
+        records,
+        policy_from_mapping({"metrics": {"mfr": {}, "clean_error": {}}}),
+        Pairing(baseline, baseline, "", 0),
+    )
     statuses = {(check.model, check.metric): check.status for check in checks}
     assert statuses[("lift", "mfr")] == NOT_RUN and statuses[("lift", "clean_error")] == PASSED

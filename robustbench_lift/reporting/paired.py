@@ -86,7 +86,13 @@ def _proportion(suite: str, name: str) -> _Test:
         # An image is worse off when it turns True for a lower-is-better share, False otherwise.
         bad_is_true = direction == "lower"
         outcome = mcnemar_test(base == bad_is_true, cand == bad_is_true)
-        return PairedResult("McNemar exact", float(base.mean()), float(cand.mean()), outcome.p_value, f"{outcome.worse} worse, {outcome.better} better of {n} images")
+        return PairedResult(
+            "McNemar exact",
+            float(base.mean()),
+            float(cand.mean()),
+            outcome.p_value,
+            f"{outcome.worse} worse, {outcome.better} better of {n} images",
+        )
 
     return test
 
@@ -124,7 +130,9 @@ def _corruption_statistic(metric: str, side: _Side, weights: np.ndarray) -> np.n
         else:
             clean = weights @ _stacked(side, "corruption", ["clean"])[0]
             reference_clean = weights @ _stacked(reference_side, "corruption", ["clean"])[0]
-            ratios = (errors - clean[:, None]).reshape(shape).sum(axis=2) / (reference_errors - reference_clean[:, None]).reshape(shape).sum(axis=2)
+            ratios = (errors - clean[:, None]).reshape(shape).sum(axis=2) / (
+                reference_errors - reference_clean[:, None]
+            ).reshape(shape).sum(axis=2)
         ratios[~np.isfinite(ratios)] = np.nan
         # A NaN ratio makes the suite's mean NaN too: keep that (np.mean, not nanmean).
         return ratios.mean(axis=1)
@@ -156,13 +164,22 @@ def _bootstrap(suite: str, statistic: Callable[[str, _Side, np.ndarray], np.ndar
         n = _resample_count(baseline, candidate, suite)
         point = np.full((1, n), 1.0 / n)
         with np.errstate(invalid="ignore"):
-            base_value, cand_value = float(statistic(metric, baseline, point)[0]), float(statistic(metric, candidate, point)[0])
+            base_value, cand_value = (
+                float(statistic(metric, baseline, point)[0]),
+                float(statistic(metric, candidate, point)[0]),
+            )
             if not samples:
                 return PairedResult("paired bootstrap", base_value, cand_value, math.nan, "not resampled")
             weights = _weights(n, samples, seed)
             change = statistic(metric, candidate, weights) - statistic(metric, baseline, weights)
         worse_by = change if direction == "lower" else -change
-        return PairedResult("paired bootstrap", base_value, cand_value, bootstrap_p_value(worse_by), f"{samples} resamples of the same {n} {unit}")
+        return PairedResult(
+            "paired bootstrap",
+            base_value,
+            cand_value,
+            bootstrap_p_value(worse_by),
+            f"{samples} resamples of the same {n} {unit}",
+        )
 
     return test
 
@@ -176,7 +193,12 @@ def _weights(n: int, samples: int, seed: int) -> np.ndarray:
 
 
 def _resample_count(baseline: _Side, candidate: _Side, suite: str) -> int:
-    lengths = {array.size for side in (baseline, candidate) for (model, array_suite, _), array in side.data.arrays.items() if array_suite == suite and model == side.model}
+    lengths = {
+        array.size
+        for side in (baseline, candidate)
+        for (model, array_suite, _), array in side.data.arrays.items()
+        if array_suite == suite and model == side.model
+    }
     if not lengths:
         raise Unpairable(f"no per-image {suite} data")
     if len(lengths) != 1:
@@ -208,7 +230,7 @@ def _test_for(metric: str) -> _Test | None:
     if metric in _TESTS:
         return _TESTS[metric]
     if metric.startswith("robust_accuracy_"):
-        return _proportion("adversarial", f"{metric[len('robust_accuracy_'):]}/robust_correct")
+        return _proportion("adversarial", f"{metric[len('robust_accuracy_') :]}/robust_correct")
     return None
 
 
@@ -217,7 +239,15 @@ def paired_metrics() -> list[str]:
     return list(_TESTS) + ["robust_accuracy_<attack>"]
 
 
-def paired_test(metric: str, model: str, baseline: PerImage, candidate: PerImage, direction: str, seed: int = 0, samples: int = BOOTSTRAP_SAMPLES) -> PairedResult:
+def paired_test(
+    metric: str,
+    model: str,
+    baseline: PerImage,
+    candidate: PerImage,
+    direction: str,
+    seed: int = 0,
+    samples: int = BOOTSTRAP_SAMPLES,
+) -> PairedResult:
     """The paired test of ``model``'s ``metric``, candidate against baseline.
 
     Args:
