@@ -13,7 +13,7 @@ each gate metric is tested on those:
 
 Each test returns a one-sided p-value for "the candidate is worse"; the gate fails a
 metric when the change exceeds its tolerance and p < alpha. Metric definitions are
-those of the suites (SPEC §3, §4), recomputed here from the stored per-image arrays;
+those of the suites (``docs/metrics.md``), recomputed here from the stored per-image arrays;
 :func:`paired_test` returns the recomputed values so the gate can confirm they match
 summary.csv before trusting the pairing.
 """
@@ -31,7 +31,7 @@ from robustbench_lift.metrics import ALEXNET_IMAGENET_C_ERRORS
 from robustbench_lift.metrics.statistics import bootstrap_p_value, bootstrap_weights, mcnemar_test
 from robustbench_lift.per_image import PerImage
 
-__all__ = ["BOOTSTRAP_SAMPLES", "PairedResult", "Unpairable", "metric_value", "paired_metrics", "paired_test"]
+__all__ = ["BOOTSTRAP_SAMPLES", "PairedResult", "Unpairable", "metric_value", "paired_test"]
 
 #: Resamples of the paired bootstrap: the smallest p-value it can give is 1 / 2001.
 BOOTSTRAP_SAMPLES = 2000
@@ -232,11 +232,6 @@ def _test_for(metric: str) -> _Test | None:
     if metric.startswith("robust_accuracy_"):
         return _proportion("adversarial", f"{metric[len('robust_accuracy_') :]}/robust_correct")
     return None
-
-
-def paired_metrics() -> list[str]:
-    """Summary metrics with a paired test (robust_accuracy_<attack> stands for every attack)."""
-    return list(_TESTS) + ["robust_accuracy_<attack>"]
 
 
 def paired_test(
