@@ -273,6 +273,14 @@ def test_baseline_is_human_diffable_and_round_trips(baseline: Path, baseline_run
     assert pgd["value"] == pytest.approx(0.4) and pgd["n"] == ATTACK_N
 
 
+def test_update_without_per_image_data_removes_a_stale_sidecar(baseline_run: Path, tmp_path: Path) -> None:
+    # Outcomes of an older baseline must never be paired with this baseline's numbers.
+    sidecar = tmp_path / "quick.npz"
+    sidecar.write_bytes(b"outcomes of an older run")
+    write_baseline(baseline_run, tmp_path / "quick.csv")
+    assert not sidecar.exists()
+
+
 def test_default_policy_matches_reports_policy_yaml(policy: Path) -> None:
     assert yaml.safe_load(policy.read_text()) == DEFAULT_POLICY
     assert [rule.metric for rule in load_policy(policy).rules] == POLICY_METRICS
