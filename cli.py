@@ -193,10 +193,13 @@ def command_compare(arguments: argparse.Namespace) -> int:
 
 
 def command_check(arguments: argparse.Namespace) -> int:
+    from robustbench_lift.per_image import sidecar_path
     from robustbench_lift.reporting.gate import check_run, write_baseline
 
     if arguments.update_baseline:
-        print(f"baseline written: {write_baseline(arguments.run_directory, arguments.baseline)}")
+        written = write_baseline(arguments.run_directory, arguments.baseline)
+        sidecar = sidecar_path(written)
+        print(f"baseline written: {written}" + (f" (per-image outcomes for paired tests: {sidecar})" if sidecar.exists() else " (the run has no per_image.npz: checks against it will be unpaired)"))
         return 0
     result = check_run(arguments.run_directory, arguments.baseline, arguments.policy, arguments.junit)
     print(result.markdown)

@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "robustbench_lift.utils",
         ),
     ),
-    ("metrics and run files", ("robustbench_lift.metrics", "robustbench_lift.results")),
+    ("metrics and run files", ("robustbench_lift.metrics", "robustbench_lift.results", "robustbench_lift.per_image")),
     ("nn", ("robustbench_lift.nn",)),
     ("models and data", ("robustbench_lift.models", "robustbench_lift.data")),
     ("evaluation", ("robustbench_lift.evaluation",)),

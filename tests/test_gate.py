@@ -1,10 +1,14 @@
-"""The regression gate and the run comparison, on synthetic TEST-FIXTURE runs.
+"""The regression gate and the run comparison.
 
-The runs are small tables in the results.csv / summary.csv / run.json schema with made-up
-numbers; regressions are planted by editing copies of them.
+Most tests use synthetic TEST-FIXTURE runs: small tables in the results.csv / summary.csv /
+run.json schema with made-up numbers, without per-image data (so the gate tests them
+unpaired); regressions are planted by editing copies of them. The acceptance tests at the
+end run the quick preset's corruption suite for real and gate a deliberately degraded
+model, paired.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import shutil
 import xml.etree.ElementTree as ElementTree
@@ -13,8 +17,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
+import cli
+from robustbench_lift.data.datasets import DEBIAN_FASHION_MNIST
 from robustbench_lift.errors import UserError
 from robustbench_lift.metrics import wilson_interval
 from robustbench_lift.reporting.comparison import build_comparison, compare_runs
@@ -152,13 +159,22 @@ def test_relative_tolerance_and_model_list(candidate: Path, baseline: Path, tmp_
     assert result.passed and [check.model for check in result.checks] == ["small_cnn-max"]
 
 
-def test_missing_metric_fails_with_clear_message(candidate: Path, baseline: Path, policy: Path) -> None:
+def test_metric_the_run_lacks_is_reported_not_failed(candidate: Path, baseline: Path, policy: Path, tmp_path: Path) -> None:
     summary = pd.read_csv(candidate / "summary.csv").drop(columns=["mfr", "mfr_low", "mfr_high"])
     summary.to_csv(candidate / "summary.csv", index=False)
+    junit = tmp_path / "gate.xml"
+    result = check_run(candidate, baseline, policy, junit_path=junit)
+    assert result.passed, result.failures
+    not_run = [check for check in result.checks if check.status == "not run"]
+    assert [check.metric for check in not_run] == ["mfr"] * len(MODELS)
+    assert "mfr not run" in result.markdown
+    assert ElementTree.parse(junit).getroot().find("testsuite").get("skipped") == str(len(MODELS))
+
+
+def test_metric_the_run_could_not_compute_fails(candidate: Path, baseline: Path, policy: Path) -> None:
+    edit_summary(candidate, "small_cnn-lift", mfr=math.nan, mfr_low=math.nan, mfr_high=math.nan)
     result = check_run(candidate, baseline, policy)
-    assert not result.passed
-    assert len(result.failures) == len(MODELS)
-    assert all("mfr missing from the run" in failure for failure in result.failures)
+    assert result.failures == ["small_cnn-lift: mfr missing from the run: no value (failed cells or no reference model?)"]
 
 
 def test_missing_model_fails(candidate: Path, baseline: Path, policy: Path) -> None:
@@ -260,6 +276,14 @@ def test_baseline_is_human_diffable_and_round_trips(baseline: Path, baseline_run
     assert pgd["value"] == pytest.approx(0.4) and pgd["n"] == ATTACK_N
 
 
+def test_update_without_per_image_data_removes_a_stale_sidecar(baseline_run: Path, tmp_path: Path) -> None:
+    # Outcomes of an older baseline must never be paired with this baseline's numbers.
+    sidecar = tmp_path / "quick.npz"
+    sidecar.write_bytes(b"outcomes of an older run")
+    write_baseline(baseline_run, tmp_path / "quick.csv")
+    assert not sidecar.exists()
+
+
 def test_default_policy_matches_reports_policy_yaml(policy: Path) -> None:
     assert yaml.safe_load(policy.read_text()) == DEFAULT_POLICY
     assert [rule.metric for rule in load_policy(policy).rules] == POLICY_METRICS
@@ -283,3 +307,96 @@ def test_compare_runs_difference_and_interval(baseline_run: Path, candidate: Pat
     assert "| small_cnn-lift | clean error | 8.00 % | 12.00 % | +4.00 pp |" in markdown
     html = html_path.read_text()
     assert "odd|name &lt;b&gt;" in html and "<b>" not in html
+
+
+# ------------------------------------------------------------------ acceptance: real quick-preset runs, paired
+
+
+class FlipSomePredictions(torch.nn.Module):
+    """A zoo model whose prediction is moved to a wrong class on about 1 / ``modulus`` of its
+    inputs: those whose uint8 pixel content hashes to 0 modulo ``modulus`` (deterministic,
+    so baseline and candidate runs see the same flips on the same inputs)."""
+
+    def __init__(self, model: torch.nn.Module, modulus: int = 20) -> None:
+        super().__init__()
+        self.model = model
+        self.modulus = modulus
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = self.model(images)
+        pixels = (images.detach() * 255).round().to(torch.uint8).cpu().numpy()
+        chosen = [int.from_bytes(hashlib.sha256(image.tobytes()).digest()[:8], "little") % self.modulus == 0 for image in pixels]
+        mask = torch.tensor(chosen, device=logits.device)
+        wrong_class = (logits.argmax(dim=1) + 1) % logits.shape[1]
+        push = torch.nn.functional.one_hot(wrong_class, logits.shape[1]).to(logits.dtype) * 1e4
+        return logits + push * mask[:, None].to(logits.dtype)
+
+
+def quick_corruption_run(output_dir: Path, run_name: str, cache_dir: Path, monkeypatch: pytest.MonkeyPatch, degrade: bool) -> Path:
+    """The quick preset's corruption suite (200 images, all corruptions, severities 1 3 5)
+    on small_cnn-lift and its reference small_cnn-max; ``degrade`` wraps small_cnn-lift,
+    under the same name, in :class:`FlipSomePredictions`."""
+    from robustbench_lift.models._factory import resolve_model as real
+    from robustbench_lift.run import runner
+    from robustbench_lift.run.config import RunConfig
+
+    def resolve(name: str) -> tuple[str, torch.nn.Module, dict[str, Any]]:
+        display, model, metadata = real(name)
+        return (display, FlipSomePredictions(model).eval(), metadata) if degrade and display == "small_cnn-lift" else (display, model, metadata)
+
+    monkeypatch.setattr(runner, "resolve_model", resolve)
+    config = RunConfig.quick().replace(models=["max", "lift"], suites=["corruption"], output_dir=str(output_dir), run_name=run_name, cache_dir=str(cache_dir), workers=1)
+    return runner.run_benchmark(config)
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Baseline, degraded and unchanged quick corruption runs (the corruptions generated once)."""
+    if not (DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip("Fashion-MNIST (Debian dataset-fashion-mnist) not installed")
+    root = tmp_path_factory.mktemp("quick-gate")
+    runs = {}
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name, degrade in (("baseline", False), ("degraded", True), ("unchanged", False)):
+            runs[name] = quick_corruption_run(root / "runs", name, root / "cache", monkeypatch, degrade)
+    cli.main(["check", str(runs["baseline"]), "--baseline", str(root / "baselines" / "quick.csv"), "--update-baseline"])
+    runs["baseline_file"] = root / "baselines" / "quick.csv"
+    return runs
+
+
+@pytest.mark.slow
+@pytest.mark.needs_data
+def test_update_baseline_then_check_of_the_same_run_passes(quick_runs: dict[str, Path], policy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    baseline_file = quick_runs["baseline_file"]
+    assert baseline_file.is_file() and baseline_file.with_suffix(".npz").is_file()
+    code = cli.main(["check", str(quick_runs["baseline"]), "--baseline", str(baseline_file), "--policy", str(policy)])
+    output = capsys.readouterr().out
+    assert code == EXIT_PASSED, output
+    # Paired, and the suites this run did not have are reported, not failed.
+    assert "paired tests" in output and "McNemar exact" in output and "paired bootstrap" in output
+    assert "| small_cnn-lift | mfr |" in output and "not run" in output
+
+
+@pytest.mark.slow
+@pytest.mark.needs_data
+def test_five_percent_flipped_predictions_fail_the_gate(quick_runs: dict[str, Path], policy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    summary = {name: pd.read_csv(quick_runs[name] / "summary.csv").set_index("model") for name in ("baseline", "degraded")}
+    # The wrapper changes small_cnn-lift only, by a few points of clean error.
+    assert summary["degraded"].loc["small_cnn-max", "clean_error"] == summary["baseline"].loc["small_cnn-max", "clean_error"]
+    assert 0.02 < summary["degraded"].loc["small_cnn-lift", "clean_error"] - summary["baseline"].loc["small_cnn-lift", "clean_error"] < 0.08
+    code = cli.main(["check", str(quick_runs["degraded"]), "--baseline", str(quick_runs["baseline_file"]), "--policy", str(policy)])
+    output = capsys.readouterr().out
+    assert code == EXIT_REGRESSION, output
+    failures = output.split("### Failures", 1)[1].split("###", 1)[0]
+    assert "small_cnn-lift: clean_error regressed" in failures and "McNemar exact" in failures
+    assert "small_cnn-lift: mce regressed" in failures
+    assert "small_cnn-max" not in failures
+
+
+@pytest.mark.slow
+@pytest.mark.needs_data
+def test_unchanged_model_rerun_passes(quick_runs: dict[str, Path], policy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["check", str(quick_runs["unchanged"]), "--baseline", str(quick_runs["baseline_file"]), "--policy", str(policy)])
+    output = capsys.readouterr().out
+    assert code == EXIT_PASSED, output
+    assert "0 worse, 0 better of 200 images" in output

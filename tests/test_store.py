@@ -107,7 +107,7 @@ def test_sigkilled_runs_resume_to_the_tables_of_an_uninterrupted_run(reference, 
     pd.testing.assert_frame_equal(results, expected_results)
     pd.testing.assert_frame_equal(summary, expected_summary)
     assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")], "in-progress or staging folders left behind"
-    assert sorted(path.name for path in (tmp_path / "small").iterdir()) == ["results.csv", "run.json", STORE_NAME, "summary.csv"]
+    assert sorted(path.name for path in (tmp_path / "small").iterdir()) == ["per_image.npz", "results.csv", "run.json", STORE_NAME, "summary.csv"]
 
 
 @pytest.mark.slow

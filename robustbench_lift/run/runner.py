@@ -37,6 +37,8 @@ from robustbench_lift.evaluation.inputs import RunInputs, check_classes, group_m
 from robustbench_lift.evaluation.suites import SUITES, ModelEntry, RunContext, Suite
 from robustbench_lift.models._factory import resolve_model
 from robustbench_lift.models.zoo import zoo_names
+from robustbench_lift.per_image import FILE_NAME as PER_IMAGE_FILE
+from robustbench_lift.per_image import collect, write_per_image
 from robustbench_lift.results import RESULT_COLUMNS, write_run
 from robustbench_lift.run.config import RunConfig, validate
 from robustbench_lift.run.executors import EXECUTORS, Cell, Executor
@@ -133,7 +135,8 @@ def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], 
     suites = [SUITES.get(name) for name in config.suites]
     plan = plan_cells(models, suites, context)
     fingerprints = {entry.name: model_fingerprint(entry.model, entry.metadata) for entry in models}
-    hash_extra = {"version": __version__, "sample": array_digest(np.asarray(indices, dtype=np.int64), dataset.images)}
+    sample_digest = array_digest(np.asarray(indices, dtype=np.int64), dataset.images)
+    hash_extra = {"version": __version__, "sample": sample_digest}
     hash_value = config_hash(config.to_dict(), hash_extra)
     log.info("run %s: %d models, %d images of %s/%s, suites %s, %d cells, executor %s", config.run_name, len(models), len(dataset), config.dataset, config.split, ", ".join(config.suites), len(plan), config.executor)
 
@@ -177,7 +180,7 @@ def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], 
                     del prepared
                 del group_context
 
-        results, summary, devices, timings["evaluate"] = _tables(config, models, suites, plan, store, context)
+        results, summary, devices, timings["evaluate"], per_image = _tables(config, models, suites, plan, store, context)
         timings["total_seconds"] = round(time.perf_counter() - started, 2)
         record = {
             "run_name": config.run_name,
@@ -185,6 +188,7 @@ def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], 
             "config_hash": hash_value,
             "seed": config.seed,
             "sample_size": len(dataset),
+            "sample_digest": sample_digest,
             "device": ",".join(devices),
             "executor": config.executor,
             "cells": {"total": len(plan), "computed": computed, "resumed": resumed},
@@ -196,7 +200,14 @@ def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], 
             # What readers of the run need from the suites (e.g. attack labels), torch-free.
             "suites": {suite.name: suite.record(config) for suite in suites},
         }
-        directory = write_run(config.run_directory, results, summary.reset_index(), record, extra=lambda staging: store.copy_to(staging / STORE_NAME), keep_previous=run_store.same_config_finished)
+        # Per-image outcomes, compact and torch-free, for paired gates (robustbench_lift.per_image).
+        outcomes = collect(per_image, {"sample_digest": sample_digest, "dataset": config.dataset, "split": config.split, "seed": config.seed, "suites": {suite.name: suite.per_image_record(models, context) for suite in suites}})
+
+        def extra(staging: Path) -> None:
+            store.copy_to(staging / STORE_NAME)
+            write_per_image(staging / PER_IMAGE_FILE, outcomes)
+
+        directory = write_run(config.run_directory, results, summary.reset_index(), record, extra=extra, keep_previous=run_store.same_config_finished)
         run_store.finished()
     return directory, computed, resumed
 
@@ -232,8 +243,9 @@ def _prepare(suites: list[Suite], cells: list[Cell], context: RunContext, timing
     return prepared
 
 
-def _tables(config: RunConfig, models: list[ModelEntry], suites: list[Suite], plan: list[Cell], store: Store, context: RunContext) -> tuple[pd.DataFrame, pd.DataFrame, list[str], dict[str, float]]:
-    """results and summary tables, devices used and seconds per model/suite, from the store."""
+def _tables(config: RunConfig, models: list[ModelEntry], suites: list[Suite], plan: list[Cell], store: Store, context: RunContext) -> tuple[pd.DataFrame, pd.DataFrame, list[str], dict[str, float], dict[str, dict[str, dict[str, np.ndarray]]]]:
+    """results and summary tables, devices used, seconds per model/suite and the per-image
+    arrays (suite -> model -> name -> array), from the store."""
     records = store.load(cell.key for cell in plan)
     missing = [cell for cell in plan if cell.key not in records]
     if missing:
@@ -266,4 +278,4 @@ def _tables(config: RunConfig, models: list[ModelEntry], suites: list[Suite], pl
     for suite in suites:
         part = suite.summarize(results, per_image[suite.name], models, context)
         summary = summary.join(part, how="left")
-    return results, summary, devices, {key: round(value, 2) for key, value in seconds.items()}
+    return results, summary, devices, {key: round(value, 2) for key, value in seconds.items()}, per_image

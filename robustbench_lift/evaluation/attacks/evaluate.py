@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import foolbox
+import numpy as np
 import torch
 
 from robustbench_lift.errors import UserError
@@ -33,6 +34,7 @@ def evaluate_attack(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     seed: int = 0,
+    robust_correct: dict[float, np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
     """Attack ``model`` on ``images`` (N, C, H, W in [0, 1]) and return one row per epsilon.
 
@@ -49,6 +51,9 @@ def evaluate_attack(
     caller's random state is untouched. Non-finite logits give rows with status
     "failed" and a warning instead of an exception. A minimisation attack that fails on
     some correct inputs says so in ``warning`` (its median covers the others only).
+    A dict passed as ``robust_correct`` receives, per epsilon, a bool per input: True where
+    the prediction is right and stays right under the attack (what a paired comparison of
+    two models on the same inputs needs).
     """
     spec = attack if isinstance(attack, AttackSpec) else ATTACKS.get(attack)
     _check_data(images, labels)
@@ -72,6 +77,8 @@ def evaluate_attack(
     if outcome is None:
         return _failed_rows(spec, grid, len(images), watched.describe())
     clean_correct, success, smallest = outcome
+    if robust_correct is not None:
+        robust_correct.update({epsilon: (clean_correct & ~success[index]).numpy() for index, epsilon in enumerate(grid)})
     return [_row(spec, epsilon, clean_correct, success[index], smallest) for index, epsilon in enumerate(grid)]
 
 

@@ -94,14 +94,20 @@ class AdversarialSuite(Suite):
         if condition == "clean":
             predictions = predict(entry, pixels, context)
             return SuiteOutput([], {} if predictions is None else {"clean_correct": predictions == label_array})
+        from robustbench_lift.evaluation.attacks import ATTACKS
+
         epsilons = (config.attack_epsilons or {}).get(condition)
-        attack_rows = evaluate_attack(entry.model, to_tensor(pixels), torch.from_numpy(label_array), condition, epsilons, batch_size=config.batch_size, device=context.device, seed=config.seed)
+        robust_correct: dict[float, np.ndarray] = {}
+        attack_rows = evaluate_attack(entry.model, to_tensor(pixels), torch.from_numpy(label_array), condition, epsilons, batch_size=config.batch_size, device=context.device, seed=config.seed, robust_correct=robust_correct)
         rows = []
         for attack_row in attack_rows:
             row = {"suite": self.name, "condition": f"{attack_row['attack']}/eps={attack_row['epsilon']:.5g}", "family": attack_row["attack"], "level": float(attack_row["epsilon"])}
             row |= {key: value for key, value in attack_row.items() if key not in ("attack", "epsilon")}
             rows.append(row)
-        return SuiteOutput(rows)
+        # Per-image outcomes at the headline epsilon (the summary's robust accuracy) for paired gates.
+        headline = ATTACKS.get(condition).headline_epsilon
+        at_headline = [correct for epsilon, correct in robust_correct.items() if np.isclose(epsilon, headline)]
+        return SuiteOutput(rows, {f"{condition}/robust_correct": at_headline[0]} if at_headline else {})
 
     def finalize(self, model: str, rows: list[dict[str, Any]], per_image: dict[str, np.ndarray], context: RunContext) -> list[dict[str, Any]]:
         from robustbench_lift.evaluation.attacks import sanity_warnings

@@ -109,6 +109,11 @@ class Suite:
         """Facts about this suite's conditions for ``run.json`` (e.g. attack labels); empty by default."""
         return {}
 
+    def per_image_record(self, models: list[ModelEntry], context: RunContext) -> dict[str, Any]:
+        """What a paired comparison needs besides the per-image arrays to recompute this
+        suite's summary metrics (kept in ``per_image.npz``); empty by default."""
+        return {}
+
     def conditions(self, context: RunContext) -> list[str]:
         """Names of this suite's cells for one model, in result order."""
         raise NotImplementedError

@@ -153,6 +153,16 @@ class CorruptionSuite(Suite):
                 row["flip_share"] = flip_share(per_image[f"{row['condition']}/predictions"], clean) if clean is not None else math.nan
         return rows
 
+    def per_image_record(self, models: list[ModelEntry], context: RunContext) -> dict[str, Any]:
+        """The conditions mCE averages over and each model's reference (``reference_model`` of summary.csv)."""
+        config = context.config
+        return {
+            "common": [name for name in selected_corruptions(config) if name in corruptions.COMMON_CORRUPTIONS],
+            "severities": list(config.severities),
+            "profile": config.profile,
+            "references": {entry.name: reference_model(entry, models, config) for entry in models},
+        }
+
     def summarize(self, results: pd.DataFrame, per_image: dict[str, dict[str, np.ndarray]], models: list[ModelEntry], context: RunContext) -> pd.DataFrame:
         import corruptions
 

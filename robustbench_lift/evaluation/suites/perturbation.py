@@ -132,6 +132,22 @@ class PerturbationSuite(Suite):
         }
         return SuiteOutput([row], {f"{name}/flips": per_sequence_flips, f"{name}/top5": per_sequence_distance})
 
+    def per_image_record(self, models: list[ModelEntry], context: RunContext) -> dict[str, Any]:
+        """The perturbations mFR / mT5D average over and each model's reference."""
+        from corruptions.perturbations import MAIN_PERTURBATIONS
+
+        config = context.config
+        return {
+            "main": [name for name in selected_perturbations(config) if name in MAIN_PERTURBATIONS],
+            "difficulty": config.difficulty,
+            "references": {entry.name: self._reference(entry, models, config) for entry in models},
+        }
+
+    @staticmethod
+    def _reference(entry: ModelEntry, models: list[ModelEntry], config: ConfigView) -> str | None:
+        # The AlexNet table has no flip rates: with it, mFR and mT5D stay empty.
+        return reference_model(entry, models, config) if config.reference_model != "alexnet" else None
+
     def summarize(self, results: pd.DataFrame, per_image: dict[str, dict[str, np.ndarray]], models: list[ModelEntry], context: RunContext) -> pd.DataFrame:
         from corruptions.perturbations import MAIN_PERTURBATIONS
 
@@ -147,7 +163,7 @@ class PerturbationSuite(Suite):
             row["mean_flip_probability"] = float(model_table.loc[usable, "flip_probability"].mean()) if usable else math.nan
             row["mean_top5_distance"] = float(model_table.loc[usable, "top5_distance"].mean()) if usable else math.nan
             row |= {"mfr": math.nan, "mfr_low": math.nan, "mfr_high": math.nan, "mt5d": math.nan, "mt5d_low": math.nan, "mt5d_high": math.nan}
-            reference = reference_model(entry, models, config) if config.reference_model != "alexnet" else None
+            reference = self._reference(entry, models, config)
             reference_table = table[table["model"] == reference].set_index("family") if reference else None
             if reference is not None and reference_table is not None and usable and all(name in reference_table.index for name in usable):
                 own, theirs = per_image.get(entry.name, {}), per_image.get(reference, {})
