@@ -6,6 +6,7 @@ Each command imports what it needs when it runs: ``check``, ``compare``, ``repor
 Bad input ends with one line on stderr and exit status 2; results go to files, logs and
 progress to stderr.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -102,7 +103,10 @@ def command_run(arguments: argparse.Namespace) -> int:
     failed = failed_cells(directory)
     if failed:
         # The run is complete and written; the failed cells are marked in results.csv.
-        print(f"robustbench-lift: error: {len(failed)} cells failed (model returned NaN or inf), e.g. {failed[0]}; see {directory}/results.csv", file=sys.stderr)
+        print(
+            f"robustbench-lift: error: {len(failed)} cells failed (model returned NaN or inf), e.g. {failed[0]}; see {directory}/results.csv",
+            file=sys.stderr,
+        )
         return EXIT_FAILED_CELLS
     return 0
 
@@ -115,8 +119,14 @@ def _show_run(directory: Path, report: bool) -> None:
         from robustbench_lift.reporting.html import write_report
 
         write_report(directory)
-    elif (directory / "index.html").is_file() and json.loads((directory / "run.json").read_text()).get("cells", {}).get("computed"):
-        logging.getLogger("robustbench_lift").warning("%s/index.html is from before this run's new cells; rebuild it with: robustbench-lift report %s", directory, directory)
+    elif (directory / "index.html").is_file() and json.loads((directory / "run.json").read_text()).get("cells", {}).get(
+        "computed"
+    ):
+        logging.getLogger("robustbench_lift").warning(
+            "%s/index.html is from before this run's new cells; rebuild it with: robustbench-lift report %s",
+            directory,
+            directory,
+        )
     print(leaderboard_text(directory))
     print(f"run: {directory}")
     if (directory / "index.html").is_file():
@@ -169,8 +179,16 @@ def command_corrupt(arguments: argparse.Namespace) -> int:
     if len(names) == 1 and names[0] in ("common", "extra", "all"):
         names = corruptions.corruption_names(names[0])
     root = write_corruption_set(
-        dataset, arguments.output, arguments.layout, names, arguments.severities,
-        profile=arguments.profile, seed=arguments.seed, workers=arguments.workers, image_format=arguments.image_format, indices=indices,
+        dataset,
+        arguments.output,
+        arguments.layout,
+        names,
+        arguments.severities,
+        profile=arguments.profile,
+        seed=arguments.seed,
+        workers=arguments.workers,
+        image_format=arguments.image_format,
+        indices=indices,
     )
     print(root)
     return 0
@@ -199,7 +217,14 @@ def command_check(arguments: argparse.Namespace) -> int:
     if arguments.update_baseline:
         written = write_baseline(arguments.run_directory, arguments.baseline)
         sidecar = sidecar_path(written)
-        print(f"baseline written: {written}" + (f" (per-image outcomes for paired tests: {sidecar})" if sidecar.exists() else " (the run has no per_image.npz: checks against it will be unpaired)"))
+        print(
+            f"baseline written: {written}"
+            + (
+                f" (per-image outcomes for paired tests: {sidecar})"
+                if sidecar.exists()
+                else " (the run has no per_image.npz: checks against it will be unpaired)"
+            )
+        )
         return 0
     result = check_run(arguments.run_directory, arguments.baseline, arguments.policy, arguments.junit)
     print(result.markdown)
@@ -227,7 +252,9 @@ def _listing(what: str) -> list[dict[str, Any]]:
     if what == "architectures":
         from robustbench_lift.models._registry import MODELS
 
-        return [{"architecture": name, "description": MODELS.get(name).description} for name in api.list_architectures()]
+        return [
+            {"architecture": name, "description": MODELS.get(name).description} for name in api.list_architectures()
+        ]
     if what == "models":
         from robustbench_lift.models._factory import model_spec_table
 
@@ -239,7 +266,14 @@ def _listing(what: str) -> list[dict[str, Any]]:
     if what == "corruptions":
         import corruptions
 
-        return [{"corruption": name, "family": corruptions.corruption_family(name), "set": "common" if name in corruptions.COMMON_CORRUPTIONS else "extra (not in mCE)"} for name in api.list_corruptions("all")]
+        return [
+            {
+                "corruption": name,
+                "family": corruptions.corruption_family(name),
+                "set": "common" if name in corruptions.COMMON_CORRUPTIONS else "extra (not in mCE)",
+            }
+            for name in api.list_corruptions("all")
+        ]
     if what == "suites":
         from robustbench_lift.evaluation.suites import SUITES
 
@@ -247,17 +281,45 @@ def _listing(what: str) -> list[dict[str, Any]]:
     if what == "perturbations":
         from corruptions import perturbations
 
-        return [{"perturbation": name, "set": "main (in mFR)" if name in perturbations.MAIN_PERTURBATIONS else "extra", "frames (cifar)": perturbations.frame_count(name, "cifar"), "rule": "noise: vs first frame" if name in perturbations.NOISE_PERTURBATIONS else "consecutive frames"} for name in api.list_perturbations("all")]
+        return [
+            {
+                "perturbation": name,
+                "set": "main (in mFR)" if name in perturbations.MAIN_PERTURBATIONS else "extra",
+                "frames (cifar)": perturbations.frame_count(name, "cifar"),
+                "rule": "noise: vs first frame" if name in perturbations.NOISE_PERTURBATIONS else "consecutive frames",
+            }
+            for name in api.list_perturbations("all")
+        ]
     if what == "attacks":
         from robustbench_lift.evaluation.attacks import ATTACKS
 
-        return [{"attack": name, "label": ATTACKS.get(name).label, "norm": ATTACKS.get(name).norm, "minimization": ATTACKS.get(name).minimization, "default epsilons": ", ".join(f"{value:.4g}" for value in ATTACKS.get(name).default_epsilons), "headline": f"{ATTACKS.get(name).headline_epsilon:.4g}"} for name in api.list_attacks()]
+        return [
+            {
+                "attack": name,
+                "label": ATTACKS.get(name).label,
+                "norm": ATTACKS.get(name).norm,
+                "minimization": ATTACKS.get(name).minimization,
+                "default epsilons": ", ".join(f"{value:.4g}" for value in ATTACKS.get(name).default_epsilons),
+                "headline": f"{ATTACKS.get(name).headline_epsilon:.4g}",
+            }
+            for name in api.list_attacks()
+        ]
     if what == "datasets":
         return [{"dataset": name} for name in api.list_datasets()]
     raise UserError(f"cannot list {what!r}")
 
 
-LISTABLE = ("models", "poolings", "architectures", "zoo", "corruptions", "perturbations", "attacks", "suites", "datasets")
+LISTABLE = (
+    "models",
+    "poolings",
+    "architectures",
+    "zoo",
+    "corruptions",
+    "perturbations",
+    "attacks",
+    "suites",
+    "datasets",
+)
 
 
 def command_list(arguments: argparse.Namespace) -> int:
@@ -266,7 +328,9 @@ def command_list(arguments: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="robustbench-lift", description="Robustness benchmarks for ConvNets that differ only in their pooling.")
+    parser = argparse.ArgumentParser(
+        prog="robustbench-lift", description="Robustness benchmarks for ConvNets that differ only in their pooling."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -299,18 +363,30 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shift-max", type=int, help="largest shift in px for shift consistency (default 4)")
     run.add_argument("--attacks", nargs="+", help="attack names (see 'list attacks')")
     run.add_argument("--attack-sample-size", type=int, help="images attacked (default 100)")
-    run.add_argument("--epsilons", nargs="+", metavar="ATTACK=EPS,EPS", help="epsilon grid per attack, e.g. pgd_linf=0,0.01,0.03")
+    run.add_argument(
+        "--epsilons", nargs="+", metavar="ATTACK=EPS,EPS", help="epsilon grid per attack, e.g. pgd_linf=0,0.01,0.03"
+    )
     run.add_argument("--device", help="auto (default: CUDA when available, else CPU), cpu, cuda or cuda:N")
     run.add_argument("--output-dir")
-    run.add_argument("--run-name", help="results go to OUTPUT_DIR/RUN_NAME; rerunning the same command resumes an interrupted run")
-    run.add_argument("--overwrite", action="store_true", help="replace a finished run of another config under the same run name (else refused)")
+    run.add_argument(
+        "--run-name", help="results go to OUTPUT_DIR/RUN_NAME; rerunning the same command resumes an interrupted run"
+    )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a finished run of another config under the same run name (else refused)",
+    )
     run.add_argument("--no-report", action="store_true", help="do not write index.html and plots at the end of the run")
     run.add_argument("--executor", help="local (default: this process) or ray (cells as Ray tasks)")
     run.add_argument("--ray-address", help="Ray cluster to attach to, host:port or auto (default: start a local one)")
     run.add_argument("--cache-dir", help="cache the corruption suite's generated inputs here (default: no cache)")
-    run.add_argument("--corruption-data", help="read corrupted images from this pre-made set instead of generating them")
+    run.add_argument(
+        "--corruption-data", help="read corrupted images from this pre-made set instead of generating them"
+    )
     run.add_argument("--corruption-layout", help="layout of --corruption-data, e.g. cifar-c (default: detect)")
-    run.add_argument("--perturbation-data", help="read perturbation sequences from this pre-made set instead of generating them")
+    run.add_argument(
+        "--perturbation-data", help="read perturbation sequences from this pre-made set instead of generating them"
+    )
     run.add_argument("--perturbation-layout", help="layout of --perturbation-data, e.g. cifar-p (default: detect)")
     run.set_defaults(handler=command_run)
 
@@ -323,7 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=128)
     train.add_argument("--learning-rate", type=float, default=0.05)
     train.add_argument("--detail-weight", type=float, default=0.01, help="lifting detail regulariser (0 = off)")
-    train.add_argument("--approximation-weight", type=float, default=0.01, help="lifting approximation regulariser (0 = off)")
+    train.add_argument(
+        "--approximation-weight", type=float, default=0.01, help="lifting approximation regulariser (0 = off)"
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=1)
     train.add_argument("--data-dir")
@@ -331,7 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", required=True, help="checkpoint path (.safetensors)")
     train.set_defaults(handler=command_train)
 
-    corrupt = commands.add_parser("corrupt", help="write a corruption data set (ImageNet-C or CIFAR-10-C layout); resumable")
+    corrupt = commands.add_parser(
+        "corrupt", help="write a corruption data set (ImageNet-C or CIFAR-10-C layout); resumable"
+    )
     corrupt.add_argument("--output", required=True, help="folder to write (re-running resumes it)")
     corrupt.add_argument("--layout", default="cifar-c", help="cifar-c, imagenet-c or tiny-imagenet-c")
     corrupt.add_argument("--dataset", default="fashion_mnist")
@@ -344,14 +424,18 @@ def build_parser() -> argparse.ArgumentParser:
     corrupt.add_argument("--seed", type=int, default=0)
     corrupt.add_argument("--sample-size", type=int, help="seeded subset of the split (default: all of it)")
     corrupt.add_argument("--workers", type=int, default=2)
-    corrupt.add_argument("--image-format", default="jpeg", help="jpeg (quality 85, as published) or png (lossless), image layouts only")
+    corrupt.add_argument(
+        "--image-format", default="jpeg", help="jpeg (quality 85, as published) or png (lossless), image layouts only"
+    )
     corrupt.set_defaults(handler=command_corrupt)
 
     report = commands.add_parser("report", help="rebuild the HTML report and plots of a finished run")
     report.add_argument("run_directory")
     report.set_defaults(handler=command_report)
 
-    compare = commands.add_parser("compare", help="difference per model and metric between two runs (B - A), with intervals")
+    compare = commands.add_parser(
+        "compare", help="difference per model and metric between two runs (B - A), with intervals"
+    )
     compare.add_argument("run_a")
     compare.add_argument("run_b")
     compare.add_argument("--output", help="folder for comparison.md / .html (default: RUN_B/comparison)")
@@ -362,7 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--baseline", required=True, help="committed baseline file (CSV)")
     check.add_argument("--policy", help="gate policy YAML (default: reports/policy.yaml)")
     check.add_argument("--junit", help="also write JUnit XML here")
-    check.add_argument("--update-baseline", action="store_true", help="write the baseline from this run instead of checking")
+    check.add_argument(
+        "--update-baseline", action="store_true", help="write the baseline from this run instead of checking"
+    )
     check.set_defaults(handler=command_check)
 
     listing = commands.add_parser("list", help="list " + ", ".join(LISTABLE))
@@ -374,7 +460,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     arguments = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if arguments.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if arguments.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
     previous = _terminate_on_sigterm()
     try:
         return arguments.handler(arguments)

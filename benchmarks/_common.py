@@ -3,6 +3,7 @@
 Benchmarks are not tests: they measure, print and exit 0. Every script prints a
 ``BENCHMARK_RESULT {json}`` line last, which ``run_all.py`` collects into its table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -92,7 +93,10 @@ def interleaved(sides: dict[str, Callable[[], Any]], repeats: int, log: bool = T
             seconds, _ = timed(sides[name])
             times[name].append(seconds)
         if log:
-            print(f"  round {round_index + 1}/{repeats}: " + ", ".join(f"{name} {times[name][-1]:.3f} s" for name in names))
+            print(
+                f"  round {round_index + 1}/{repeats}: "
+                + ", ".join(f"{name} {times[name][-1]:.3f} s" for name in names)
+            )
             sys.stdout.flush()
     return times
 
@@ -113,6 +117,13 @@ def describe(values: list[float]) -> str:
 
 def finish(name: str, ratio: float, target: str, met: bool | None, info: dict[str, Any], **extra: Any) -> None:
     """Prints the result line run_all.py parses; ``met`` None means no target applies."""
-    record = {"benchmark": name, "ratio": ratio, "target": target, "met": met, "machine": info, "command": command()} | extra
+    record = {
+        "benchmark": name,
+        "ratio": ratio,
+        "target": target,
+        "met": met,
+        "machine": info,
+        "command": command(),
+    } | extra
     print(RESULT_PREFIX + json.dumps(record, default=str))
     sys.stdout.flush()

@@ -20,6 +20,7 @@ ratio = serial time / parallel time (= parallel images/s / serial images/s); tar
 
     .venv/bin/python benchmarks/corruption_generation.py [--quick]
 """
+
 from __future__ import annotations
 
 import sys
@@ -35,7 +36,11 @@ def main() -> int:
     arguments.add_argument("--size", type=int, default=None, help="image side, a multiple of 32 (default 96; quick 64)")
     arguments.add_argument("--severities", default="3", help="comma-separated severities (default 3)")
     arguments.add_argument("--workers", type=int, default=2)
-    arguments.add_argument("--no-threaded-serial", action="store_true", help="skip the serial loop with OpenCV's default threads (skipped with --quick)")
+    arguments.add_argument(
+        "--no-threaded-serial",
+        action="store_true",
+        help="skip the serial loop with OpenCV's default threads (skipped with --quick)",
+    )
     args = arguments.parse_args()
     _common.setup_threads(args.threads)
     info = _common.machine()
@@ -72,7 +77,9 @@ def main() -> int:
     )
 
     factor = size // 32
-    images = np.ascontiguousarray(np.repeat(np.repeat(load_dataset("fashion_mnist", "test").images[:count], factor, axis=1), factor, axis=2))
+    images = np.ascontiguousarray(
+        np.repeat(np.repeat(load_dataset("fashion_mnist", "test").images[:count], factor, axis=1), factor, axis=2)
+    )
     work = count * len(conditions)
 
     import imagecorruptions
@@ -108,20 +115,36 @@ def main() -> int:
     parallel_seconds = _common.median(times["parallel"])
     ratio = serial_seconds / parallel_seconds
     fastest = _common.min_ratio(times["serial"], times["parallel"])
-    print(f"serial imagecorruptions loop (cv2 1 thread): {_common.describe(times['serial'])} -> {work / serial_seconds:.1f} images/s")
+    print(
+        f"serial imagecorruptions loop (cv2 1 thread): {_common.describe(times['serial'])} -> {work / serial_seconds:.1f} images/s"
+    )
     threaded_ratio = float("nan")
     if threaded_serial:
         threaded_seconds = _common.median(times["serial_cv2_threads"])
         threaded_ratio = threaded_seconds / parallel_seconds
-        print(f"same loop, cv2 default {cv2_default_threads} threads:   {_common.describe(times['serial_cv2_threads'])} -> {work / threaded_seconds:.1f} images/s")
-    print(f"corrupt_many workers={args.workers}:                {_common.describe(times['parallel'])} -> {work / parallel_seconds:.1f} images/s")
+        print(
+            f"same loop, cv2 default {cv2_default_threads} threads:   {_common.describe(times['serial_cv2_threads'])} -> {work / threaded_seconds:.1f} images/s"
+        )
+    print(
+        f"corrupt_many workers={args.workers}:                {_common.describe(times['parallel'])} -> {work / parallel_seconds:.1f} images/s"
+    )
     if threaded_serial:
         print(f"ratio against the loop with cv2's default threads: {threaded_ratio:.3f}")
     print(f"ratio of the fastest runs (load check): {fastest:.3f}")
-    print(f"RATIO parallel / serial throughput: {ratio:.3f}  (target >= {TARGET}: {'met' if ratio >= TARGET else 'NOT met'})")
+    print(
+        f"RATIO parallel / serial throughput: {ratio:.3f}  (target >= {TARGET}: {'met' if ratio >= TARGET else 'NOT met'})"
+    )
     extra = []
     if threaded_serial:
-        extra.append({"benchmark": "corruption_generation", "label": f"corrupt_many / serial loop with cv2's default {cv2_default_threads} threads", "ratio": threaded_ratio, "target": "none", "met": None})
+        extra.append(
+            {
+                "benchmark": "corruption_generation",
+                "label": f"corrupt_many / serial loop with cv2's default {cv2_default_threads} threads",
+                "ratio": threaded_ratio,
+                "target": "none",
+                "met": None,
+            }
+        )
     _common.finish(
         "corruption_generation",
         ratio,

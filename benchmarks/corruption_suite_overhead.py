@@ -18,6 +18,7 @@ ratio = median(a) / median(b); target <= 1.3. Also printed: the cold ratio
 
     .venv/bin/python benchmarks/corruption_suite_overhead.py [--quick]
 """
+
 from __future__ import annotations
 
 import sys
@@ -70,7 +71,9 @@ def main() -> int:
         device=args.device,
         run_name="benchmark",
     )
-    conditions: list[tuple[str, int]] = [(name, severity) for name in selected_corruptions(config) for severity in config.severities]
+    conditions: list[tuple[str, int]] = [
+        (name, severity) for name in selected_corruptions(config) for severity in config.severities
+    ]
     _common.print_header(
         "corruption_suite_overhead",
         info,
@@ -100,15 +103,26 @@ def main() -> int:
     # Cold: generate every condition once, exactly as CorruptionSuite.prepare does.
     generation_seconds, prepared = _common.timed(
         lambda: corruptions.corrupt_many(
-            dataset.images, conditions, profile=config.profile, seed=config.seed, indices=indices, workers=config.workers
+            dataset.images,
+            conditions,
+            profile=config.profile,
+            seed=config.seed,
+            indices=indices,
+            workers=config.workers,
         )
     )
     total_images = len(dataset) * (len(conditions) + 1)
-    print(f"cold generation (corrupt_many, workers={config.workers}): {generation_seconds:.3f} s for {len(dataset) * len(conditions)} images")
+    print(
+        f"cold generation (corrupt_many, workers={config.workers}): {generation_seconds:.3f} s for {len(dataset) * len(conditions)} images"
+    )
 
     # (b)'s inputs: every array the suite sees, converted once, in the suite's batches.
     arrays = [dataset.images] + [prepared[condition] for condition in conditions]
-    batches = [to_tensor(array[start : start + config.batch_size]).to(device) for array in arrays for start in range(0, len(array), config.batch_size)]
+    batches = [
+        to_tensor(array[start : start + config.batch_size]).to(device)
+        for array in arrays
+        for start in range(0, len(array), config.batch_size)
+    ]
 
     def per_model_evaluation(prepared_inputs: dict[tuple[str, int], np.ndarray]) -> tuple[list[dict[str, Any]], Any]:
         # The runner's per-model work for one suite: every cell (clean + each condition:
@@ -118,7 +132,14 @@ def main() -> int:
         entry.model.to(device).eval()
         output = suite.evaluate(entry, prepared_inputs, context)
         rows = [
-            {"run": config.run_name, "model": entry.name, "architecture": entry.architecture, "pooling": entry.pooling, "dataset": config.dataset} | row
+            {
+                "run": config.run_name,
+                "model": entry.name,
+                "architecture": entry.architecture,
+                "pooling": entry.pooling,
+                "dataset": config.dataset,
+            }
+            | row
             for row in output.rows
         ]
         return rows, output
@@ -145,7 +166,9 @@ def main() -> int:
     summarize_seconds = float("nan")
     try:
         results = pd.DataFrame(rows)
-        summarize_seconds, _ = _common.timed(lambda: suite.summarize(results, {entry.name: output.per_image}, [entry], context))
+        summarize_seconds, _ = _common.timed(
+            lambda: suite.summarize(results, {entry.name: output.per_image}, [entry], context)
+        )
     except Exception as error:  # the suites API is being refactored; this figure is optional
         print(f"summarize not timed: {type(error).__name__}: {error}")
 
@@ -156,9 +179,13 @@ def main() -> int:
     fastest = _common.min_ratio(times["suite"], times["inference"])
     print(f"(a) suite evaluation per model: {_common.describe(times['suite'])}")
     print(f"(b) bare inference:             {_common.describe(times['inference'])}")
-    print(f"throughput: suite {total_images / suite_seconds:.0f} images/s, bare inference {total_images / inference_seconds:.0f} images/s ({total_images} images)")
+    print(
+        f"throughput: suite {total_images / suite_seconds:.0f} images/s, bare inference {total_images / inference_seconds:.0f} images/s ({total_images} images)"
+    )
     print(f"summarize (per run, bootstrap, not in the ratio): {summarize_seconds:.3f} s")
-    print(f"RATIO suite / inference (inputs cached): {ratio:.3f}  (target <= {TARGET}: {'met' if ratio <= TARGET else 'NOT met'})")
+    print(
+        f"RATIO suite / inference (inputs cached): {ratio:.3f}  (target <= {TARGET}: {'met' if ratio <= TARGET else 'NOT met'})"
+    )
     print(f"ratio of the fastest runs (load check): {fastest:.3f}")
     print(f"cold ratio (generation + evaluation) / inference: {cold_ratio:.3f}")
     _common.finish(
@@ -169,7 +196,15 @@ def main() -> int:
         info,
         label="suite evaluation / bare inference (inputs cached)",
         min_ratio=fastest,
-        extra_rows=[{"benchmark": "corruption_suite_overhead", "label": "cold: (generation + evaluation) / bare inference", "ratio": cold_ratio, "target": "none", "met": None}],
+        extra_rows=[
+            {
+                "benchmark": "corruption_suite_overhead",
+                "label": "cold: (generation + evaluation) / bare inference",
+                "ratio": cold_ratio,
+                "target": "none",
+                "met": None,
+            }
+        ],
         cold_ratio=cold_ratio,
         generation_seconds=generation_seconds,
         suite_seconds=suite_seconds,

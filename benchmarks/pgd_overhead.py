@@ -16,6 +16,7 @@ not equal).
 
     .venv/bin/python benchmarks/pgd_overhead.py [--quick]
 """
+
 from __future__ import annotations
 
 import sys
@@ -28,9 +29,13 @@ TARGET = 1.2
 def main() -> int:
     arguments = _common.parser(__doc__.splitlines()[0])
     arguments.add_argument("--images", type=int, default=None, help="test images (default 256; quick 64)")
-    arguments.add_argument("--batch-size", type=int, default=None, help="attack batch (default: all images in one batch)")
+    arguments.add_argument(
+        "--batch-size", type=int, default=None, help="attack batch (default: all images in one batch)"
+    )
     arguments.add_argument("--epsilon", type=float, default=8 / 255)
-    arguments.add_argument("--steps", type=int, default=None, help="PGD steps (default: the pgd_linf spec's 20; quick 10)")
+    arguments.add_argument(
+        "--steps", type=int, default=None, help="PGD steps (default: the pgd_linf spec's 20; quick 10)"
+    )
     arguments.add_argument("--model", default="max")
     args = arguments.parse_args()
     _common.setup_threads(args.threads)
@@ -127,10 +132,16 @@ def main() -> int:
     fastest = _common.min_ratio(times["foolbox"], times["plain"])
     with torch.no_grad():
         clean_accuracy = float((model(images).argmax(1) == labels).float().mean())
-    print(f"foolbox LinfPGD via evaluate_attack: {_common.describe(times['foolbox'])} -> {foolbox_seconds / steps * 1000:.1f} ms per step")
-    print(f"plain torch PGD:                     {_common.describe(times['plain'])} -> {plain_seconds / steps * 1000:.1f} ms per step")
+    print(
+        f"foolbox LinfPGD via evaluate_attack: {_common.describe(times['foolbox'])} -> {foolbox_seconds / steps * 1000:.1f} ms per step"
+    )
+    print(
+        f"plain torch PGD:                     {_common.describe(times['plain'])} -> {plain_seconds / steps * 1000:.1f} ms per step"
+    )
     print(f"per-step overhead of the foolbox path: {(foolbox_seconds - plain_seconds) / steps * 1000:.1f} ms")
-    print(f"clean accuracy {clean_accuracy:.4f}; robust accuracy at eps {epsilon:.4g}: foolbox {results['foolbox']:.4f}, plain {results['plain']:.4f} (difference {abs(results['foolbox'] - results['plain']):.4f}; 1/n = {1 / count:.4f})")
+    print(
+        f"clean accuracy {clean_accuracy:.4f}; robust accuracy at eps {epsilon:.4g}: foolbox {results['foolbox']:.4f}, plain {results['plain']:.4f} (difference {abs(results['foolbox'] - results['plain']):.4f}; 1/n = {1 / count:.4f})"
+    )
     print(f"ratio of the fastest runs (load check): {fastest:.3f}")
     print(f"RATIO foolbox / plain: {ratio:.3f}  (target <= {TARGET}: {'met' if ratio <= TARGET else 'NOT met'})")
     _common.finish(

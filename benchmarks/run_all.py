@@ -7,6 +7,7 @@ ratio, target, met?) can be pasted into the project README together with the mac
 line printed under it. Benchmarks are measurements, not tests: this exits 0 even when
 a target is missed (and reports a benchmark that crashed as "failed").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,9 @@ def run_one(name: str, quick: bool) -> tuple[list[dict[str, Any]], float]:
     command = [sys.executable, str(HERE / f"{name}.py")] + (["--quick"] if quick else [])
     print(f"\n$ {' '.join(command)}", flush=True)
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=HERE.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    process = subprocess.Popen(
+        command, cwd=HERE.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
     record = None
     assert process.stdout is not None
     for line in process.stdout:
@@ -47,7 +50,9 @@ def run_one(name: str, quick: bool) -> tuple[list[dict[str, Any]], float]:
     code = process.wait()
     seconds = time.perf_counter() - started
     if code != 0 or record is None:
-        return [{"benchmark": name, "label": f"{name} (failed, exit {code})", "ratio": math.nan, "target": "-", "met": None}], seconds
+        return [
+            {"benchmark": name, "label": f"{name} (failed, exit {code})", "ratio": math.nan, "target": "-", "met": None}
+        ], seconds
     rows = [record | {"label": record.get("label", name)}] + list(record.get("extra_rows", []))
     return rows, seconds
 
@@ -83,14 +88,22 @@ def main() -> int:
     print("| benchmark | ratio | target | met? | fastest-run ratio |")
     print("|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['benchmark']}: {row['label']} | {fmt_ratio(row.get('ratio'))} | {row.get('target', '-')} | {fmt_met(row.get('met'))} | {fmt_ratio(row.get('min_ratio'))} |")
+        print(
+            f"| {row['benchmark']}: {row['label']} | {fmt_ratio(row.get('ratio'))} | {row.get('target', '-')} | {fmt_met(row.get('met'))} | {fmt_ratio(row.get('min_ratio'))} |"
+        )
     print()
     print(
         f"Machine: {info['platform']}, {info['cpu_count']} CPUs, torch {info['torch']} with {info['torch_threads']} threads; "
         f"load average (1/5/15 min) {load_at_start} at start, {load()} at end."
     )
-    print("ratio: median over interleaved repeats (the measured figure; met? judges it). fastest-run ratio: ratio of the minimum times, a load check.")
-    print("Durations: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in durations.items()) + f". Command: `{_common.command()}`")
+    print(
+        "ratio: median over interleaved repeats (the measured figure; met? judges it). fastest-run ratio: ratio of the minimum times, a load check."
+    )
+    print(
+        "Durations: "
+        + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in durations.items())
+        + f". Command: `{_common.command()}`"
+    )
     return 0
 
 

@@ -20,6 +20,7 @@ is cast to 8 bits without clipping, so thick drops wrap around (:func:`wrap_to_u
 With the same random draws, every corruption and severity of this profile gives the
 generator's bytes (checked with the generator itself run under ImageMagick 6.9.11 Q16).
 """
+
 from __future__ import annotations
 
 import functools
@@ -589,7 +590,9 @@ def pixelate(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
     factor = CIFAR_SEVERITIES["pixelate"][severity - 1]
     height, width = image.shape[:2]
     small_size = (max(1, int(width * factor)), max(1, int(height * factor)))
-    picture = Image.fromarray(image).resize(small_size, Image.Resampling.BOX).resize((width, height), Image.Resampling.BOX)
+    picture = (
+        Image.fromarray(image).resize(small_size, Image.Resampling.BOX).resize((width, height), Image.Resampling.BOX)
+    )
     return np.array(picture)
 
 

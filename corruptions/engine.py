@@ -5,6 +5,7 @@ Determinism contract: the output for one image depends only on its pixels and on
 ``default_rng(SeedSequence([seed, index, corruption_id, severity]))``, so results are
 identical whatever the batch composition, chunking or number of worker processes.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -66,7 +67,9 @@ def _check_image_array(images: object, batch: bool, profile: str) -> np.ndarray:
     height, width = images.shape[-3:-1]
     minimum = _MINIMUM_SIDE[profile]
     if height < minimum or width < minimum:
-        raise CorruptionError(f"the {profile!r} profile needs images of at least {minimum}x{minimum} px, got {height}x{width}")
+        raise CorruptionError(
+            f"the {profile!r} profile needs images of at least {minimum}x{minimum} px, got {height}x{width}"
+        )
     return images
 
 
@@ -139,7 +142,9 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
     """
     pool = _POOLS.get(workers)
     if pool is None:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_worker_setup, initargs=(os.getpid(),))
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=_pool_context(), initializer=_worker_setup, initargs=(os.getpid(),)
+        )
         _POOLS[workers] = pool
         atexit.register(pool.shutdown, wait=False, cancel_futures=True)
     return pool
@@ -252,7 +257,12 @@ def corrupt_many(
     tasks = [(condition, start, min(start + chunk, count)) for condition in checked for start in range(0, count, chunk)]
 
     work = [
-        ((corruption, severity), start, stop, (images[start:stop], indices[start:stop], corruption, severity, profile, seed))
+        (
+            (corruption, severity),
+            start,
+            stop,
+            (images[start:stop], indices[start:stop], corruption, severity, profile, seed),
+        )
         for (corruption, severity), start, stop in tasks
     ]
     with tqdm(

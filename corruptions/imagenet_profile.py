@@ -7,6 +7,7 @@ seeds from that generator, seed the global state just for the call, and restore 
 caller's global state afterwards. Because the global state is process-wide, calls of this
 profile must not run concurrently in threads of one process (processes are fine).
 """
+
 from __future__ import annotations
 
 import numpy as np

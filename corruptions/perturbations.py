@@ -56,6 +56,7 @@ borders; (4) schedules are in the reference's units (pixels, degrees, factors) a
 not rescaled for other image sizes: any size works, but the imagenet profile is meant for
 224 px; (5) see the individual functions for resampling details.
 """
+
 from __future__ import annotations
 
 import sys
@@ -496,9 +497,9 @@ _PROFILE_REGISTRY: Registry[Registry[Perturbation]] = Registry("perturbation pro
 _PROFILE_REGISTRY.add("cifar", _cifar_profile())
 _PROFILE_REGISTRY.add("imagenet", _imagenet_profile())
 assert tuple(_PROFILE_REGISTRY.names()) == PROFILES, "PROFILES and the profile registry disagree"
-assert all(
-    tuple(_PROFILE_REGISTRY.get(profile).names()) == ALL_PERTURBATIONS for profile in PROFILES
-), "every profile must define every perturbation, in canonical order"
+assert all(tuple(_PROFILE_REGISTRY.get(profile).names()) == ALL_PERTURBATIONS for profile in PROFILES), (
+    "every profile must define every perturbation, in canonical order"
+)
 
 
 # ---------------------------------------------------------------- validation
@@ -561,9 +562,7 @@ def validate_difficulty(perturbations: Sequence[str], difficulty: int, profile: 
     return difficulty
 
 
-def sequence_generator(
-    seed: int, index: int, perturbation: str, difficulty: int, profile: str
-) -> np.random.Generator:
+def sequence_generator(seed: int, index: int, perturbation: str, difficulty: int, profile: str) -> np.random.Generator:
     """The random generator for one image's sequence; a pure function of its arguments.
 
     ``difficulty`` here is the generator level: the difficulty for noise perturbations, 1
@@ -657,7 +656,10 @@ def perturb_many(
     chunk = images_per_task(count, len(names), workers, largest_sequence_bytes)
     tasks = [(name, start, min(start + chunk, count)) for name in names for start in range(0, count, chunk)]
 
-    work = [(name, start, stop, (images[start:stop], indices[start:stop], name, profile, difficulty, seed)) for name, start, stop in tasks]
+    work = [
+        (name, start, stop, (images[start:stop], indices[start:stop], name, profile, difficulty, seed))
+        for name, start, stop in tasks
+    ]
     with tqdm(
         total=count * len(names), desc=f"perturbing ({profile})", unit="sequence", file=sys.stderr, disable=not progress
     ) as bar:
@@ -697,7 +699,9 @@ def shift_pairs(
     count, height, width = images.shape[:3]
     indices = check_indices(indices, count)
     if fill == "reflect" and count and max_shift >= min(height, width):
-        raise CorruptionError(f"max_shift {max_shift} must be below the image side {min(height, width)} for reflect fill")
+        raise CorruptionError(
+            f"max_shift {max_shift} must be below the image side {min(height, width)} for reflect fill"
+        )
 
     offsets = np.empty((count, 2, 2), dtype=np.int64)
     for position, index in enumerate(indices):
@@ -710,7 +714,5 @@ def shift_pairs(
     rows = np.arange(height)[np.newaxis, :] + (max_shift - offsets[:, :, 0])[..., np.newaxis]  # N x 2 x H
     columns = np.arange(width)[np.newaxis, :] + (max_shift - offsets[:, :, 1])[..., np.newaxis]  # N x 2 x W
     image_axis = np.arange(count)[:, np.newaxis, np.newaxis]
-    shifted = [
-        padded[image_axis, rows[:, k, :, np.newaxis], columns[:, k, np.newaxis, :]] for k in range(2)
-    ]
+    shifted = [padded[image_axis, rows[:, k, :, np.newaxis], columns[:, k, np.newaxis, :]] for k in range(2)]
     return shifted[0], shifted[1], offsets

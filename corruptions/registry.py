@@ -4,6 +4,7 @@ The positions in :data:`ALL_CORRUPTIONS` are part of the determinism contract: a
 corruption's id (its position) is mixed into the seed of every image, so reordering
 or inserting names would silently change every generated dataset. Append only.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -78,9 +79,7 @@ def corruption_id(name: str) -> int:
 def check_severity(corruption: str, severity: object) -> int:
     """Return ``severity`` as an int, or raise CorruptionError unless it is an integer in 1..5."""
     if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or int(severity) not in SEVERITIES:
-        raise CorruptionError(
-            f"severity for corruption {corruption!r} must be an integer in 1..5, got {severity!r}"
-        )
+        raise CorruptionError(f"severity for corruption {corruption!r} must be an integer in 1..5, got {severity!r}")
     return int(severity)
 
 

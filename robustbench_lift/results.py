@@ -19,10 +19,31 @@ import pandas as pd
 from robustbench_lift.errors import UserError
 from robustbench_lift.utils.io import make_temporary_folder
 
-__all__ = ["KEY_COLUMNS", "RESULT_COLUMNS", "RUN_FILES", "TABLES_KEY", "check_run_tables", "failed_cells", "read_run", "write_run"]
+__all__ = [
+    "KEY_COLUMNS",
+    "RESULT_COLUMNS",
+    "RUN_FILES",
+    "TABLES_KEY",
+    "check_run_tables",
+    "failed_cells",
+    "read_run",
+    "write_run",
+]
 
 # Leading columns of results.csv; suites add their own metric columns after these.
-RESULT_COLUMNS = ["run", "model", "architecture", "pooling", "dataset", "suite", "condition", "family", "level", "status", "n"]
+RESULT_COLUMNS = [
+    "run",
+    "model",
+    "architecture",
+    "pooling",
+    "dataset",
+    "suite",
+    "condition",
+    "family",
+    "level",
+    "status",
+    "n",
+]
 #: The files every finished run holds.
 RUN_FILES = ("results.csv", "summary.csv", "run.json")
 #: Columns every results.csv row fills in; a row without one was cut off.
@@ -131,7 +152,12 @@ def read_run(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[st
             if text and not text.endswith(b"\n"):
                 raise UserError(f"{path} ends mid-line: the file is truncated")
             tables.append(pd.read_csv(path))
-        except (ValueError, UnicodeDecodeError, pd.errors.ParserError, OSError) as error:  # EmptyDataError is a ValueError
+        except (
+            ValueError,
+            UnicodeDecodeError,
+            pd.errors.ParserError,
+            OSError,
+        ) as error:  # EmptyDataError is a ValueError
             raise UserError(f"{path} is malformed: {' '.join(str(error).split())}") from None
     try:
         record = json.loads(files[2].read_text(encoding="utf-8"))
@@ -144,7 +170,9 @@ def read_run(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[st
     return results, summary, record
 
 
-def check_run_tables(directory: str | Path, results: pd.DataFrame, summary: pd.DataFrame, record: dict[str, Any]) -> None:
+def check_run_tables(
+    directory: str | Path, results: pd.DataFrame, summary: pd.DataFrame, record: dict[str, Any]
+) -> None:
     """Checks that the tables of a run are complete; one-line UserError naming the problem.
 
     * results.csv has the :data:`RESULT_COLUMNS` and summary.csv a ``model`` column;
@@ -161,26 +189,36 @@ def check_run_tables(directory: str | Path, results: pd.DataFrame, summary: pd.D
     """
     absent = [column for column in RESULT_COLUMNS if column not in results.columns]
     if absent:
-        raise UserError(f"{directory}/results.csv lacks the columns {', '.join(absent)}: truncated, or not written by robustbench-lift")
+        raise UserError(
+            f"{directory}/results.csv lacks the columns {', '.join(absent)}: truncated, or not written by robustbench-lift"
+        )
     if "model" not in summary.columns:
-        raise UserError(f"{directory}/summary.csv lacks the column 'model': truncated, or not written by robustbench-lift")
+        raise UserError(
+            f"{directory}/summary.csv lacks the column 'model': truncated, or not written by robustbench-lift"
+        )
     incomplete = results[list(KEY_COLUMNS)].isna().any(axis=1)
     if incomplete.any():
         line = int(incomplete.to_numpy().nonzero()[0][0]) + 2  # 1-based, after the header
-        raise UserError(f"{directory}/results.csv line {line} lacks its {'/'.join(KEY_COLUMNS)}: the file is truncated or damaged")
+        raise UserError(
+            f"{directory}/results.csv line {line} lacks its {'/'.join(KEY_COLUMNS)}: the file is truncated or damaged"
+        )
     counts = record.get(TABLES_KEY)
     if isinstance(counts, dict):
         for name, table in (("results.csv", results), ("summary.csv", summary)):
             expected = (counts.get(name) or {}).get("rows") if isinstance(counts.get(name), dict) else None
             if isinstance(expected, int) and expected != len(table):
-                raise UserError(f"{directory}/{name} has {len(table)} rows but run.json records {expected}: the file is truncated or was edited")
+                raise UserError(
+                    f"{directory}/{name} has {len(table)} rows but run.json records {expected}: the file is truncated or was edited"
+                )
     models = record.get("models")
     if isinstance(models, dict):
         for name, table in (("results.csv", results), ("summary.csv", summary)):
             present = set(table["model"].astype(str))
             lacking = [str(model) for model in models if str(model) not in present]
             if lacking:
-                raise UserError(f"{directory}/{name} has no rows for model {lacking[0]!r} that run.json lists: the file is truncated")
+                raise UserError(
+                    f"{directory}/{name} has no rows for model {lacking[0]!r} that run.json lists: the file is truncated"
+                )
 
 
 def failed_cells(directory: str | Path) -> list[str]:

@@ -7,6 +7,7 @@ validation accuracy and training cost.
 
 Writes reports/baselines/lift_defaults.csv (committed) and prints it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,7 +73,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args()
     torch.set_num_threads(1)
-    rows = [measure(kernel_size, groups, arguments.epochs, arguments.train_size, arguments.seed) for kernel_size, groups in itertools.product((3, 5, 7), ("depthwise", "dense"))]
+    rows = [
+        measure(kernel_size, groups, arguments.epochs, arguments.train_size, arguments.seed)
+        for kernel_size, groups in itertools.product((3, 5, 7), ("depthwise", "dense"))
+    ]
     table = pd.DataFrame(rows)
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(OUTPUT, index=False)

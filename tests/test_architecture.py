@@ -81,7 +81,9 @@ def imported_modules(name: str, path: Path) -> set[str]:
             else:
                 module = node.module or ""
             # ``from package import submodule`` imports the submodule.
-            targets = [f"{module}.{alias.name}" if f"{module}.{alias.name}" in MODULES else module for alias in node.names]
+            targets = [
+                f"{module}.{alias.name}" if f"{module}.{alias.name}" in MODULES else module for alias in node.names
+            ]
         else:
             continue
         for target in targets:
@@ -160,7 +162,11 @@ def test_no_upward_imports() -> None:
 
 
 def test_corruptions_imports_nothing_from_robustbench_lift() -> None:
-    offenders = {name: sorted(t for t in targets if t.startswith("robustbench_lift")) for name, targets in GRAPH.items() if name.startswith("corruptions")}
+    offenders = {
+        name: sorted(t for t in targets if t.startswith("robustbench_lift"))
+        for name, targets in GRAPH.items()
+        if name.startswith("corruptions")
+    }
     assert not {name: targets for name, targets in offenders.items() if targets}
 
 
@@ -184,7 +190,9 @@ def test_the_layer_test_sees_function_level_imports() -> None:
 
 
 def run_python(code: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120, env=_environment())
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120, env=_environment()
+    )
 
 
 def _environment() -> dict[str, str]:
@@ -233,19 +241,87 @@ def write_small_run(directory: Path, name: str, shift: float) -> Path:
     rows = []
     summary = []
     for model, pooling, error in (("small_cnn-max", "max", 0.10), ("small_cnn-lift", "lift", 0.08)):
-        base = {"run": name, "model": model, "architecture": "small_cnn", "pooling": pooling, "dataset": "fashion_mnist", "status": "ok", "n": 200}
-        rows.append(base | {"suite": "clean", "condition": "clean", "family": "clean", "level": 0.0, "error": error, "error_low": error - 0.02, "error_high": error + 0.02})
+        base = {
+            "run": name,
+            "model": model,
+            "architecture": "small_cnn",
+            "pooling": pooling,
+            "dataset": "fashion_mnist",
+            "status": "ok",
+            "n": 200,
+        }
+        rows.append(
+            base
+            | {
+                "suite": "clean",
+                "condition": "clean",
+                "family": "clean",
+                "level": 0.0,
+                "error": error,
+                "error_low": error - 0.02,
+                "error_high": error + 0.02,
+            }
+        )
         for severity in (1, 3, 5):
             value = error + 0.05 * severity + shift
-            rows.append(base | {"suite": "corruption", "condition": f"contrast/{severity}", "family": "contrast", "level": float(severity), "error": value, "error_low": value - 0.03, "error_high": value + 0.03})
-        rows.append(base | {"suite": "adversarial", "condition": "pgd_linf/eps=0.03137", "family": "pgd_linf", "level": 8 / 255, "norm": "linf", "robust_accuracy": 0.2, "robust_accuracy_low": 0.15, "robust_accuracy_high": 0.26})
-        summary.append({"model": model, "architecture": "small_cnn", "pooling": pooling, "n": 200, "clean_error": error, "clean_error_low": error - 0.02, "clean_error_high": error + 0.02, "reference_model": "small_cnn-max", "mce": 1.0 if pooling == "max" else 0.9 + shift, "mce_low": 0.85, "mce_high": 1.05, "robust_accuracy_pgd_linf": 0.2, "robust_accuracy_pgd_linf_low": 0.15, "robust_accuracy_pgd_linf_high": 0.26})
+            rows.append(
+                base
+                | {
+                    "suite": "corruption",
+                    "condition": f"contrast/{severity}",
+                    "family": "contrast",
+                    "level": float(severity),
+                    "error": value,
+                    "error_low": value - 0.03,
+                    "error_high": value + 0.03,
+                }
+            )
+        rows.append(
+            base
+            | {
+                "suite": "adversarial",
+                "condition": "pgd_linf/eps=0.03137",
+                "family": "pgd_linf",
+                "level": 8 / 255,
+                "norm": "linf",
+                "robust_accuracy": 0.2,
+                "robust_accuracy_low": 0.15,
+                "robust_accuracy_high": 0.26,
+            }
+        )
+        summary.append(
+            {
+                "model": model,
+                "architecture": "small_cnn",
+                "pooling": pooling,
+                "n": 200,
+                "clean_error": error,
+                "clean_error_low": error - 0.02,
+                "clean_error_high": error + 0.02,
+                "reference_model": "small_cnn-max",
+                "mce": 1.0 if pooling == "max" else 0.9 + shift,
+                "mce_low": 0.85,
+                "mce_high": 1.05,
+                "robust_accuracy_pgd_linf": 0.2,
+                "robust_accuracy_pgd_linf_low": 0.15,
+                "robust_accuracy_pgd_linf_high": 0.26,
+            }
+        )
     record = {
         "run_name": name,
-        "config": {"dataset": "fashion_mnist", "split": "test", "profile": "cifar", "seed": 0, "sample_size": 200, "data_dir": str(directory / "no-data")},
+        "config": {
+            "dataset": "fashion_mnist",
+            "split": "test",
+            "profile": "cifar",
+            "seed": 0,
+            "sample_size": 200,
+            "data_dir": str(directory / "no-data"),
+        },
         "seed": 0,
         "sample_size": 200,
-        "suites": {"adversarial": {"attacks": {"pgd_linf": {"label": "PGD L∞", "norm": "linf", "headline_epsilon": 8 / 255}}}},
+        "suites": {
+            "adversarial": {"attacks": {"pgd_linf": {"label": "PGD L∞", "norm": "linf", "headline_epsilon": 8 / 255}}}
+        },
     }
     return write_run(directory / name, pd.DataFrame(rows), pd.DataFrame(summary), record)
 

@@ -4,6 +4,7 @@ The task: 3x32x32 noisy images of one of four textures (horizontal, vertical or 
 stripes, checkerboard) with random period, phase and colours; the net learns it well
 above chance (about 85 %) yet stays attackable at small epsilons.
 """
+
 from __future__ import annotations
 
 import math

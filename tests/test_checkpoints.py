@@ -1,4 +1,5 @@
 """Tests for checkpoint files (robustbench_lift/models/checkpoints.py)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -218,7 +219,9 @@ class NotATensor:
 
 def test_torch_file_with_arbitrary_objects_is_not_unpickled(tmp_path) -> None:
     path = tmp_path / "pickled.pt"
-    torch.save({"state_dict": trained_like("max").state_dict(), "metadata": metadata_for("max"), "extra": NotATensor()}, path)
+    torch.save(
+        {"state_dict": trained_like("max").state_dict(), "metadata": metadata_for("max"), "extra": NotATensor()}, path
+    )
     with pytest.raises(CheckpointError, match="unreadable"):
         load_checkpoint(path)
 

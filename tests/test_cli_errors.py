@@ -3,6 +3,7 @@
 Each case runs the real CLI in a subprocess (``python -m cli``) from an empty working
 folder, so anything it wrote by mistake would show up there.
 """
+
 from __future__ import annotations
 
 import os
@@ -86,7 +87,9 @@ def test_unknown_pooling(workdir) -> None:
 
 
 def test_unknown_pooling_option(workdir) -> None:
-    result = run_cli(["train", "--pooling", "lift", "--pooling-option", "bogus=1", "--output", "out/x.safetensors"], workdir)
+    result = run_cli(
+        ["train", "--pooling", "lift", "--pooling-option", "bogus=1", "--output", "out/x.safetensors"], workdir
+    )
     assert_one_line_error(result, "'bogus'")
     assert files_under(workdir) == []
 

@@ -1,4 +1,5 @@
 """Tests for run configuration files (robustbench_lift/run/config.py)."""
+
 from __future__ import annotations
 
 import dataclasses

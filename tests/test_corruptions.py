@@ -1,4 +1,5 @@
 """Tests for the corruption engine (corruptions/)."""
+
 from __future__ import annotations
 
 import math
@@ -120,7 +121,9 @@ def test_seed_and_index_change_the_noise() -> None:
     assert not np.array_equal(base, corrupt_image(image, "gaussian_noise", 3, seed=1, index=0))
     assert not np.array_equal(base, corrupt_image(image, "gaussian_noise", 3, seed=0, index=1))
     imagenet = corrupt_image(textured_image(64, 64), "gaussian_noise", 3, profile="imagenet", seed=0)
-    assert not np.array_equal(imagenet, corrupt_image(textured_image(64, 64), "gaussian_noise", 3, profile="imagenet", seed=1))
+    assert not np.array_equal(
+        imagenet, corrupt_image(textured_image(64, 64), "gaussian_noise", 3, profile="imagenet", seed=1)
+    )
 
 
 # ---------------------------------------------------------------- effect of severity, known values
@@ -236,7 +239,9 @@ def test_clipped_zoom_matches_scipy_crop_zoom_trim() -> None:
         height, width = image.shape[:2]
         crop_height, crop_width = int(np.ceil(height / zoom_factor)), int(np.ceil(width / zoom_factor))
         top, left = (height - crop_height) // 2, (width - crop_width) // 2
-        zoomed = ndimage.zoom(image[top : top + crop_height, left : left + crop_width], (zoom_factor, zoom_factor, 1), order=1)
+        zoomed = ndimage.zoom(
+            image[top : top + crop_height, left : left + crop_width], (zoom_factor, zoom_factor, 1), order=1
+        )
         trim_top, trim_left = (zoomed.shape[0] - height) // 2, (zoomed.shape[1] - width) // 2
         return zoomed[trim_top : trim_top + height, trim_left : trim_left + width]
 

@@ -1,4 +1,5 @@
 """End to end on the real built-in data: the shipped zoo and a --quick run."""
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,23 @@ def test_zoo_checkpoint_reproduces_recorded_accuracy(kind):
 @needs_data
 def test_quick_run_writes_complete_tidy_results(tmp_path):
     completed = subprocess.run(
-        [sys.executable, "-m", "cli", "run", "--quick", "--suites", "corruption", "--output-dir", str(tmp_path), "--run-name", "e2e"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "run",
+            "--quick",
+            "--suites",
+            "corruption",
+            "--output-dir",
+            str(tmp_path),
+            "--run-name",
+            "e2e",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     run = tmp_path / "e2e"
@@ -57,7 +73,16 @@ def test_quick_run_writes_complete_tidy_results(tmp_path):
     assert (results.groupby("model").size() == 1 + 19 * 3).all()
     assert (results["n"] == 200).all() and (results["status"] == "ok").all()
     assert ((results["error_low"] <= results["error"]) & (results["error"] <= results["error_high"])).all()
-    for column in ("clean_error", "mce", "relative_mce", "mean_corruption_error", "clean_error_low", "mce_low", "mce_high", "mean_corruption_error_high"):
+    for column in (
+        "clean_error",
+        "mce",
+        "relative_mce",
+        "mean_corruption_error",
+        "clean_error_low",
+        "mce_low",
+        "mce_high",
+        "mean_corruption_error_high",
+    ):
         assert summary[column].notna().all(), column
     reference = summary.set_index("model").loc["small_cnn-max-s0"]
     assert reference["mce"] == pytest.approx(1.0) and reference["relative_mce"] == pytest.approx(1.0)
@@ -68,10 +93,32 @@ def test_quick_run_writes_complete_tidy_results(tmp_path):
 
 @needs_data
 def test_same_command_gives_same_numbers(tmp_path):
-    arguments = ["run", "--models", "max", "lift", "--corruptions", "gaussian_noise", "glass_blur", "--severities", "2", "--sample-size", "60", "--suites", "corruption", "--output-dir", str(tmp_path)]
+    arguments = [
+        "run",
+        "--models",
+        "max",
+        "lift",
+        "--corruptions",
+        "gaussian_noise",
+        "glass_blur",
+        "--severities",
+        "2",
+        "--sample-size",
+        "60",
+        "--suites",
+        "corruption",
+        "--output-dir",
+        str(tmp_path),
+    ]
     tables = []
     for name in ("first", "second"):
-        subprocess.run([sys.executable, "-m", "cli", *arguments, "--run-name", name], cwd=ROOT, check=True, capture_output=True, timeout=600)
+        subprocess.run(
+            [sys.executable, "-m", "cli", *arguments, "--run-name", name],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
         tables.append(pd.read_csv(tmp_path / name / "results.csv").drop(columns="run"))
     pd.testing.assert_frame_equal(tables[0], tables[1])
 
@@ -86,8 +133,30 @@ def test_run_accepts_a_pretrained_spec(tmp_path):
     torch.save({"state_dict": torchvision.models.resnet18(num_classes=10).state_dict()}, weights)
     spec = f"checkpoint:resnet18:num_classes=10:{weights}"
     completed = subprocess.run(
-        [sys.executable, "-m", "cli", "run", "--models", spec, "--suites", "corruption", "--corruptions", "contrast", "--severities", "1", "--sample-size", "20", "--output-dir", str(tmp_path), "--run-name", "spec"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "run",
+            "--models",
+            spec,
+            "--suites",
+            "corruption",
+            "--corruptions",
+            "contrast",
+            "--severities",
+            "1",
+            "--sample-size",
+            "20",
+            "--output-dir",
+            str(tmp_path),
+            "--run-name",
+            "spec",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     summary = pd.read_csv(tmp_path / "spec" / "summary.csv")
@@ -104,13 +173,39 @@ def test_a_model_returning_nan_fails_its_cells_and_the_run_completes(tmp_path):
     state, metadata = read_checkpoint(zoo_checkpoint_path("avg"))
     state = dict(state)
     state["model.head.2.bias"] = torch.full_like(state["model.head.2.bias"], float("nan"))
-    broken = build_model("small_cnn", "avg", 10, {}, metadata["preprocessing"]["mean"], metadata["preprocessing"]["std"])
+    broken = build_model(
+        "small_cnn", "avg", 10, {}, metadata["preprocessing"]["mean"], metadata["preprocessing"]["std"]
+    )
     broken.load_state_dict(state)
     path = tmp_path / "broken.safetensors"
     save_checkpoint(broken, metadata, path)
     completed = subprocess.run(
-        [sys.executable, "-m", "cli", "run", "--models", "max", str(path), "--suites", "corruption", "shift", "--corruptions", "contrast", "--severities", "1", "--sample-size", "30", "--output-dir", str(tmp_path), "--run-name", "nan"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "run",
+            "--models",
+            "max",
+            str(path),
+            "--suites",
+            "corruption",
+            "shift",
+            "--corruptions",
+            "contrast",
+            "--severities",
+            "1",
+            "--sample-size",
+            "30",
+            "--output-dir",
+            str(tmp_path),
+            "--run-name",
+            "nan",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert completed.returncode == 1
     errors = [line for line in completed.stderr.splitlines() if line.startswith("robustbench-lift: error:")]
@@ -134,19 +229,54 @@ def test_imagenet_c_layout_evaluates_end_to_end(tmp_path):
         for number in range(2):
             name = f"ILSVRC2012_val_{wnid[-2:]}{number}.JPEG"
             (clean_root / wnid).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(clean_root / wnid / name, format="JPEG")
+            Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(
+                clean_root / wnid / name, format="JPEG"
+            )
             for corruption in ("gaussian_noise", "contrast"):
                 for severity in (1, 2):
                     folder = corrupted_root / corruption / str(severity) / wnid
                     folder.mkdir(parents=True, exist_ok=True)
-                    Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)).save(folder / name, format="JPEG")
+                    Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)).save(
+                        folder / name, format="JPEG"
+                    )
     weights = tmp_path / "resnet18-2.pth"
     torch.save(torchvision.models.resnet18(num_classes=2).state_dict(), weights)
     spec = f"checkpoint:resnet18:num_classes=2:{weights}"
     completed = subprocess.run(
-        [sys.executable, "-m", "cli", "run", "--models", spec, "--dataset", "imagenet", "--data-dir", str(clean_root), "--corruption-data", str(corrupted_root),
-         "--suites", "corruption", "--corruptions", "gaussian_noise", "contrast", "--severities", "1", "2", "--sample-size", "4", "--batch-size", "4", "--output-dir", str(tmp_path), "--run-name", "inc"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "run",
+            "--models",
+            spec,
+            "--dataset",
+            "imagenet",
+            "--data-dir",
+            str(clean_root),
+            "--corruption-data",
+            str(corrupted_root),
+            "--suites",
+            "corruption",
+            "--corruptions",
+            "gaussian_noise",
+            "contrast",
+            "--severities",
+            "1",
+            "2",
+            "--sample-size",
+            "4",
+            "--batch-size",
+            "4",
+            "--output-dir",
+            str(tmp_path),
+            "--run-name",
+            "inc",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     results = pd.read_csv(tmp_path / "inc" / "results.csv")

@@ -1,4 +1,5 @@
 """Executors (local, Ray), device choice and the out-of-memory back-off of inference."""
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,9 @@ needs_zoo = pytest.mark.needs_data
 class RunsOutOfMemory(nn.Module):
     """Mean pixel per channel as logits; raises OOM for batches above ``limit``."""
 
-    def __init__(self, limit: int, error: type | None = None, message: str = "CUDA out of memory. Tried to allocate 2.00 GiB") -> None:
+    def __init__(
+        self, limit: int, error: type | None = None, message: str = "CUDA out of memory. Tried to allocate 2.00 GiB"
+    ) -> None:
         super().__init__()
         self.limit, self.error, self.message = limit, error, message
         self.batch_sizes: list[int] = []
@@ -98,7 +101,16 @@ def test_executor_names_are_checked() -> None:
 
 
 def small_config(output: Path, name: str, **overrides) -> RunConfig:
-    values = dict(models=["max", "avg"], suites=["corruption", "shift"], corruptions=["gaussian_noise", "contrast"], severities=[1, 3], sample_size=60, workers=2, output_dir=str(output), run_name=name)
+    values = dict(
+        models=["max", "avg"],
+        suites=["corruption", "shift"],
+        corruptions=["gaussian_noise", "contrast"],
+        severities=[1, 3],
+        sample_size=60,
+        workers=2,
+        output_dir=str(output),
+        run_name=name,
+    )
     return config_from_mapping(values | overrides)
 
 
@@ -134,12 +146,45 @@ def test_unreachable_ray_cluster_is_one_line_and_loses_nothing(tmp_path) -> None
     partial.write_bytes((finished / STORE_NAME).read_bytes())
     before = {path: path.read_bytes() for path in [*finished.iterdir(), partial]}
 
-    arguments = ["run", "--models", "max", "avg", "--suites", "corruption", "shift", "--corruptions", "gaussian_noise", "contrast", "--severities", "1", "3", "--sample-size", "60", "--output-dir", str(tmp_path), "--run-name", "kept", "--executor", "ray", "--ray-address", "127.0.0.1:9"]
+    arguments = [
+        "run",
+        "--models",
+        "max",
+        "avg",
+        "--suites",
+        "corruption",
+        "shift",
+        "--corruptions",
+        "gaussian_noise",
+        "contrast",
+        "--severities",
+        "1",
+        "3",
+        "--sample-size",
+        "60",
+        "--output-dir",
+        str(tmp_path),
+        "--run-name",
+        "kept",
+        "--executor",
+        "ray",
+        "--ray-address",
+        "127.0.0.1:9",
+    ]
     environment = dict(os.environ, PYTHONPATH=str(REPOSITORY), OMP_NUM_THREADS="1")
-    completed = subprocess.run([sys.executable, "-m", "cli", *arguments], cwd=REPOSITORY, env=environment, capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(
+        [sys.executable, "-m", "cli", *arguments],
+        cwd=REPOSITORY,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert completed.returncode == 2, completed.stderr
     assert "Traceback" not in completed.stderr
     lines = completed.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("robustbench-lift: error: cannot reach the Ray cluster at 127.0.0.1:9"), completed.stderr
+    assert len(lines) == 1 and lines[0].startswith(
+        "robustbench-lift: error: cannot reach the Ray cluster at 127.0.0.1:9"
+    ), completed.stderr
     assert {path: path.read_bytes() for path in before} == before
     assert sorted(path.name for path in tmp_path.iterdir()) == [".kept.inprogress", "kept"]

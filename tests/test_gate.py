@@ -6,6 +6,7 @@ unpaired); regressions are planted by editing copies of them. The acceptance tes
 end run the quick preset's corruption suite for real and gate a deliberately degraded
 model, paired.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,18 +56,95 @@ def make_run(directory: Path) -> Path:
     results: list[dict[str, Any]] = []
     summary: list[dict[str, Any]] = []
     for model, clean_errors in MODELS.items():
-        base = {"run": directory.name, "model": model, "architecture": "small_cnn", "pooling": model.split("-")[-1], "dataset": "fashion_mnist"}
+        base = {
+            "run": directory.name,
+            "model": model,
+            "architecture": "small_cnn",
+            "pooling": model.split("-")[-1],
+            "dataset": "fashion_mnist",
+        }
         clean, shift, robust = _interval(clean_errors, N), _interval(N - clean_errors, N), _interval(20, ATTACK_N)
-        results.append(base | {"suite": "clean", "condition": "clean", "family": "clean", "level": 0.0, "status": "ok", "n": N, "errors": clean_errors, "error": clean["value"], "error_low": clean["low"], "error_high": clean["high"]})
-        results.append(base | {"suite": "shift", "condition": "shift/4px", "family": "shift", "level": 4.0, "status": "ok", "n": N, "consistency": shift["value"], "consistency_low": shift["low"], "consistency_high": shift["high"]})
-        results.append(base | {"suite": "adversarial", "condition": "pgd_linf/eps=0.031373", "family": "pgd_linf", "level": 8 / 255, "status": "ok", "n": ATTACK_N, "norm": "linf", "robust_accuracy": robust["value"], "robust_accuracy_low": robust["low"], "robust_accuracy_high": robust["high"]})
-        row: dict[str, Any] = {"model": model, "architecture": "small_cnn", "pooling": base["pooling"], "n": N, "clean_error": clean["value"], "clean_error_low": clean["low"], "clean_error_high": clean["high"], "reference_model": "small_cnn-max"}
+        results.append(
+            base
+            | {
+                "suite": "clean",
+                "condition": "clean",
+                "family": "clean",
+                "level": 0.0,
+                "status": "ok",
+                "n": N,
+                "errors": clean_errors,
+                "error": clean["value"],
+                "error_low": clean["low"],
+                "error_high": clean["high"],
+            }
+        )
+        results.append(
+            base
+            | {
+                "suite": "shift",
+                "condition": "shift/4px",
+                "family": "shift",
+                "level": 4.0,
+                "status": "ok",
+                "n": N,
+                "consistency": shift["value"],
+                "consistency_low": shift["low"],
+                "consistency_high": shift["high"],
+            }
+        )
+        results.append(
+            base
+            | {
+                "suite": "adversarial",
+                "condition": "pgd_linf/eps=0.031373",
+                "family": "pgd_linf",
+                "level": 8 / 255,
+                "status": "ok",
+                "n": ATTACK_N,
+                "norm": "linf",
+                "robust_accuracy": robust["value"],
+                "robust_accuracy_low": robust["low"],
+                "robust_accuracy_high": robust["high"],
+            }
+        )
+        row: dict[str, Any] = {
+            "model": model,
+            "architecture": "small_cnn",
+            "pooling": base["pooling"],
+            "n": N,
+            "clean_error": clean["value"],
+            "clean_error_low": clean["low"],
+            "clean_error_high": clean["high"],
+            "reference_model": "small_cnn-max",
+        }
         for metric in ("mce", "relative_mce", "mfr", "mt5d", "mean_corruption_error"):
             row |= {metric: 1.0, f"{metric}_low": 0.97, f"{metric}_high": 1.03}
-        row |= {"shift_consistency": shift["value"], "shift_consistency_low": shift["low"], "shift_consistency_high": shift["high"]}
-        row |= {"robust_accuracy_pgd_linf": robust["value"], "robust_accuracy_pgd_linf_low": robust["low"], "robust_accuracy_pgd_linf_high": robust["high"]}
+        row |= {
+            "shift_consistency": shift["value"],
+            "shift_consistency_low": shift["low"],
+            "shift_consistency_high": shift["high"],
+        }
+        row |= {
+            "robust_accuracy_pgd_linf": robust["value"],
+            "robust_accuracy_pgd_linf_low": robust["low"],
+            "robust_accuracy_pgd_linf_high": robust["high"],
+        }
         summary.append(row)
-    record = {"run_name": directory.name, "config": {"dataset": "fashion_mnist", "split": "test", "profile": "cifar", "severities": [1, 3, 5], "suites": ["corruption", "shift", "adversarial"]}, "seed": 0, "sample_size": N, "models": {model: {} for model in MODELS}, "versions": {"robustbench_lift": "0.1.0"}}
+    record = {
+        "run_name": directory.name,
+        "config": {
+            "dataset": "fashion_mnist",
+            "split": "test",
+            "profile": "cifar",
+            "severities": [1, 3, 5],
+            "suites": ["corruption", "shift", "adversarial"],
+        },
+        "seed": 0,
+        "sample_size": N,
+        "models": {model: {} for model in MODELS},
+        "versions": {"robustbench_lift": "0.1.0"},
+    }
     return write_run(directory, pd.DataFrame(results), pd.DataFrame(summary), record)
 
 
@@ -140,26 +218,37 @@ def test_change_within_sampling_noise_passes(candidate: Path, baseline: Path, po
     records, _ = read_baseline(baseline)
     text = baseline.read_text().replace("small_cnn-max,mce,1,0.97,1.03,", "small_cnn-max,mce,1,0.8,1.2,")
     baseline_with_wide_interval.write_text(text)
-    assert read_baseline(baseline_with_wide_interval)[0].set_index(["model", "metric"]).loc[("small_cnn-max", "mce"), "low"] == 0.8
+    assert (
+        read_baseline(baseline_with_wide_interval)[0]
+        .set_index(["model", "metric"])
+        .loc[("small_cnn-max", "mce"), "low"]
+        == 0.8
+    )
     result = check_run(candidate, baseline_with_wide_interval, policy)
     assert result.passed, result.failures
 
 
 def test_change_within_tolerance_passes_even_when_significant(candidate: Path, baseline: Path, tmp_path: Path) -> None:
     edit_summary(candidate, "small_cnn-max", mfr=1.04, mfr_low=1.039, mfr_high=1.041)
-    result = check_run(candidate, baseline, write_policy(tmp_path / "policy.yaml", {"metrics": {"mfr": {"tolerance": 0.05}}}))
+    result = check_run(
+        candidate, baseline, write_policy(tmp_path / "policy.yaml", {"metrics": {"mfr": {"tolerance": 0.05}}})
+    )
     assert result.passed
 
 
 def test_relative_tolerance_and_model_list(candidate: Path, baseline: Path, tmp_path: Path) -> None:
     edit_summary(candidate, "small_cnn-max", mce=1.08, mce_low=1.079, mce_high=1.081)
     edit_summary(candidate, "small_cnn-lift", mce=1.20, mce_low=1.199, mce_high=1.201)
-    policy = write_policy(tmp_path / "policy.yaml", {"models": ["small_cnn-max"], "metrics": {"mce": {"relative_tolerance": 0.10}}})
+    policy = write_policy(
+        tmp_path / "policy.yaml", {"models": ["small_cnn-max"], "metrics": {"mce": {"relative_tolerance": 0.10}}}
+    )
     result = check_run(candidate, baseline, policy)
     assert result.passed and [check.model for check in result.checks] == ["small_cnn-max"]
 
 
-def test_metric_the_run_lacks_is_reported_not_failed(candidate: Path, baseline: Path, policy: Path, tmp_path: Path) -> None:
+def test_metric_the_run_lacks_is_reported_not_failed(
+    candidate: Path, baseline: Path, policy: Path, tmp_path: Path
+) -> None:
     summary = pd.read_csv(candidate / "summary.csv").drop(columns=["mfr", "mfr_low", "mfr_high"])
     summary.to_csv(candidate / "summary.csv", index=False)
     junit = tmp_path / "gate.xml"
@@ -174,7 +263,9 @@ def test_metric_the_run_lacks_is_reported_not_failed(candidate: Path, baseline: 
 def test_metric_the_run_could_not_compute_fails(candidate: Path, baseline: Path, policy: Path) -> None:
     edit_summary(candidate, "small_cnn-lift", mfr=math.nan, mfr_low=math.nan, mfr_high=math.nan)
     result = check_run(candidate, baseline, policy)
-    assert result.failures == ["small_cnn-lift: mfr missing from the run: no value (failed cells or no reference model?)"]
+    assert result.failures == [
+        "small_cnn-lift: mfr missing from the run: no value (failed cells or no reference model?)"
+    ]
 
 
 def test_missing_model_fails(candidate: Path, baseline: Path, policy: Path) -> None:
@@ -182,7 +273,9 @@ def test_missing_model_fails(candidate: Path, baseline: Path, policy: Path) -> N
     # is refused by read_run as truncated, see tests/test_bad_input.py).
     results, summary, record = read_run(candidate)
     record["models"].pop("small_cnn-lift")
-    write_run(candidate, results[results["model"] != "small_cnn-lift"], summary[summary["model"] != "small_cnn-lift"], record)
+    write_run(
+        candidate, results[results["model"] != "small_cnn-lift"], summary[summary["model"] != "small_cnn-lift"], record
+    )
     result = check_run(candidate, baseline, policy)
     assert any("small_cnn-lift: model missing from the run" == failure for failure in result.failures)
 
@@ -247,13 +340,17 @@ def test_junit_xml_is_well_formed(candidate: Path, baseline: Path, policy: Path,
     root = ElementTree.parse(junit).getroot()
     cases = root.findall(".//testcase")
     assert len(cases) == len(MODELS) * len(POLICY_METRICS)
-    assert {(case.get("classname"), case.get("name")) for case in cases} == {(model, metric) for model in MODELS for metric in POLICY_METRICS}
+    assert {(case.get("classname"), case.get("name")) for case in cases} == {
+        (model, metric) for model in MODELS for metric in POLICY_METRICS
+    }
     failed = [case for case in cases if case.find("failure") is not None]
     assert [(case.get("classname"), case.get("name")) for case in failed] == [("odd|name <b>", "clean_error")]
     assert root.find("testsuite").get("failures") == "1"
 
 
-def test_step_summary_is_appended(candidate: Path, baseline: Path, policy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_step_summary_is_appended(
+    candidate: Path, baseline: Path, policy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     summary_file = tmp_path / "step_summary.md"
     summary_file.write_text("previous step\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary_file))
@@ -295,12 +392,20 @@ def test_default_policy_matches_reports_policy_yaml(policy: Path) -> None:
 def test_compare_runs_difference_and_interval(baseline_run: Path, candidate: Path, tmp_path: Path) -> None:
     edit_summary(candidate, "small_cnn-lift", clean_error=0.12)
     comparison = build_comparison(baseline_run, candidate)
-    clean = next(difference for difference in comparison.differences if difference.model == "small_cnn-lift" and difference.spec.name == "clean_error")
+    clean = next(
+        difference
+        for difference in comparison.differences
+        if difference.model == "small_cnn-lift" and difference.spec.name == "clean_error"
+    )
     expected_error = math.sqrt(0.08 * 0.92 / N + 0.12 * 0.88 / N)
     assert clean.difference == pytest.approx(0.04)
     assert clean.standard_error == pytest.approx(expected_error)
     assert clean.low == pytest.approx(0.04 - 1.96 * expected_error)
-    mce = next(difference for difference in comparison.differences if difference.model == "small_cnn-max" and difference.spec.name == "mce")
+    mce = next(
+        difference
+        for difference in comparison.differences
+        if difference.model == "small_cnn-max" and difference.spec.name == "mce"
+    )
     assert mce.standard_error == pytest.approx(math.hypot(0.06 / 3.92, 0.06 / 3.92))
     markdown_path, html_path = compare_runs(baseline_run, candidate, tmp_path / "comparison")
     markdown = markdown_path.read_text()
@@ -325,14 +430,19 @@ class FlipSomePredictions(torch.nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         logits = self.model(images)
         pixels = (images.detach() * 255).round().to(torch.uint8).cpu().numpy()
-        chosen = [int.from_bytes(hashlib.sha256(image.tobytes()).digest()[:8], "little") % self.modulus == 0 for image in pixels]
+        chosen = [
+            int.from_bytes(hashlib.sha256(image.tobytes()).digest()[:8], "little") % self.modulus == 0
+            for image in pixels
+        ]
         mask = torch.tensor(chosen, device=logits.device)
         wrong_class = (logits.argmax(dim=1) + 1) % logits.shape[1]
         push = torch.nn.functional.one_hot(wrong_class, logits.shape[1]).to(logits.dtype) * 1e4
         return logits + push * mask[:, None].to(logits.dtype)
 
 
-def quick_corruption_run(output_dir: Path, run_name: str, cache_dir: Path, monkeypatch: pytest.MonkeyPatch, degrade: bool) -> Path:
+def quick_corruption_run(
+    output_dir: Path, run_name: str, cache_dir: Path, monkeypatch: pytest.MonkeyPatch, degrade: bool
+) -> Path:
     """The quick preset's corruption suite (200 images, all corruptions, severities 1 3 5)
     on small_cnn-lift and its reference small_cnn-max; ``degrade`` wraps small_cnn-lift,
     under the same name, in :class:`FlipSomePredictions`."""
@@ -342,10 +452,21 @@ def quick_corruption_run(output_dir: Path, run_name: str, cache_dir: Path, monke
 
     def resolve(name: str) -> tuple[str, torch.nn.Module, dict[str, Any]]:
         display, model, metadata = real(name)
-        return (display, FlipSomePredictions(model).eval(), metadata) if degrade and display == "small_cnn-lift" else (display, model, metadata)
+        return (
+            (display, FlipSomePredictions(model).eval(), metadata)
+            if degrade and display == "small_cnn-lift"
+            else (display, model, metadata)
+        )
 
     monkeypatch.setattr(runner, "resolve_model", resolve)
-    config = RunConfig.quick().replace(models=["max", "lift"], suites=["corruption"], output_dir=str(output_dir), run_name=run_name, cache_dir=str(cache_dir), workers=1)
+    config = RunConfig.quick().replace(
+        models=["max", "lift"],
+        suites=["corruption"],
+        output_dir=str(output_dir),
+        run_name=run_name,
+        cache_dir=str(cache_dir),
+        workers=1,
+    )
     return runner.run_benchmark(config)
 
 
@@ -366,7 +487,9 @@ def quick_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.mark.slow
 @pytest.mark.needs_data
-def test_update_baseline_then_check_of_the_same_run_passes(quick_runs: dict[str, Path], policy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_update_baseline_then_check_of_the_same_run_passes(
+    quick_runs: dict[str, Path], policy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     baseline_file = quick_runs["baseline_file"]
     assert baseline_file.is_file() and baseline_file.with_suffix(".npz").is_file()
     code = cli.main(["check", str(quick_runs["baseline"]), "--baseline", str(baseline_file), "--policy", str(policy)])
@@ -379,12 +502,26 @@ def test_update_baseline_then_check_of_the_same_run_passes(quick_runs: dict[str,
 
 @pytest.mark.slow
 @pytest.mark.needs_data
-def test_five_percent_flipped_predictions_fail_the_gate(quick_runs: dict[str, Path], policy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    summary = {name: pd.read_csv(quick_runs[name] / "summary.csv").set_index("model") for name in ("baseline", "degraded")}
+def test_five_percent_flipped_predictions_fail_the_gate(
+    quick_runs: dict[str, Path], policy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    summary = {
+        name: pd.read_csv(quick_runs[name] / "summary.csv").set_index("model") for name in ("baseline", "degraded")
+    }
     # The wrapper changes small_cnn-lift only, by a few points of clean error.
-    assert summary["degraded"].loc["small_cnn-max", "clean_error"] == summary["baseline"].loc["small_cnn-max", "clean_error"]
-    assert 0.02 < summary["degraded"].loc["small_cnn-lift", "clean_error"] - summary["baseline"].loc["small_cnn-lift", "clean_error"] < 0.08
-    code = cli.main(["check", str(quick_runs["degraded"]), "--baseline", str(quick_runs["baseline_file"]), "--policy", str(policy)])
+    assert (
+        summary["degraded"].loc["small_cnn-max", "clean_error"]
+        == summary["baseline"].loc["small_cnn-max", "clean_error"]
+    )
+    assert (
+        0.02
+        < summary["degraded"].loc["small_cnn-lift", "clean_error"]
+        - summary["baseline"].loc["small_cnn-lift", "clean_error"]
+        < 0.08
+    )
+    code = cli.main(
+        ["check", str(quick_runs["degraded"]), "--baseline", str(quick_runs["baseline_file"]), "--policy", str(policy)]
+    )
     output = capsys.readouterr().out
     assert code == EXIT_REGRESSION, output
     failures = output.split("### Failures", 1)[1].split("###", 1)[0]
@@ -395,8 +532,12 @@ def test_five_percent_flipped_predictions_fail_the_gate(quick_runs: dict[str, Pa
 
 @pytest.mark.slow
 @pytest.mark.needs_data
-def test_unchanged_model_rerun_passes(quick_runs: dict[str, Path], policy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = cli.main(["check", str(quick_runs["unchanged"]), "--baseline", str(quick_runs["baseline_file"]), "--policy", str(policy)])
+def test_unchanged_model_rerun_passes(
+    quick_runs: dict[str, Path], policy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(
+        ["check", str(quick_runs["unchanged"]), "--baseline", str(quick_runs["baseline_file"]), "--policy", str(policy)]
+    )
     output = capsys.readouterr().out
     assert code == EXIT_PASSED, output
     assert "0 worse, 0 better of 200 images" in output

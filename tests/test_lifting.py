@@ -1,4 +1,5 @@
 """Tests for the lifting layers (robustbench_lift/nn/lifting.py, docs/layers.md)."""
+
 from __future__ import annotations
 
 import math
@@ -391,7 +392,12 @@ def test_regularisation_weights_change_training(tmp_path, monkeypatch) -> None:
 
     def trained(pooling: str, detail_weight: float, approximation_weight: float):
         config = training.TrainingConfig(
-            pooling=pooling, epochs=1, batch_size=16, validation_size=8, detail_weight=detail_weight, approximation_weight=approximation_weight
+            pooling=pooling,
+            epochs=1,
+            batch_size=16,
+            validation_size=8,
+            detail_weight=detail_weight,
+            approximation_weight=approximation_weight,
         )
         path = tmp_path / f"{pooling}-{detail_weight}-{approximation_weight}.safetensors"
         metadata = training.train(config, path)

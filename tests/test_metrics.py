@@ -1,4 +1,5 @@
 """Tests for the metrics of docs/metrics.md (robustbench_lift/metrics/)."""
+
 from __future__ import annotations
 
 import math
@@ -260,6 +261,7 @@ def test_corruption_summary_refuses_a_missing_corruption() -> None:
 
 
 # --- ImageNet-P stability metrics on hand-built sequences (docs/metrics.md) ---------------------
+
 
 def test_flip_probability_noise_rule_compares_with_the_first_frame() -> None:
     predictions = np.array([[0, 0, 1, 0, 2]])

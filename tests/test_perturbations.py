@@ -1,4 +1,5 @@
 """Tests for the ImageNet-P-style perturbation sequences and shift pairs (corruptions/perturbations.py)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Tests for the pooling registry (robustbench_lift/nn/kinds.py and pooling.py, docs/layers.md)."""
+
 from __future__ import annotations
 
 import pytest
@@ -60,7 +61,9 @@ def test_output_length_matches_torch(geometry) -> None:
         assert geometry.output_length(length) == expected, length
 
 
-@pytest.mark.parametrize("options", [{}, {"kernel_size": 5, "groups": "dense"}, {"kernel_size": 7, "combine": "HH"}, {"kernel_size": 1}])
+@pytest.mark.parametrize(
+    "options", [{}, {"kernel_size": 5, "groups": "dense"}, {"kernel_size": 7, "combine": "HH"}, {"kernel_size": 1}]
+)
 def test_lift_options_keep_shapes(options) -> None:
     geometry = PoolGeometry(3, 2, 1)
     layer = make_pooling("lift", 4, geometry, **options)
@@ -205,7 +208,9 @@ def test_lifting_kinds_build_lift_down_pools_with_their_scheme() -> None:
     for kind, (scheme, combine) in expected.items():
         pools = [module for module in make_pooling(kind, 3).modules() if isinstance(module, LiftDownPool)]
         assert len(pools) == 1 and pools[0].scheme == scheme and pools[0].combine == combine, kind
-    dense = [m for m in make_pooling("lift", 4, groups="dense", kernel_size=5).modules() if isinstance(m, LiftDownPool)][0]
+    dense = [
+        m for m in make_pooling("lift", 4, groups="dense", kernel_size=5).modules() if isinstance(m, LiftDownPool)
+    ][0]
     assert dense.groups == 1 and dense.kernel_size == 5 and dense.share == "all"
     shared = make_pooling("lift", 4)
     per_direction = make_pooling("lift", 4, share="per_direction")

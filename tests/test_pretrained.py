@@ -1,4 +1,5 @@
 """Pretrained-model specs: every weights file is built here in tmp_path (no network, no hub)."""
+
 from __future__ import annotations
 
 import copy
@@ -74,14 +75,18 @@ def _one_line(error: pytest.ExceptionInfo) -> str:
 
 
 @pytest.mark.slow
-def test_named_torchvision_weights_load_offline_from_the_hub_cache(hub_dir: Path, resnet18: nn.Module, resnet18_file: Path) -> None:
+def test_named_torchvision_weights_load_offline_from_the_hub_cache(
+    hub_dir: Path, resnet18: nn.Module, resnet18_file: Path
+) -> None:
     (hub_dir / "checkpoints").mkdir(parents=True)
     (hub_dir / "checkpoints" / RESNET18_HUB_FILE).write_bytes(resnet18_file.read_bytes())
     model, metadata = load_pretrained("torchvision:resnet18:IMAGENET1K_V1", input_size=SMALL_INPUT)
     assert not model.training and isinstance(model, PreprocessedModel)
     _assert_same_outputs(model, _reference(resnet18))
     # The weights' transforms() are declared: resize 256, centre crop 224, bilinear.
-    assert model.preprocessing == Preprocessing(IMAGENET_MEAN, IMAGENET_STD, resize=256, crop=224, interpolation="bilinear")
+    assert model.preprocessing == Preprocessing(
+        IMAGENET_MEAN, IMAGENET_STD, resize=256, crop=224, interpolation="bilinear"
+    )
     assert metadata["architecture"] == "resnet18"
     assert metadata["pooling"] == "max" and metadata["pooling_options"] == {}
     assert metadata["num_classes"] == 1000 and metadata["dataset"] == "imagenet"
@@ -136,7 +141,9 @@ def test_swap_then_load_reproduces_a_blur_checkpoint(resnet18: nn.Module, tmp_pa
     swapped, _ = swap_pooling(resnet18, "blur", input_size=SMALL_INPUT, filter_size=5)
     path = tmp_path / "resnet18-blur.pt"
     torch.save(swapped.state_dict(), path)
-    model, metadata = load_pretrained(f"checkpoint:resnet18:{path}", pooling="blur", pooling_options={"filter_size": 5}, input_size=SMALL_INPUT)
+    model, metadata = load_pretrained(
+        f"checkpoint:resnet18:{path}", pooling="blur", pooling_options={"filter_size": 5}, input_size=SMALL_INPUT
+    )
     _assert_same_outputs(model, _reference(swapped))
     assert metadata["pooling"] == "blur" and metadata["pooling_options"] == {"filter_size": 5}
     assert metadata["swapped_layers"] == ["maxpool"]
@@ -154,7 +161,9 @@ def test_swap_then_load_reproduces_a_blur_checkpoint(resnet18: nn.Module, tmp_pa
 @pytest.mark.slow
 def test_swap_includes_strided_convolutions_when_there_is_no_pooling(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    swapped, _ = swap_pooling(torchvision.models.mobilenet_v2().eval(), "blur", input_size=SMALL_INPUT, include_strided_convolutions=True)
+    swapped, _ = swap_pooling(
+        torchvision.models.mobilenet_v2().eval(), "blur", input_size=SMALL_INPUT, include_strided_convolutions=True
+    )
     path = tmp_path / "mobilenet_v2-blur.pt"
     torch.save(swapped.state_dict(), path)
     model, metadata = load_pretrained(f"checkpoint:mobilenet_v2:pooling=blur:{path}", input_size=SMALL_INPUT)
@@ -243,7 +252,9 @@ def test_spec_and_keyword_pooling_must_agree() -> None:
     with pytest.raises(UserError, match="also asked for"):
         load_pretrained("checkpoint:resnet18:pooling=blur:x.pt", pooling="lift")
     with pytest.raises(UserError, match="also asked for"):
-        load_pretrained("checkpoint:resnet18:pooling=blur:pooling.filter_size=5:x.pt", pooling_options={"filter_size": 3})
+        load_pretrained(
+            "checkpoint:resnet18:pooling=blur:pooling.filter_size=5:x.pt", pooling_options={"filter_size": 3}
+        )
 
 
 def test_parse_keeps_colons_in_paths_and_registry_lists_sources() -> None:

@@ -2,6 +2,7 @@
 
 Every fixture is built in tmp_path in exactly the published layout, a few images large.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,10 +65,15 @@ def cifar_c(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray], np.ndarray]:
     return root, arrays, labels.astype(np.int64)
 
 
-def make_image_c(root: Path, size: int, severities: list[int], suffix: str = ".JPEG") -> dict[tuple[str, int, str, str], np.ndarray]:
+def make_image_c(
+    root: Path, size: int, severities: list[int], suffix: str = ".JPEG"
+) -> dict[tuple[str, int, str, str], np.ndarray]:
     """``<root>/<corruption>/<severity>/<wnid>/<file>``: 2 wnids (3 + 2 images), PNG content by default."""
     written = {}
-    files = {"n01440764": ["ILSVRC2012_val_00000293", "ILSVRC2012_val_00002138", "ILSVRC2012_val_00003014"], "n01443537": ["ILSVRC2012_val_00000236", "ILSVRC2012_val_00000262"]}
+    files = {
+        "n01440764": ["ILSVRC2012_val_00000293", "ILSVRC2012_val_00002138", "ILSVRC2012_val_00003014"],
+        "n01443537": ["ILSVRC2012_val_00000236", "ILSVRC2012_val_00000262"],
+    }
     value = 0
     for corruption in ["gaussian_noise", "fog"]:
         for severity in severities:
@@ -195,7 +201,9 @@ def test_tiny_imagenet_c_is_detected_by_size(tmp_path: Path) -> None:
     root = tmp_path / "Tiny-ImageNet-C"
     make_image_c(root, 64, [1, 2, 3, 4, 5])
     assert detect_layout(root) == "tiny-imagenet-c"
-    images, labels = load_corruption_set(root, None, [(corruption, severity) for corruption in ["gaussian_noise", "fog"] for severity in SEVERITIES])
+    images, labels = load_corruption_set(
+        root, None, [(corruption, severity) for corruption in ["gaussian_noise", "fog"] for severity in SEVERITIES]
+    )
     assert len(images) == 10 and all(block.shape == (5, 64, 64, 3) for block in images.values())
     assert labels.tolist() == [0, 0, 0, 1, 1]
 
@@ -217,7 +225,9 @@ def test_cifar_p_files_and_difficulties(tmp_path: Path) -> None:
     assert np.array_equal(sequences["gaussian_noise"], arrays["gaussian_noise"])
     assert sequences["translate"].shape == (3, 16, 32, 32, 3)
     # Difficulty 2: the noise's harder file; gradual perturbations keep their one file.
-    sequences = load_perturbation_set(root, "cifar-p", ["gaussian_noise", "rotate"], difficulty=2, indices=np.array([2, 0]))
+    sequences = load_perturbation_set(
+        root, "cifar-p", ["gaussian_noise", "rotate"], difficulty=2, indices=np.array([2, 0])
+    )
     assert np.array_equal(sequences["gaussian_noise"], arrays["gaussian_noise_2"][[2, 0]])
     assert np.array_equal(sequences["rotate"], arrays["rotate"][[2, 0]])
 
@@ -234,7 +244,10 @@ def test_cifar_p_files_and_difficulties(tmp_path: Path) -> None:
 
 def test_imagenet_p_videos(tmp_path: Path) -> None:
     root = tmp_path / "ImageNet-P"
-    frames = {wnid: np.stack([smooth_image(224, 40 * step + shift) for step in range(5)]) for wnid, shift in [("n01440764", 0), ("n01443537", 20)]}
+    frames = {
+        wnid: np.stack([smooth_image(224, 40 * step + shift) for step in range(5)])
+        for wnid, shift in [("n01440764", 0), ("n01443537", 20)]
+    }
     write_video(root / "rotate" / "n01440764" / "ILSVRC2012_val_00000293.mp4", frames["n01440764"])
     write_video(root / "rotate" / "n01443537" / "ILSVRC2012_val_00000236.mp4", frames["n01443537"])
     # A larger video: brought to 224 px (shorter side, then the centre crop).
@@ -282,8 +295,22 @@ def small_dataset(count: int = 6, size: int = 32) -> ImageDataset:
 
 def test_write_cifar_c_round_trip_is_exact(tmp_path: Path) -> None:
     dataset = small_dataset()
-    root = write_corruption_set(dataset, tmp_path / "out", "cifar-c", ["gaussian_noise", "contrast"], SEVERITIES, seed=3, workers=1, progress=False)
-    assert sorted(path.name for path in root.iterdir() if not path.name.startswith(".")) == ["contrast.npy", "gaussian_noise.npy", "labels.npy", "manifest.json"]
+    root = write_corruption_set(
+        dataset,
+        tmp_path / "out",
+        "cifar-c",
+        ["gaussian_noise", "contrast"],
+        SEVERITIES,
+        seed=3,
+        workers=1,
+        progress=False,
+    )
+    assert sorted(path.name for path in root.iterdir() if not path.name.startswith(".")) == [
+        "contrast.npy",
+        "gaussian_noise.npy",
+        "labels.npy",
+        "manifest.json",
+    ]
     assert np.load(root / "gaussian_noise.npy").shape == (30, 32, 32, 3)
     assert np.array_equal(np.load(root / "labels.npy"), np.tile(dataset.labels, 5))
     manifest = read_manifest(root)
@@ -304,9 +331,13 @@ def test_write_cifar_c_round_trip_is_exact(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="profile 'cifar' but this run asks for profile 'imagenet'"):
         load_corruption_set(root, None, conditions, profile="imagenet")
     with pytest.raises(UserError, match="already holds a set with seed 3, this run has 4"):
-        write_corruption_set(dataset, root, "cifar-c", ["gaussian_noise"], SEVERITIES, seed=4, workers=1, progress=False)
+        write_corruption_set(
+            dataset, root, "cifar-c", ["gaussian_noise"], SEVERITIES, seed=4, workers=1, progress=False
+        )
     with pytest.raises(UserError, match="ask for all five"):
-        write_corruption_set(dataset, tmp_path / "other", "cifar-c", ["gaussian_noise"], [1, 3], workers=1, progress=False)
+        write_corruption_set(
+            dataset, tmp_path / "other", "cifar-c", ["gaussian_noise"], [1, 3], workers=1, progress=False
+        )
     with pytest.raises(UserError, match="unknown writable layout 'cifar-p'"):
         write_corruption_set(dataset, tmp_path / "other", "cifar-p", ["gaussian_noise"], SEVERITIES, progress=False)
 
@@ -336,13 +367,19 @@ def test_write_imagenet_c_png_exact_and_jpeg_close(tmp_path: Path) -> None:
 
 
 def _mtimes(root: Path) -> dict[str, int]:
-    return {str(path.relative_to(root)): path.stat().st_mtime_ns for path in root.rglob("*") if path.is_file() and not path.name.startswith(".")}
+    return {
+        str(path.relative_to(root)): path.stat().st_mtime_ns
+        for path in root.rglob("*")
+        if path.is_file() and not path.name.startswith(".")
+    }
 
 
 def test_cifar_c_resume_regenerates_only_missing_units(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dataset = small_dataset()
     arguments = dict(workers=1, progress=False, seed=1)
-    root = write_corruption_set(dataset, tmp_path / "out", "cifar-c", ["gaussian_noise", "brightness", "contrast"], SEVERITIES, **arguments)
+    root = write_corruption_set(
+        dataset, tmp_path / "out", "cifar-c", ["gaussian_noise", "brightness", "contrast"], SEVERITIES, **arguments
+    )
     original = {name: (root / f"{name}.npy").read_bytes() for name in ["gaussian_noise", "brightness", "contrast"]}
     before = _mtimes(root)
 
@@ -351,9 +388,13 @@ def test_cifar_c_resume_regenerates_only_missing_units(tmp_path: Path, monkeypat
     (root / "brightness.npy.partial").write_bytes(b"truncated")
     (root / ".parts" / "brightness").mkdir(parents=True)
     (root / ".parts" / "brightness" / "3.npy.partial").write_bytes(b"truncated")
-    write_corruption_set(dataset, root, "cifar-c", ["gaussian_noise", "brightness", "contrast"], SEVERITIES, **arguments)
+    write_corruption_set(
+        dataset, root, "cifar-c", ["gaussian_noise", "brightness", "contrast"], SEVERITIES, **arguments
+    )
     after = _mtimes(root)
-    assert after["gaussian_noise.npy"] == before["gaussian_noise.npy"] and after["contrast.npy"] == before["contrast.npy"]
+    assert (
+        after["gaussian_noise.npy"] == before["gaussian_noise.npy"] and after["contrast.npy"] == before["contrast.npy"]
+    )
     assert after["labels.npy"] == before["labels.npy"]
     assert (root / "brightness.npy").read_bytes() == original["brightness"]
     assert not (root / "brightness.npy.partial").exists() and not (root / ".parts").exists()
@@ -407,7 +448,9 @@ def test_imagenet_c_resume_regenerates_only_missing_units(tmp_path: Path) -> Non
     after = _mtimes(root)
     unchanged = [name for name in before if not name.startswith("fog/2/")]
     assert all(after[name] == before[name] for name in unchanged)
-    assert sorted(name for name in after if name.startswith("fog/2/")) == sorted(name for name in before if name.startswith("fog/2/"))
+    assert sorted(name for name in after if name.startswith("fog/2/")) == sorted(
+        name for name in before if name.startswith("fog/2/")
+    )
     assert not (root / "gaussian_noise" / ".2.partial").exists()
     images, _ = load_corruption_set(root, None, [("fog", 2)])
     assert np.array_equal(images[("fog", 2)], corrupt_batch(dataset.images, "fog", 2))
@@ -415,8 +458,12 @@ def test_imagenet_c_resume_regenerates_only_missing_units(tmp_path: Path) -> Non
 
 def test_writes_are_deterministic_across_worker_counts(tmp_path: Path) -> None:
     dataset = small_dataset()
-    first = write_corruption_set(dataset, tmp_path / "a", "cifar-c", ["shot_noise"], SEVERITIES, seed=5, workers=1, progress=False)
-    second = write_corruption_set(dataset, tmp_path / "b", "cifar-c", ["shot_noise"], SEVERITIES, seed=5, workers=2, progress=False)
+    first = write_corruption_set(
+        dataset, tmp_path / "a", "cifar-c", ["shot_noise"], SEVERITIES, seed=5, workers=1, progress=False
+    )
+    second = write_corruption_set(
+        dataset, tmp_path / "b", "cifar-c", ["shot_noise"], SEVERITIES, seed=5, workers=2, progress=False
+    )
     assert (first / "shot_noise.npy").read_bytes() == (second / "shot_noise.npy").read_bytes()
     assert (first / "labels.npy").read_bytes() == (second / "labels.npy").read_bytes()
     first_manifest, second_manifest = read_manifest(first), read_manifest(second)
@@ -426,7 +473,17 @@ def test_writes_are_deterministic_across_worker_counts(tmp_path: Path) -> None:
 def test_sampled_subset_keeps_its_original_indices(tmp_path: Path) -> None:
     dataset = small_dataset()
     subset, indices = dataset.sample(3, seed=0)
-    root = write_corruption_set(subset, tmp_path / "out", "imagenet-c", ["impulse_noise"], [3], workers=1, progress=False, image_format="png", indices=indices)
+    root = write_corruption_set(
+        subset,
+        tmp_path / "out",
+        "imagenet-c",
+        ["impulse_noise"],
+        [3],
+        workers=1,
+        progress=False,
+        image_format="png",
+        indices=indices,
+    )
     images, labels = load_corruption_set(root, None, [("impulse_noise", 3)])
     # Same pixels as the full set's images at those indices.
     assert np.array_equal(images[("impulse_noise", 3)], corrupt_batch(dataset.images, "impulse_noise", 3)[indices])
@@ -439,7 +496,9 @@ def test_a_second_writer_is_refused(tmp_path: Path) -> None:
     root.mkdir()
     with exclusive_lock(root / writer.LOCK_NAME, "held by this test"):
         with pytest.raises(UserError, match="another process is writing"):
-            write_corruption_set(small_dataset(), root, "cifar-c", ["brightness"], SEVERITIES, workers=1, progress=False)
+            write_corruption_set(
+                small_dataset(), root, "cifar-c", ["brightness"], SEVERITIES, workers=1, progress=False
+            )
 
 
 # ---------------------------------------------------------------- clean data set loaders
@@ -466,11 +525,18 @@ def test_tiny_imagenet_validation_from_annotations(tmp_path: Path) -> None:
     root = tmp_path / "tiny-imagenet-200"
     (root / "wnids.txt").parent.mkdir(parents=True)
     (root / "wnids.txt").write_text("n02124075\nn01443537\nn09999999\n")
-    annotations = [("val_0.JPEG", "n02124075"), ("val_1.JPEG", "n01443537"), ("val_10.JPEG", "n02124075"), ("val_2.JPEG", "n01443537")]
+    annotations = [
+        ("val_0.JPEG", "n02124075"),
+        ("val_1.JPEG", "n01443537"),
+        ("val_10.JPEG", "n02124075"),
+        ("val_2.JPEG", "n01443537"),
+    ]
     for position, (file, _) in enumerate(annotations):
         save_image(root / "val" / "images" / file, smooth_image(64, 30 * position))
     Image.fromarray(smooth_image(64, 0)[..., 0]).save(root / "val" / "images" / "val_0.JPEG")  # greyscale, as some are
-    (root / "val" / "val_annotations.txt").write_text("".join(f"{file}\t{wnid}\t0\t0\t63\t63\n" for file, wnid in annotations))
+    (root / "val" / "val_annotations.txt").write_text(
+        "".join(f"{file}\t{wnid}\t0\t0\t63\t63\n" for file, wnid in annotations)
+    )
     dataset = load_dataset("tiny_imagenet", "test", tmp_path)
     assert dataset.classes == ["n01443537", "n02124075", "n09999999"]
     assert dataset.images.shape == (4, 64, 64, 3)

@@ -9,6 +9,7 @@ The run is a synthetic TEST FIXTURE: tables in the exact results.csv / summary.c
 run.json schema with made-up numbers (no model is evaluated), so the test is fast and
 covers every suite, a failed cell and a model whose name is HTML.
 """
+
 from __future__ import annotations
 
 import base64
@@ -39,18 +40,46 @@ LIFT = "small_cnn-lift"
 HOSTILE = "<script>alert(1)</script>"
 MODELS = {REFERENCE: ("max", 1.0), LIFT: ("lift", 0.8), HOSTILE: ("avg", 1.2)}
 CORRUPTIONS = [
-    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "snow", "frost", "fog",
-    "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression", "speckle_noise", "gaussian_blur", "spatter", "saturate",
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
+    "speckle_noise",
+    "gaussian_blur",
+    "spatter",
+    "saturate",
 ]
 SEVERITIES = [1, 3, 5]
 PERTURBATIONS = ["gaussian_noise", "motion_blur", "translate", "rotate"]
 EPSILONS = {"fgsm": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255], "pgd_linf": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255]}
 FAILED_CONDITION = "glass_blur/5"
 N = 200
-EXPECTED_PLOTS = ["corruption_heatmap", "severity_noise", "severity_blur", "severity_weather", "severity_digital", "flip_probability", "shift_consistency", "robust_accuracy"]
+EXPECTED_PLOTS = [
+    "corruption_heatmap",
+    "severity_noise",
+    "severity_blur",
+    "severity_weather",
+    "severity_digital",
+    "flip_probability",
+    "shift_consistency",
+    "robust_accuracy",
+]
 # ROBUSTBENCH_LIFT_CHROMIUM points at another Chromium build (e.g. /usr/bin/chromium-browser).
 CHROMIUM = Path(os.environ.get("ROBUSTBENCH_LIFT_CHROMIUM", "/usr/bin/chromium"))
-FASHION_MNIST_AVAILABLE = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").exists() or bool(os.environ.get("ROBUSTBENCH_LIFT_DATA"))
+FASHION_MNIST_AVAILABLE = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").exists() or bool(
+    os.environ.get("ROBUSTBENCH_LIFT_DATA")
+)
 
 
 # ------------------------------------------------------------------ synthetic run (test fixture)
@@ -62,7 +91,13 @@ def _proportion(successes: int, n: int) -> dict[str, float]:
 
 
 def _base(model: str, pooling: str) -> dict[str, Any]:
-    return {"run": "synthetic", "model": model, "architecture": "small_cnn", "pooling": pooling, "dataset": "fashion_mnist"}
+    return {
+        "run": "synthetic",
+        "model": model,
+        "architecture": "small_cnn",
+        "pooling": pooling,
+        "dataset": "fashion_mnist",
+    }
 
 
 def synthetic_results() -> pd.DataFrame:
@@ -72,31 +107,130 @@ def synthetic_results() -> pd.DataFrame:
         base = _base(model, pooling)
         clean_errors = int(20 * factor)
         clean = _proportion(clean_errors, N)
-        rows.append(base | {"suite": "clean", "condition": "clean", "family": "clean", "level": 0.0, "status": "ok", "n": N, "errors": clean_errors, "error": clean["value"], "error_low": clean["low"], "error_high": clean["high"]})
+        rows.append(
+            base
+            | {
+                "suite": "clean",
+                "condition": "clean",
+                "family": "clean",
+                "level": 0.0,
+                "status": "ok",
+                "n": N,
+                "errors": clean_errors,
+                "error": clean["value"],
+                "error_low": clean["low"],
+                "error_high": clean["high"],
+            }
+        )
         for position, corruption in enumerate(CORRUPTIONS):
             for severity in SEVERITIES:
                 condition = f"{corruption}/{severity}"
                 if model == LIFT and condition == FAILED_CONDITION:
-                    rows.append(base | {"suite": "corruption", "condition": condition, "family": corruption, "level": float(severity), "status": "failed", "n": N, "message": "model returned NaN or inf"})
+                    rows.append(
+                        base
+                        | {
+                            "suite": "corruption",
+                            "condition": condition,
+                            "family": corruption,
+                            "level": float(severity),
+                            "status": "failed",
+                            "n": N,
+                            "message": "model returned NaN or inf",
+                        }
+                    )
                     continue
                 errors = min(N, clean_errors + int(factor * severity * (4 + position)))
                 error = _proportion(errors, N)
-                rows.append(base | {"suite": "corruption", "condition": condition, "family": corruption, "level": float(severity), "status": "ok", "n": N, "errors": errors, "error": error["value"], "error_low": error["low"], "error_high": error["high"], "flip_share": (errors - clean_errors) / N})
+                rows.append(
+                    base
+                    | {
+                        "suite": "corruption",
+                        "condition": condition,
+                        "family": corruption,
+                        "level": float(severity),
+                        "status": "ok",
+                        "n": N,
+                        "errors": errors,
+                        "error": error["value"],
+                        "error_low": error["low"],
+                        "error_high": error["high"],
+                        "flip_share": (errors - clean_errors) / N,
+                    }
+                )
         for position, perturbation in enumerate(PERTURBATIONS):
-            rows.append(base | {"suite": "perturbation", "condition": f"{perturbation}/d1", "family": perturbation, "level": 1.0, "status": "ok", "n": 50, "frames": 31, "flip_probability": 0.02 * factor * (position + 1), "top5_distance": 0.1 * factor * (position + 1)})
+            rows.append(
+                base
+                | {
+                    "suite": "perturbation",
+                    "condition": f"{perturbation}/d1",
+                    "family": perturbation,
+                    "level": 1.0,
+                    "status": "ok",
+                    "n": 50,
+                    "frames": 31,
+                    "flip_probability": 0.02 * factor * (position + 1),
+                    "top5_distance": 0.1 * factor * (position + 1),
+                }
+            )
         same = int(N * (0.95 - 0.05 * factor))
         consistency = _proportion(same, N)
-        rows.append(base | {"suite": "shift", "condition": "shift/4px", "family": "shift", "level": 4.0, "status": "ok", "n": N, "consistency": consistency["value"], "consistency_low": consistency["low"], "consistency_high": consistency["high"]})
+        rows.append(
+            base
+            | {
+                "suite": "shift",
+                "condition": "shift/4px",
+                "family": "shift",
+                "level": 4.0,
+                "status": "ok",
+                "n": N,
+                "consistency": consistency["value"],
+                "consistency_low": consistency["low"],
+                "consistency_high": consistency["high"],
+            }
+        )
         for attack, epsilons in EPSILONS.items():
             for step, epsilon in enumerate(epsilons):
                 correct = 50 - int(clean_errors / 4)
                 robust = max(0, correct - int(step * 9 * factor * (1.3 if attack == "pgd_linf" else 1.0)))
                 accuracy = _proportion(robust, 50)
                 # One message at two budgets: the report lists it once, with both epsilons.
-                warning = "robust accuracy rises with epsilon" if model == LIFT and attack == "fgsm" and step >= 3 else ""
-                rows.append(base | {"suite": "adversarial", "condition": f"{attack}/eps={epsilon:.5g}", "family": attack, "level": epsilon, "status": "ok", "n": 50, "norm": "linf", "clean_correct": correct, "robust_correct": robust, "robust_accuracy": accuracy["value"], "robust_accuracy_low": accuracy["low"], "robust_accuracy_high": accuracy["high"], "success_rate": 1 - robust / correct, "flipped_correct_share": 1 - robust / correct, "warning": warning})
+                warning = (
+                    "robust accuracy rises with epsilon" if model == LIFT and attack == "fgsm" and step >= 3 else ""
+                )
+                rows.append(
+                    base
+                    | {
+                        "suite": "adversarial",
+                        "condition": f"{attack}/eps={epsilon:.5g}",
+                        "family": attack,
+                        "level": epsilon,
+                        "status": "ok",
+                        "n": 50,
+                        "norm": "linf",
+                        "clean_correct": correct,
+                        "robust_correct": robust,
+                        "robust_accuracy": accuracy["value"],
+                        "robust_accuracy_low": accuracy["low"],
+                        "robust_accuracy_high": accuracy["high"],
+                        "success_rate": 1 - robust / correct,
+                        "flipped_correct_share": 1 - robust / correct,
+                        "warning": warning,
+                    }
+                )
     results = pd.DataFrame(rows)
-    leading = ["run", "model", "architecture", "pooling", "dataset", "suite", "condition", "family", "level", "status", "n"]
+    leading = [
+        "run",
+        "model",
+        "architecture",
+        "pooling",
+        "dataset",
+        "suite",
+        "condition",
+        "family",
+        "level",
+        "status",
+        "n",
+    ]
     return results[leading + [column for column in results.columns if column not in leading]]
 
 
@@ -107,23 +241,71 @@ def synthetic_summary(results: pd.DataFrame) -> pd.DataFrame:
         mine = results[results["model"] == model]
         clean = mine[mine["suite"] == "clean"].iloc[0]
         shift = mine[mine["suite"] == "shift"].iloc[0]
-        row: dict[str, Any] = {"model": model, "architecture": "small_cnn", "pooling": pooling, "recorded_clean_accuracy": 1 - clean["error"], "n": N}
-        row |= {"clean_error": clean["error"], "clean_error_low": clean["error_low"], "clean_error_high": clean["error_high"], "extra_mean_error": 0.3 * factor, "reference_model": REFERENCE}
+        row: dict[str, Any] = {
+            "model": model,
+            "architecture": "small_cnn",
+            "pooling": pooling,
+            "recorded_clean_accuracy": 1 - clean["error"],
+            "n": N,
+        }
+        row |= {
+            "clean_error": clean["error"],
+            "clean_error_low": clean["error_low"],
+            "clean_error_high": clean["error_high"],
+            "extra_mean_error": 0.3 * factor,
+            "reference_model": REFERENCE,
+        }
         for metric in ("mce", "relative_mce", "mfr", "mt5d"):
             row |= {metric: factor, f"{metric}_low": factor - 0.04, f"{metric}_high": factor + 0.04}
-        row |= {"mean_corruption_error": 0.3 * factor, "mean_corruption_error_low": 0.28 * factor, "mean_corruption_error_high": 0.32 * factor, "mean_flip_probability": 0.05 * factor, "mean_top5_distance": 0.25 * factor}
-        row |= {"shift_consistency": shift["consistency"], "shift_consistency_low": shift["consistency_low"], "shift_consistency_high": shift["consistency_high"]}
+        row |= {
+            "mean_corruption_error": 0.3 * factor,
+            "mean_corruption_error_low": 0.28 * factor,
+            "mean_corruption_error_high": 0.32 * factor,
+            "mean_flip_probability": 0.05 * factor,
+            "mean_top5_distance": 0.25 * factor,
+        }
+        row |= {
+            "shift_consistency": shift["consistency"],
+            "shift_consistency_low": shift["consistency_low"],
+            "shift_consistency_high": shift["consistency_high"],
+        }
         for attack, epsilons in EPSILONS.items():
             headline = mine[(mine["family"] == attack) & np.isclose(mine["level"].astype(float), epsilons[-1])].iloc[0]
-            row |= {f"robust_accuracy_{attack}": headline["robust_accuracy"], f"robust_accuracy_{attack}_low": headline["robust_accuracy_low"], f"robust_accuracy_{attack}_high": headline["robust_accuracy_high"]}
+            row |= {
+                f"robust_accuracy_{attack}": headline["robust_accuracy"],
+                f"robust_accuracy_{attack}_low": headline["robust_accuracy_low"],
+                f"robust_accuracy_{attack}_high": headline["robust_accuracy_high"],
+            }
         row["adversarial_warnings"] = int((mine["warning"].fillna("") != "").sum())
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def synthetic_record(data_dir: str | None = None) -> dict[str, Any]:
-    config = {"dataset": "fashion_mnist", "split": "test", "data_dir": data_dir, "sample_size": N, "seed": 0, "profile": "cifar", "severities": SEVERITIES, "corruptions": "all", "suites": ["corruption", "perturbation", "shift", "adversarial"], "run_name": "synthetic"}
-    models = {model: {"architecture": "small_cnn", "pooling": pooling, "pooling_options": {}, "dataset": "fashion_mnist", "clean_test_accuracy": 0.9, "epochs": 6, "seed": 0} for model, (pooling, _) in MODELS.items()}
+    config = {
+        "dataset": "fashion_mnist",
+        "split": "test",
+        "data_dir": data_dir,
+        "sample_size": N,
+        "seed": 0,
+        "profile": "cifar",
+        "severities": SEVERITIES,
+        "corruptions": "all",
+        "suites": ["corruption", "perturbation", "shift", "adversarial"],
+        "run_name": "synthetic",
+    }
+    models = {
+        model: {
+            "architecture": "small_cnn",
+            "pooling": pooling,
+            "pooling_options": {},
+            "dataset": "fashion_mnist",
+            "clean_test_accuracy": 0.9,
+            "epochs": 6,
+            "seed": 0,
+        }
+        for model, (pooling, _) in MODELS.items()
+    }
     return {
         "run_name": "synthetic",
         "config": config,
@@ -132,7 +314,11 @@ def synthetic_record(data_dir: str | None = None) -> dict[str, Any]:
         "models": models,
         "versions": {"robustbench_lift": "0.1.0", "python": "3.11"},
         "machine": {"platform": "test", "cpu_count": 2},
-        "timings": {"prepare": {"corruption": 1.0}, "evaluate": {f"{model}/corruption": 2.0 for model in MODELS}, "total_seconds": 9.0},
+        "timings": {
+            "prepare": {"corruption": 1.0},
+            "evaluate": {f"{model}/corruption": 2.0 for model in MODELS},
+            "total_seconds": 9.0,
+        },
     }
 
 
@@ -158,7 +344,18 @@ class HeadlessChromium:
     network requests and dialogs while a page loads; evaluates JS; takes screenshots.
     """
 
-    FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--remote-debugging-pipe", "--window-size=1280,1000"]
+    FLAGS = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--remote-debugging-pipe",
+        "--window-size=1280,1000",
+    ]
 
     def __init__(self, executable: Path, profile: Path, timeout: float = 30.0) -> None:
         self.timeout = timeout
@@ -167,14 +364,21 @@ class HeadlessChromium:
         arguments = [str(executable), *self.FLAGS, f"--user-data-dir={profile}", "about:blank"]
         # Chromium reads commands on fd 3 and answers on fd 4: the pipes enter the shell as
         # stdin/stdout (subprocess moves them safely) and are moved to 3 and 4 there.
-        self.process = subprocess.Popen(["sh", "-c", 'exec "$@" 3<&0 4>&1 0</dev/null 1>/dev/null', "sh", *arguments], stdin=command_read, stdout=response_write, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            ["sh", "-c", 'exec "$@" 3<&0 4>&1 0</dev/null 1>/dev/null', "sh", *arguments],
+            stdin=command_read,
+            stdout=response_write,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(command_read)
         os.close(response_write)
         self.buffer = b""
         self.next_id = 0
         self.events: list[dict[str, Any]] = []
         target = next(info for info in self.send("Target.getTargets")["targetInfos"] if info["type"] == "page")
-        self.session = self.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})["sessionId"]
+        self.session = self.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})[
+            "sessionId"
+        ]
         for domain in ("Runtime", "Log", "Page", "Network"):
             self.send(f"{domain}.enable", session=self.session)
 
@@ -216,13 +420,19 @@ class HeadlessChromium:
         self.evaluate("new Promise(resolve => setTimeout(resolve, 200))")
 
     def evaluate(self, expression: str) -> Any:
-        result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}, session=self.session)
+        result = self.send(
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "awaitPromise": True},
+            session=self.session,
+        )
         if "exceptionDetails" in result:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
     def screenshot(self, path: Path) -> Path:
-        shot = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=self.session)
+        shot = self.send(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=self.session
+        )
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
 
@@ -232,7 +442,9 @@ class HeadlessChromium:
         for event in self.events:
             method, params = event.get("method"), event.get("params", {})
             if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-                found.append(f"console.{params['type']}: {[argument.get('value') for argument in params.get('args', [])]}")
+                found.append(
+                    f"console.{params['type']}: {[argument.get('value') for argument in params.get('args', [])]}"
+                )
             elif method == "Runtime.exceptionThrown":
                 found.append(f"exception: {params.get('exceptionDetails', {}).get('text')}")
             elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
@@ -242,7 +454,11 @@ class HeadlessChromium:
         return found
 
     def requested_urls(self) -> list[str]:
-        return [event["params"]["request"]["url"] for event in self.events if event.get("method") == "Network.requestWillBeSent"]
+        return [
+            event["params"]["request"]["url"]
+            for event in self.events
+            if event.get("method") == "Network.requestWillBeSent"
+        ]
 
     def close(self) -> None:
         try:
@@ -259,7 +475,9 @@ class HeadlessChromium:
 @pytest.fixture(scope="module")
 def browser(report: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HeadlessChromium]:
     if not CHROMIUM.exists():
-        pytest.skip(f"headless browser check skipped: {CHROMIUM} is not installed (apt-get install chromium chromium-driver, or run bash scripts/bootstrap.sh test as root)")
+        pytest.skip(
+            f"headless browser check skipped: {CHROMIUM} is not installed (apt-get install chromium chromium-driver, or run bash scripts/bootstrap.sh test as root)"
+        )
     chromium = HeadlessChromium(CHROMIUM, tmp_path_factory.mktemp("chromium-profile"))
     try:
         chromium.open(report.resolve().as_uri())
@@ -296,7 +514,9 @@ def test_report_key_elements_present(browser: HeadlessChromium) -> None:
 @pytest.mark.browser
 @pytest.mark.slow
 def test_hostile_model_name_shown_as_text_in_browser(browser: HeadlessChromium) -> None:
-    names = browser.evaluate("Array.from(document.querySelectorAll('#leaderboard-table tbody th.model-name')).map(c => c.firstChild.textContent.trim())")
+    names = browser.evaluate(
+        "Array.from(document.querySelectorAll('#leaderboard-table tbody th.model-name')).map(c => c.firstChild.textContent.trim())"
+    )
     assert HOSTILE in names
     assert browser.evaluate("document.querySelectorAll('tbody script').length") == 0
 
@@ -312,14 +532,21 @@ def test_report_escapes_hostile_model_name(report: Path) -> None:
 @pytest.mark.slow
 def test_leaderboard_sorts_on_header_click(browser: HeadlessChromium) -> None:
     header = "document.querySelector('#leaderboard-table th[data-column=\"clean_error\"] button')"
-    values = "Array.from(document.querySelectorAll('#leaderboard-table tbody tr')).map(r => Number(r.cells[3].dataset.sort))"
+    values = (
+        "Array.from(document.querySelectorAll('#leaderboard-table tbody tr')).map(r => Number(r.cells[3].dataset.sort))"
+    )
     browser.evaluate(f"{header}.click()")
     ascending = browser.evaluate(values)
     assert ascending == sorted(ascending)
     browser.evaluate(f"{header}.click()")
     descending = browser.evaluate(values)
     assert descending == sorted(ascending, reverse=True)
-    assert browser.evaluate("document.querySelector('#leaderboard-table th[data-column=\"clean_error\"]').getAttribute('aria-sort')") == "descending"
+    assert (
+        browser.evaluate(
+            "document.querySelector('#leaderboard-table th[data-column=\"clean_error\"]').getAttribute('aria-sort')"
+        )
+        == "descending"
+    )
 
 
 def test_plots_saved_as_png_and_svg(report: Path) -> None:
@@ -335,7 +562,13 @@ def test_report_is_self_contained_and_lists_metadata(report: Path) -> None:
     assert "http://" not in html and "https://" not in html
     for link in ('href="results.csv"', 'href="summary.csv"', 'href="run.json"', 'href="plots/severity_noise.svg"'):
         assert link in html
-    for element in ('id="config-table"', 'id="timings-table"', 'id="versions-table"', 'id="models-table"', 'data-column="robust_accuracy_pgd_linf"'):
+    for element in (
+        'id="config-table"',
+        'id="timings-table"',
+        'id="versions-table"',
+        'id="models-table"',
+        'data-column="robust_accuracy_pgd_linf"',
+    ):
         assert element in html
     if FASHION_MNIST_AVAILABLE:
         assert 'id="plot-corruption_grid"' in html
@@ -376,17 +609,37 @@ def test_heatmap_falls_back_to_mean_error_without_reference(report: Path) -> Non
     tables.summary["reference_model"] = ""
     table, measure = report_tables.corruption_error_table(tables)
     assert measure == "mean error"
-    assert table.loc[REFERENCE, "fog"] == pytest.approx(tables.results.query("model == @REFERENCE and family == 'fog'")["error"].mean())
+    assert table.loc[REFERENCE, "fog"] == pytest.approx(
+        tables.results.query("model == @REFERENCE and family == 'fog'")["error"].mean()
+    )
 
 
 def test_report_renders_with_missing_summary_columns(report: Path, tmp_path: Path) -> None:
     # A run of the corruption suite alone: no mFR, shift or attack columns, no other rows.
     results = synthetic_results()
     results = results[results["suite"].isin(["clean", "corruption"])].dropna(axis=1, how="all")
-    summary = synthetic_summary(synthetic_results())[["model", "architecture", "pooling", "n", "clean_error", "clean_error_low", "clean_error_high", "reference_model", "mce", "mce_low", "mce_high"]]
+    summary = synthetic_summary(synthetic_results())[
+        [
+            "model",
+            "architecture",
+            "pooling",
+            "n",
+            "clean_error",
+            "clean_error_low",
+            "clean_error_high",
+            "reference_model",
+            "mce",
+            "mce_low",
+            "mce_high",
+        ]
+    ]
     run = write_run(tmp_path / "partial", results, summary, {"run_name": "partial", "config": {}})
     tables = report_tables.load_run(run)
-    html = report_html.template_environment().get_template("report.html").render(**report_html.report_context(tables, [], []))
+    html = (
+        report_html.template_environment()
+        .get_template("report.html")
+        .render(**report_html.report_context(tables, [], []))
+    )
     assert 'data-column="mce"' in html and 'data-column="mfr"' not in html
     assert html.count("<tr data-model=") == len(MODELS)
 
@@ -502,7 +755,9 @@ def test_relative_mce_shown_when_stable(report: Path) -> None:
 
 
 def test_relative_mce_nan_gets_no_interval(report: Path) -> None:
-    tables = with_summary(report_tables.load_run(report.parent), LIFT, relative_mce=math.nan, relative_mce_low=0.5, relative_mce_high=1.5)
+    tables = with_summary(
+        report_tables.load_run(report.parent), LIFT, relative_mce=math.nan, relative_mce_low=0.5, relative_mce_high=1.5
+    )
     shown = relative_cell(tables, LIFT)
     assert shown["text"] == "n/a" and "[" not in shown["interval"] and shown["sort"] == ""
     assert shown["note"].startswith("undefined:")
@@ -511,7 +766,9 @@ def test_relative_mce_nan_gets_no_interval(report: Path) -> None:
 def test_relative_mce_with_a_huge_interval_is_not_shown(report: Path) -> None:
     tables = with_summary(report_tables.load_run(report.parent), LIFT, relative_mce_low=-3e11, relative_mce_high=1e13)
     shown = relative_cell(tables, LIFT)
-    assert shown["text"] == "n/a" and shown["note"].startswith("unstable:") and "wider than ±100 points" in shown["note"]
+    assert (
+        shown["text"] == "n/a" and shown["note"].startswith("unstable:") and "wider than ±100 points" in shown["note"]
+    )
     # Just inside the limit (±99 points): shown.
     tables = with_summary(tables, LIFT, relative_mce_low=0.8 - 0.99, relative_mce_high=0.8 + 0.99)
     assert relative_cell(tables, LIFT)["text"] == "80.00"
@@ -535,13 +792,19 @@ def test_relative_mce_not_shown_when_the_reference_does_not_degrade(report: Path
 
 def test_leaderboard_notes_rendered(report: Path) -> None:
     tables = with_summary(report_tables.load_run(report.parent), HOSTILE, relative_mce=math.nan)
-    html = report_html.template_environment().get_template("report.html").render(**report_html.report_context(tables, [], []))
+    html = (
+        report_html.template_environment()
+        .get_template("report.html")
+        .render(**report_html.report_context(tables, [], []))
+    )
     assert 'id="leaderboard-notes"' in html and "relative mCE n/a (undefined:" in html
 
 
 def test_adversarial_warnings_deduplicated(report: Path) -> None:
     warnings = report_tables.adversarial_warnings(report_tables.load_run(report.parent))
-    assert warnings == [{"model": LIFT, "attack": "fgsm", "warning": "robust accuracy rises with epsilon", "epsilons": "4/255, 8/255"}]
+    assert warnings == [
+        {"model": LIFT, "attack": "fgsm", "warning": "robust accuracy rises with epsilon", "epsilons": "4/255, 8/255"}
+    ]
     html = report.read_text(encoding="utf-8")
     assert html.count("robust accuracy rises with epsilon") == 1
 

@@ -5,6 +5,7 @@ The resume test runs the real CLI in subprocesses and kills them with SIGKILL at
 moments (before the first cell, after a few cells, late in the run), chaining the kills
 on one run, then completes the run and compares its tables with an uninterrupted run.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,7 +36,24 @@ needs_data = pytest.mark.needs_data
 needs_zoo = pytest.mark.needs_data
 
 # 2 models x (clean + 2 corruptions x 2 severities + 1 shift) = 12 cells.
-SMALL = ["--models", "max", "avg", "--suites", "corruption", "shift", "--corruptions", "gaussian_noise", "contrast", "--severities", "1", "3", "--sample-size", "60", "--workers", "1"]
+SMALL = [
+    "--models",
+    "max",
+    "avg",
+    "--suites",
+    "corruption",
+    "shift",
+    "--corruptions",
+    "gaussian_noise",
+    "contrast",
+    "--severities",
+    "1",
+    "3",
+    "--sample-size",
+    "60",
+    "--workers",
+    "1",
+]
 CELLS = 12
 
 
@@ -85,7 +103,13 @@ def test_sigkilled_runs_resume_to_the_tables_of_an_uninterrupted_run(reference, 
     kept = 0
     # Kill before any cell (store open, inputs being prepared), after a few cells, and late.
     for at_least in (0, 3, 9):
-        process = subprocess.Popen([sys.executable, "-m", "cli", *run_arguments(tmp_path, "small")], cwd=REPOSITORY, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli", *run_arguments(tmp_path, "small")],
+            cwd=REPOSITORY,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 90
         while stored_cells(store_path) < at_least and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -106,8 +130,16 @@ def test_sigkilled_runs_resume_to_the_tables_of_an_uninterrupted_run(reference, 
     expected_results, expected_summary = tables(reference)
     pd.testing.assert_frame_equal(results, expected_results)
     pd.testing.assert_frame_equal(summary, expected_summary)
-    assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")], "in-progress or staging folders left behind"
-    assert sorted(path.name for path in (tmp_path / "small").iterdir()) == ["per_image.npz", "results.csv", "run.json", STORE_NAME, "summary.csv"]
+    assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")], (
+        "in-progress or staging folders left behind"
+    )
+    assert sorted(path.name for path in (tmp_path / "small").iterdir()) == [
+        "per_image.npz",
+        "results.csv",
+        "run.json",
+        STORE_NAME,
+        "summary.csv",
+    ]
 
 
 @pytest.mark.slow
@@ -126,7 +158,9 @@ def test_rerun_of_a_finished_run_skips_every_cell(reference) -> None:
 
     # A cell computed by other weights under the same model name is recomputed, alone.
     with sqlite3.connect(reference / STORE_NAME) as connection:
-        connection.execute("UPDATE cells SET fingerprint = 'retrained' WHERE model = 'small_cnn-avg-s0' AND condition = 'contrast/3'")
+        connection.execute(
+            "UPDATE cells SET fingerprint = 'retrained' WHERE model = 'small_cnn-avg-s0' AND condition = 'contrast/3'"
+        )
     record = run_in_process(reference.parent, "small")
     assert record["cells"] == {"total": CELLS, "computed": 1, "resumed": CELLS - 1}
     assert list(record["timings"]["prepare"]) == ["corruption"]
@@ -154,8 +188,21 @@ def test_other_config_in_the_same_run_name_is_refused_unless_overwritten(referen
 
 def test_store_round_trips_rows_and_arrays(tmp_path) -> None:
     store = Store(tmp_path / STORE_NAME)
-    rows = [{"suite": "corruption", "n": np.int64(60), "error": np.float64(0.25), "low": float("nan"), "ok": np.bool_(True), "message": None}]
-    arrays = {"fog/1": np.array([True, False]), "fog/1/predictions": np.arange(5, dtype=np.int64), "x/top5": np.linspace(0, 1, 3)}
+    rows = [
+        {
+            "suite": "corruption",
+            "n": np.int64(60),
+            "error": np.float64(0.25),
+            "low": float("nan"),
+            "ok": np.bool_(True),
+            "message": None,
+        }
+    ]
+    arrays = {
+        "fog/1": np.array([True, False]),
+        "fog/1/predictions": np.arange(5, dtype=np.int64),
+        "x/top5": np.linspace(0, 1, 3),
+    }
     store.commit_cell(("m", "corruption", "fog/1"), "fp", rows, arrays, "cpu", 1.5)
     store.commit_cell(("m", "corruption", "fog/1"), "fp2", rows, {"only": np.zeros(2)}, "cpu", 2.0)  # replaces
     assert store.finished() == {("m", "corruption", "fog/1"): "fp2"}
@@ -197,7 +244,14 @@ def test_garbage_store_file_is_set_aside(tmp_path) -> None:
 
 
 def small_context(tmp_path: Path, **overrides) -> RunContext:
-    config = RunConfig(sample_size=12, corruptions=["gaussian_noise", "contrast"], severities=[1, 3], workers=1, suites=["corruption"], **overrides)
+    config = RunConfig(
+        sample_size=12,
+        corruptions=["gaussian_noise", "contrast"],
+        severities=[1, 3],
+        workers=1,
+        suites=["corruption"],
+        **overrides,
+    )
     full = load_dataset("fashion_mnist", "test")
     dataset, indices = full.sample(config.sample_size, config.seed)
     return RunContext(config, dataset, indices)
@@ -237,7 +291,17 @@ def test_premade_corruption_set_gives_the_generated_inputs(tmp_path) -> None:
     suite = SUITES.get("corruption")
     context = small_context(tmp_path)
     root = tmp_path / "set"
-    write_corruption_set(context.dataset, root, "cifar-c", ["gaussian_noise", "contrast"], [1, 2, 3, 4, 5], seed=0, workers=1, progress=False, indices=context.indices)
+    write_corruption_set(
+        context.dataset,
+        root,
+        "cifar-c",
+        ["gaussian_noise", "contrast"],
+        [1, 2, 3, 4, 5],
+        seed=0,
+        workers=1,
+        progress=False,
+        indices=context.indices,
+    )
     premade = small_context(tmp_path, corruption_data=str(root), corruption_layout="cifar-c")
     read = suite.prepare(premade)
     generated = suite.prepare(context)
@@ -248,7 +312,16 @@ def test_premade_corruption_set_gives_the_generated_inputs(tmp_path) -> None:
     other = small_context(tmp_path, corruption_data=str(root), seed=3)
     with pytest.raises(UserError, match="holds no images"):
         suite.prepare(other)
-    config = RunConfig(models=["max"], sample_size=12, seed=3, corruptions=["contrast"], severities=[1], suites=["corruption"], corruption_data=str(root), output_dir=str(tmp_path / "out"))
+    config = RunConfig(
+        models=["max"],
+        sample_size=12,
+        seed=3,
+        corruptions=["contrast"],
+        severities=[1],
+        suites=["corruption"],
+        corruption_data=str(root),
+        output_dir=str(tmp_path / "out"),
+    )
     with pytest.raises(UserError, match="holds no images"):
         run_benchmark(config)
     assert not (tmp_path / "out").exists()
@@ -266,7 +339,14 @@ def test_premade_perturbation_set_is_read(tmp_path) -> None:
     root.mkdir()
     for name, sequences in generated.items():
         np.save(root / f"{name}.npy", sequences)
-    config = RunConfig(suites=["perturbation"], perturbations=names, perturbation_data=str(root), perturbation_layout="cifar-p", perturbation_sample_size=4, device="cpu")
+    config = RunConfig(
+        suites=["perturbation"],
+        perturbations=names,
+        perturbation_data=str(root),
+        perturbation_layout="cifar-p",
+        perturbation_sample_size=4,
+        device="cpu",
+    )
     context = RunContext(config, dataset, np.arange(6))
     read = SUITES.get("perturbation").prepare(context)
     assert list(read) == names
@@ -276,12 +356,24 @@ def test_premade_perturbation_set_is_read(tmp_path) -> None:
 
 def test_adversarial_masking_checks_run_over_all_cells_of_a_model(tmp_path) -> None:
     suite = SUITES.get("adversarial")
-    base = {"suite": "adversarial", "norm": "linf", "status": "ok", "n": 10, "clean_correct": 8, "robust_correct": 5, "flipped_correct_share": 0.3}
+    base = {
+        "suite": "adversarial",
+        "norm": "linf",
+        "status": "ok",
+        "n": 10,
+        "clean_correct": 8,
+        "robust_correct": 5,
+        "flipped_correct_share": 0.3,
+    }
     rows = [
         base | {"condition": "fgsm/eps=0", "family": "fgsm", "level": 0.0, "robust_accuracy": 0.5},
         base | {"condition": "fgsm/eps=0.03", "family": "fgsm", "level": 0.03, "robust_accuracy": 0.4},
     ]
-    context = RunContext(RunConfig(device="cpu"), ImageDataset("x", np.zeros((10, 4, 4, 3), np.uint8), np.zeros(10, np.int64), ["a"]), np.arange(10))
+    context = RunContext(
+        RunConfig(device="cpu"),
+        ImageDataset("x", np.zeros((10, 4, 4, 3), np.uint8), np.zeros(10, np.int64), ["a"]),
+        np.arange(10),
+    )
     finished = suite.finalize("m", rows, {"clean_correct": np.array([True] * 8 + [False] * 2)}, context)
     assert "differs from clean accuracy (0.8000)" in finished[0]["warning"]
     assert "warning" not in finished[1] and "attack" not in finished[0] and "epsilon" not in finished[0]

@@ -1,4 +1,5 @@
 """Tests for swapping the pooling of built models (robustbench_lift/nn/swap.py, docs/layers.md)."""
+
 from __future__ import annotations
 
 import logging
@@ -155,7 +156,9 @@ def test_mobilenet_without_pooling_is_refused(built) -> None:
 @pytest.mark.parametrize("kind", ["lift", "blur", "haar_sum"])
 def test_mobilenet_strided_convolutions_pool_after_their_batch_norm_and_activation(built, kind, size) -> None:
     original = built["mobilenet_v2"]
-    strided = [name for name, module in original.named_modules() if isinstance(module, nn.Conv2d) and module.stride == (2, 2)]
+    strided = [
+        name for name, module in original.named_modules() if isinstance(module, nn.Conv2d) and module.stride == (2, 2)
+    ]
     assert len(strided) == 5
     x = torch.rand(1, 3, size, size)
     swapped, report = swap_pooling(original, kind, input_size=(3, size, size), include_strided_convolutions=True)

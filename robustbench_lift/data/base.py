@@ -75,7 +75,9 @@ class ImageDataset:
         indices = sample_indices(len(self), size, seed, self.name)
         return self.subset(indices), indices
 
-    def load(self, indices: Sequence[int] | np.ndarray, geometry: Geometry | None = None, workers: int | None = None) -> ImageDataset:
+    def load(
+        self, indices: Sequence[int] | np.ndarray, geometry: Geometry | None = None, workers: int | None = None
+    ) -> ImageDataset:
         """The images at ``indices``, resized/cropped by ``geometry`` (None: as stored).
 
         The interface :class:`robustbench_lift.data.files.ImageFiles` shares; ``workers``

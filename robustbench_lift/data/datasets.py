@@ -39,7 +39,9 @@ DATASETS.add("imagenet", loaders.load_imagenet)
 DATASETS.add("tiny_imagenet", loaders.load_tiny_imagenet)
 
 
-def load_dataset(name: str, split: str = "test", data_dir: str | Path | None = None, download: bool = False) -> ImageDataset | ImageFiles:
+def load_dataset(
+    name: str, split: str = "test", data_dir: str | Path | None = None, download: bool = False
+) -> ImageDataset | ImageFiles:
     """Loads a registered data set by name: in memory (:class:`ImageDataset`) or, for image
     folders, listed and decoded when sampled (:class:`ImageFiles`, same ``sample`` /
     ``subset`` / ``load`` interface)."""

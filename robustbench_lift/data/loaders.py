@@ -40,7 +40,18 @@ __all__ = [
 #: Image files ``image_folder`` reads (torchvision ImageFolder's extensions).
 FOLDER_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_CLASSES = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
+FASHION_MNIST_CLASSES = [
+    "t-shirt/top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+]
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -66,7 +77,12 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 def _find_idx(folder: Path, stem: str) -> Path | None:
-    for candidate in (folder / f"{stem}.gz", folder / stem, folder / "FashionMNIST" / "raw" / f"{stem}.gz", folder / "FashionMNIST" / "raw" / stem):
+    for candidate in (
+        folder / f"{stem}.gz",
+        folder / stem,
+        folder / "FashionMNIST" / "raw" / f"{stem}.gz",
+        folder / "FashionMNIST" / "raw" / stem,
+    ):
         if candidate.exists():
             return candidate
     return None
@@ -148,7 +164,9 @@ def load_cifar10(split: str = "test", data_dir: str | Path | None = None, downlo
     return ImageDataset("cifar10", images, labels, _class_names(classes, folder / "batches.meta"))
 
 
-def load_image_folder(split: str = "test", data_dir: str | Path | None = None, download: bool = False, image_size: int = 32) -> ImageFiles:
+def load_image_folder(
+    split: str = "test", data_dir: str | Path | None = None, download: bool = False, image_size: int = 32
+) -> ImageFiles:
     """Any ``<root>/<class>/<image>`` folder (torchvision ImageFolder order), listed now and
     decoded when sampled; its own evaluation size: shorter side resized to ``image_size``,
     centre crop ``image_size`` (a model's declared preprocessing replaces it).
@@ -273,7 +291,9 @@ def _cifar100_folder(data_dir: str | Path | None, download: bool) -> Path:
         torchvision.datasets.CIFAR100(str(root), train=False, download=True)
         torchvision.datasets.CIFAR100(str(root), train=True, download=True)
         return root / "cifar-100-python"
-    raise UserError(f"CIFAR-100 not found under {root} (expected cifar-100-python/test and meta); pass --data-dir or allow --download")
+    raise UserError(
+        f"CIFAR-100 not found under {root} (expected cifar-100-python/test and meta); pass --data-dir or allow --download"
+    )
 
 
 def load_cifar100(split: str = "test", data_dir: str | Path | None = None, download: bool = False) -> ImageDataset:
@@ -290,7 +310,9 @@ def load_cifar100(split: str = "test", data_dir: str | Path | None = None, downl
     return ImageDataset("cifar100", images, labels, _class_names(classes, folder / "meta"))
 
 
-def _class_folder_samples(root: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> tuple[list[str], list[Path], np.ndarray]:
+def _class_folder_samples(
+    root: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES
+) -> tuple[list[str], list[Path], np.ndarray]:
     """``<root>/<class>/<image>`` in torchvision ImageFolder order: sorted classes, then sorted file names."""
     try:
         classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
@@ -339,7 +361,9 @@ def load_imagenet(
     if crop_size > resize_size or crop_size <= 0:
         raise UserError(f"ImageNet crop size must be in 1..resize size ({resize_size}), got {crop_size}")
     classes, paths, labels = _class_folder_samples(folder)
-    return ImageFiles("imagenet", paths, labels, classes, Geometry(resize=resize_size, crop=crop_size), imagenet_class_index(classes))
+    return ImageFiles(
+        "imagenet", paths, labels, classes, Geometry(resize=resize_size, crop=crop_size), imagenet_class_index(classes)
+    )
 
 
 def load_tiny_imagenet(split: str = "test", data_dir: str | Path | None = None, download: bool = False) -> ImageFiles:
@@ -370,7 +394,9 @@ def load_tiny_imagenet(split: str = "test", data_dir: str | Path | None = None, 
         raise UserError(f"{root}: class {unknown[0]} is not listed in {wnids_file}")
     samples.sort(key=lambda sample: (position[sample[0]], sample[1].name))
     labels = np.asarray([position[wnid] for wnid, _ in samples], dtype=np.int64)
-    return ImageFiles("tiny_imagenet", [path for _, path in samples], labels, classes, None, imagenet_class_index(classes))
+    return ImageFiles(
+        "tiny_imagenet", [path for _, path in samples], labels, classes, None, imagenet_class_index(classes)
+    )
 
 
 def _tiny_imagenet_val(root: Path) -> list[tuple[str, Path]]:

@@ -24,6 +24,7 @@ carry a ``manifest.json``; the reader then orders images by the data-set index i
 file names and takes class indices from the manifest. Writing lives in
 :mod:`robustbench_lift.data.writer`, video decoding in :mod:`robustbench_lift.data.video`.
 """
+
 from __future__ import annotations
 
 import json
@@ -75,7 +76,11 @@ def _check_conditions(conditions: Sequence[tuple[str, int]]) -> list[Condition]:
             corruption, severity = condition
         except (TypeError, ValueError):
             raise UserError(f"a condition must be a (corruption, severity) pair, got {condition!r}") from None
-        if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or not 1 <= severity <= SEVERITY_COUNT:
+        if (
+            isinstance(severity, bool)
+            or not isinstance(severity, (int, np.integer))
+            or not 1 <= severity <= SEVERITY_COUNT
+        ):
             raise UserError(f"severity for corruption {corruption!r} must be an integer in 1..5, got {severity!r}")
         checked.append((str(corruption), int(severity)))
     return list(dict.fromkeys(checked))
@@ -133,7 +138,9 @@ class PublishedLayout:
 class CorruptionLayout(PublishedLayout):
     """A layout of corrupted images, one block of images per (corruption, severity)."""
 
-    def load(self, root: Path, conditions: list[Condition], indices: np.ndarray | None) -> tuple[dict[Condition, np.ndarray], np.ndarray]:
+    def load(
+        self, root: Path, conditions: list[Condition], indices: np.ndarray | None
+    ) -> tuple[dict[Condition, np.ndarray], np.ndarray]:
         raise NotImplementedError
 
 
@@ -144,7 +151,9 @@ class PerturbationLayout(PublishedLayout):
     profile: str = "cifar"
     kind: ClassVar[str] = "perturbation"
 
-    def load(self, root: Path, perturbations: list[str], difficulty: int, indices: np.ndarray | None) -> dict[str, np.ndarray]:
+    def load(
+        self, root: Path, perturbations: list[str], difficulty: int, indices: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
     def source_name(self, perturbation: str, difficulty: int) -> str:
@@ -191,7 +200,9 @@ class NumpyCorruptionLayout(CorruptionLayout):
 
         return any(array.ndim == 4 for array in _known_npy_arrays(root, corruption_names()))
 
-    def load(self, root: Path, conditions: list[Condition], indices: np.ndarray | None) -> tuple[dict[Condition, np.ndarray], np.ndarray]:
+    def load(
+        self, root: Path, conditions: list[Condition], indices: np.ndarray | None
+    ) -> tuple[dict[Condition, np.ndarray], np.ndarray]:
         labels_path = root / LABELS_NAME
         if not labels_path.is_file():
             raise self.problem(root, f"missing {LABELS_NAME}")
@@ -200,25 +211,43 @@ class NumpyCorruptionLayout(CorruptionLayout):
         except (OSError, ValueError) as error:
             raise self.problem(root, f"{LABELS_NAME} is unreadable ({error})") from None
         if all_labels.ndim != 1 or not np.issubdtype(all_labels.dtype, np.integer):
-            raise self.problem(root, f"{LABELS_NAME} holds {all_labels.dtype} {all_labels.shape}, expected integers of shape (5N,)")
+            raise self.problem(
+                root, f"{LABELS_NAME} holds {all_labels.dtype} {all_labels.shape}, expected integers of shape (5N,)"
+            )
         arrays = {corruption: _open_npy(self, root, corruption, 4, "5N x H x W x 3") for corruption, _ in conditions}
         block: int | None = None
         first = ""
         for corruption, array in arrays.items():
             if array.shape[0] % SEVERITY_COUNT:
-                raise self.problem(root, f"{corruption}.npy holds {array.shape[0]} images, not a multiple of 5 severity blocks")
+                raise self.problem(
+                    root, f"{corruption}.npy holds {array.shape[0]} images, not a multiple of 5 severity blocks"
+                )
             if block is not None and array.shape[0] != block * SEVERITY_COUNT:
-                raise self.problem(root, f"{corruption}.npy holds {array.shape[0]} images but {first}.npy holds {block * SEVERITY_COUNT}")
+                raise self.problem(
+                    root,
+                    f"{corruption}.npy holds {array.shape[0]} images but {first}.npy holds {block * SEVERITY_COUNT}",
+                )
             block, first = array.shape[0] // SEVERITY_COUNT, corruption
             if all_labels.shape[0] not in (block, block * SEVERITY_COUNT):
                 raise self.problem(
-                    root, f"{corruption}.npy holds 5 x {block} images but {LABELS_NAME} has {all_labels.shape[0]} labels (expected {block * 5} or {block})"
+                    root,
+                    f"{corruption}.npy holds 5 x {block} images but {LABELS_NAME} has {all_labels.shape[0]} labels (expected {block * 5} or {block})",
                 )
         if block is None:  # no conditions asked for: the labels alone say how many images
-            block = all_labels.shape[0] // SEVERITY_COUNT if all_labels.shape[0] % SEVERITY_COUNT == 0 else all_labels.shape[0]
+            block = (
+                all_labels.shape[0] // SEVERITY_COUNT
+                if all_labels.shape[0] % SEVERITY_COUNT == 0
+                else all_labels.shape[0]
+            )
         labels = all_labels[:block]
-        if all_labels.shape[0] == block * SEVERITY_COUNT and block and not (all_labels.reshape(SEVERITY_COUNT, block) == labels).all():
-            raise self.problem(root, f"{LABELS_NAME} does not repeat the same {block} labels for each of the 5 severity blocks")
+        if (
+            all_labels.shape[0] == block * SEVERITY_COUNT
+            and block
+            and not (all_labels.reshape(SEVERITY_COUNT, block) == labels).all()
+        ):
+            raise self.problem(
+                root, f"{LABELS_NAME} does not repeat the same {block} labels for each of the 5 severity blocks"
+            )
         indices = check_indices(indices, limit=block, where=str(root))
         images = {
             (corruption, severity): np.ascontiguousarray(arrays[corruption][(severity - 1) * block + indices])
@@ -236,7 +265,9 @@ class _FolderListing:
     labels: np.ndarray
 
 
-def _list_condition_folder(layout: PublishedLayout, root: Path, folder: Path, suffixes: tuple[str, ...], manifest: dict | None) -> _FolderListing:
+def _list_condition_folder(
+    layout: PublishedLayout, root: Path, folder: Path, suffixes: tuple[str, ...], manifest: dict | None
+) -> _FolderListing:
     classes = visible_entries(folder, directories=True)
     if not classes:
         raise layout.problem(root, f"{folder.relative_to(root)} holds no class folders")
@@ -246,7 +277,9 @@ def _list_condition_folder(layout: PublishedLayout, root: Path, folder: Path, su
         positions = {name: index for index, name in enumerate(manifest["class_folders"])}
         unknown = [name for name in classes if name not in positions]
         if unknown:
-            raise layout.problem(root, f"class folder {unknown[0]} in {folder.relative_to(root)} is not in {MANIFEST_NAME}")
+            raise layout.problem(
+                root, f"class folder {unknown[0]} in {folder.relative_to(root)} is not in {MANIFEST_NAME}"
+            )
     else:
         positions = {name: index for index, name in enumerate(classes)}
     by_index = bool(manifest and manifest.get("file_order") == "index")
@@ -258,7 +291,9 @@ def _list_condition_folder(layout: PublishedLayout, root: Path, folder: Path, su
         for file in files:
             stem = Path(file).stem
             if by_index and not stem.isdigit():
-                raise layout.problem(root, f"{(folder / name / file).relative_to(root)} is not named <index>{Path(file).suffix}")
+                raise layout.problem(
+                    root, f"{(folder / name / file).relative_to(root)} is not named <index>{Path(file).suffix}"
+                )
             entries.append((int(stem) if by_index else 0, positions[name], file, name, stem))
     # ImageFolder order (class, then file name); our own sets: data-set index order.
     entries.sort(key=lambda entry: (entry[0], entry[1], entry[2]) if by_index else (entry[1], entry[2]))
@@ -331,7 +366,9 @@ class FolderCorruptionLayout(CorruptionLayout):
                     return size is not None and self.matches_size(size)
         return False
 
-    def load(self, root: Path, conditions: list[Condition], indices: np.ndarray | None) -> tuple[dict[Condition, np.ndarray], np.ndarray]:
+    def load(
+        self, root: Path, conditions: list[Condition], indices: np.ndarray | None
+    ) -> tuple[dict[Condition, np.ndarray], np.ndarray]:
         manifest = read_manifest(root)
         listings: dict[Condition, _FolderListing] = {}
         for corruption, severity in conditions:
@@ -339,7 +376,9 @@ class FolderCorruptionLayout(CorruptionLayout):
             if not folder.is_dir():
                 if (root / corruption).is_dir():
                     found = ", ".join(visible_entries(root / corruption, directories=True)) or "none"
-                    raise self.problem(root, f"missing severity folder {corruption}/{severity} (severities found: {found})")
+                    raise self.problem(
+                        root, f"missing severity folder {corruption}/{severity} (severities found: {found})"
+                    )
                 found = ", ".join(visible_entries(root, directories=True)) or "none"
                 raise self.problem(root, f"missing corruption folder {corruption} (found: {found})")
             listings[(corruption, severity)] = _list_condition_folder(self, root, folder, IMAGE_SUFFIXES, manifest)
@@ -371,11 +410,15 @@ class NumpyPerturbationLayout(PerturbationLayout):
 
         return any(array.ndim == 5 for array in _known_npy_arrays(root, ALL_PERTURBATIONS))
 
-    def load(self, root: Path, perturbations: list[str], difficulty: int, indices: np.ndarray | None) -> dict[str, np.ndarray]:
+    def load(
+        self, root: Path, perturbations: list[str], difficulty: int, indices: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
         sequences = {}
         for perturbation in perturbations:
             array = _open_npy(self, root, self.source_name(perturbation, difficulty), 5, "N x frames x H x W x 3")
-            chosen = check_indices(indices, limit=array.shape[0], where=f"{root}/{self.source_name(perturbation, difficulty)}.npy")
+            chosen = check_indices(
+                indices, limit=array.shape[0], where=f"{root}/{self.source_name(perturbation, difficulty)}.npy"
+            )
             sequences[perturbation] = np.ascontiguousarray(array[chosen])
         return sequences
 
@@ -397,7 +440,9 @@ class VideoPerturbationLayout(PerturbationLayout):
                         return True
         return False
 
-    def load(self, root: Path, perturbations: list[str], difficulty: int, indices: np.ndarray | None) -> dict[str, np.ndarray]:
+    def load(
+        self, root: Path, perturbations: list[str], difficulty: int, indices: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
         sequences = {}
         for perturbation in perturbations:
             source = self.source_name(perturbation, difficulty)
@@ -411,7 +456,8 @@ class VideoPerturbationLayout(PerturbationLayout):
             for index, video in zip(chosen, videos):
                 if video.shape[0] != videos[0].shape[0]:
                     raise self.problem(
-                        root, f"{listing.paths[index].relative_to(root)} has {video.shape[0]} frames, unlike {listing.paths[chosen[0]].relative_to(root)} ({videos[0].shape[0]})"
+                        root,
+                        f"{listing.paths[index].relative_to(root)} has {video.shape[0]} frames, unlike {listing.paths[chosen[0]].relative_to(root)} ({videos[0].shape[0]})",
                     )
             empty = np.zeros((0, 0, self.frame_size, self.frame_size, 3), dtype=np.uint8)
             sequences[perturbation] = np.stack(videos) if videos else empty
@@ -419,11 +465,36 @@ class VideoPerturbationLayout(PerturbationLayout):
 
 
 LAYOUTS: Registry[PublishedLayout] = Registry("published layout")
-LAYOUTS.add("cifar-c", NumpyCorruptionLayout("cifar-c", "CIFAR-10-C/CIFAR-100-C", "<corruption>.npy (5N x 32 x 32 x 3 uint8) plus labels.npy"))
-LAYOUTS.add("imagenet-c", FolderCorruptionLayout("imagenet-c", "ImageNet-C", "<corruption>/<severity>/<wnid>/*.JPEG at 224 px", image_size=224))
-LAYOUTS.add("tiny-imagenet-c", FolderCorruptionLayout("tiny-imagenet-c", "Tiny-ImageNet-C", "<corruption>/<severity>/<wnid>/*.JPEG at 64 px", image_size=64))
-LAYOUTS.add("cifar-p", NumpyPerturbationLayout("cifar-p", "CIFAR-10-P/CIFAR-100-P", "<perturbation>.npy (N x frames x 32 x 32 x 3 uint8)", profile="cifar"))
-LAYOUTS.add("imagenet-p", VideoPerturbationLayout("imagenet-p", "ImageNet-P", "<perturbation>/<wnid>/*.mp4", profile="imagenet", frame_size=224))
+LAYOUTS.add(
+    "cifar-c",
+    NumpyCorruptionLayout(
+        "cifar-c", "CIFAR-10-C/CIFAR-100-C", "<corruption>.npy (5N x 32 x 32 x 3 uint8) plus labels.npy"
+    ),
+)
+LAYOUTS.add(
+    "imagenet-c",
+    FolderCorruptionLayout(
+        "imagenet-c", "ImageNet-C", "<corruption>/<severity>/<wnid>/*.JPEG at 224 px", image_size=224
+    ),
+)
+LAYOUTS.add(
+    "tiny-imagenet-c",
+    FolderCorruptionLayout(
+        "tiny-imagenet-c", "Tiny-ImageNet-C", "<corruption>/<severity>/<wnid>/*.JPEG at 64 px", image_size=64
+    ),
+)
+LAYOUTS.add(
+    "cifar-p",
+    NumpyPerturbationLayout(
+        "cifar-p", "CIFAR-10-P/CIFAR-100-P", "<perturbation>.npy (N x frames x 32 x 32 x 3 uint8)", profile="cifar"
+    ),
+)
+LAYOUTS.add(
+    "imagenet-p",
+    VideoPerturbationLayout(
+        "imagenet-p", "ImageNet-P", "<perturbation>/<wnid>/*.mp4", profile="imagenet", frame_size=224
+    ),
+)
 
 
 def detect_layout(root: PathLike) -> str:
@@ -501,5 +572,3 @@ def load_perturbation_set(
 
 
 # ---------------------------------------------------------------- writing
-
-

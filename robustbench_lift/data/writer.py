@@ -178,7 +178,9 @@ class _NumpyStackWriter(_SetWriter):
         shape = (count * SEVERITY_COUNT,) + job.dataset.images.shape[1:]
         stacked = np.lib.format.open_memmap(partial_name(final), mode="w+", dtype=np.uint8, shape=shape)
         for severity in range(1, SEVERITY_COUNT + 1):
-            stacked[(severity - 1) * count : severity * count] = np.load(self._part(job, corruption, severity), mmap_mode="r")
+            stacked[(severity - 1) * count : severity * count] = np.load(
+                self._part(job, corruption, severity), mmap_mode="r"
+            )
         stacked.flush()
         del stacked
         fsync_file(partial_name(final))
@@ -240,7 +242,10 @@ def writable_layouts() -> list[str]:
 
 
 def _safe_folder_name(name: str) -> str:
-    return "".join(character if character.isalnum() or character in "-_." else "_" for character in name).strip(".") or "class"
+    return (
+        "".join(character if character.isalnum() or character in "-_." else "_" for character in name).strip(".")
+        or "class"
+    )
 
 
 def class_folder_names(classes: Sequence[str]) -> list[str]:
@@ -341,7 +346,11 @@ def write_corruption_set(
     if root.exists() and not root.is_dir():
         raise UserError(f"{root} exists and is not a folder")
     root.mkdir(parents=True, exist_ok=True)
-    class_folders = class_folder_names(dataset.classes) if dataset.classes else [str(label) for label in range(int(dataset.labels.max()) + 1)]
+    class_folders = (
+        class_folder_names(dataset.classes)
+        if dataset.classes
+        else [str(label) for label in range(int(dataset.labels.max()) + 1)]
+    )
     job = _WriteJob(root, dataset, indices, image_format, workers, class_folders)
     fresh = {
         "format": MANIFEST_FORMAT,

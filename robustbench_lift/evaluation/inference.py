@@ -32,7 +32,9 @@ def resolve_device(device: str) -> str:
         raise UserError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
     if parsed.type == "cuda":
         if not torch.cuda.is_available():
-            raise UserError(f"device {device!r} asked for, but torch sees no CUDA GPU on this machine (use --device auto or cpu)")
+            raise UserError(
+                f"device {device!r} asked for, but torch sees no CUDA GPU on this machine (use --device auto or cpu)"
+            )
         if parsed.index is not None and parsed.index >= torch.cuda.device_count():
             raise UserError(f"device {device!r} asked for, but torch sees {torch.cuda.device_count()} CUDA GPU(s)")
     return str(parsed)
@@ -52,7 +54,9 @@ def _release_cached_memory() -> None:
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 500, device: str | torch.device = "cpu") -> torch.Tensor:
+def predict_logits(
+    model: nn.Module, images: np.ndarray, batch_size: int = 500, device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """Logits of ``model`` (eval mode) for uint8 N x H x W x 3 ``images``, on the CPU.
 
     On out-of-memory the batch is halved and retried (down to 1 image); the smaller size

@@ -35,7 +35,9 @@ def build_model(
     Returns:
         The model (in training mode).
     """
-    network = MODELS.get(architecture).builder()(num_classes=num_classes, pooling=pooling, pooling_options=pooling_options)
+    network = MODELS.get(architecture).builder()(
+        num_classes=num_classes, pooling=pooling, pooling_options=pooling_options
+    )
     if mean is not None and std is not None:
         return NormalizedModel(network, mean, std)
     return network

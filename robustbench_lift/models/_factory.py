@@ -22,7 +22,15 @@ from robustbench_lift.models.zoo import load_zoo_model, parse_zoo_name, zoo_mode
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["create_model", "list_architectures", "list_models", "load_model", "model_spec_table", "resolve_model", "split_name"]
+__all__ = [
+    "create_model",
+    "list_architectures",
+    "list_models",
+    "load_model",
+    "model_spec_table",
+    "resolve_model",
+    "split_name",
+]
 
 # NAME in NAME=SPEC: a plain name (no ':' or '/', so no spec or path prefix is mistaken for one).
 _NAMED = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.+-]*)=(.+)", re.DOTALL)
@@ -130,11 +138,42 @@ def model_spec_table() -> list[dict[str, str]]:
     from robustbench_lift.models.python_spec import PYTHON_SPEC_EXAMPLE, PYTHON_SPEC_SYNTAX
 
     rows = [
-        {"kind": "zoo", "syntax": "small_cnn-<pooling> or <pooling>", "example": "small_cnn-lift", "description": "a shipped Fashion-MNIST model ('list zoo')"},
-        {"kind": "checkpoint file", "syntax": "<path>.safetensors|.pt|.pth", "example": "runs/mine.safetensors", "description": "a checkpoint written by 'train' (its metadata names the architecture)"},
+        {
+            "kind": "zoo",
+            "syntax": "small_cnn-<pooling> or <pooling>",
+            "example": "small_cnn-lift",
+            "description": "a shipped Fashion-MNIST model ('list zoo')",
+        },
+        {
+            "kind": "checkpoint file",
+            "syntax": "<path>.safetensors|.pt|.pth",
+            "example": "runs/mine.safetensors",
+            "description": "a checkpoint written by 'train' (its metadata names the architecture)",
+        },
     ]
     for row in spec_table():
-        rows.append({"kind": f"{row['source']}:", "syntax": SPEC_SYNTAX.replace("<source>", row["source"]), "example": row["example"], "description": row["description"]})
-    rows.append({"kind": "python:", "syntax": PYTHON_SPEC_SYNTAX, "example": PYTHON_SPEC_EXAMPLE, "description": "your own code: a function or class returning an nn.Module, weights optional (README)"})
-    rows.append({"kind": "named", "syntax": "NAME=<any of the above>", "example": "mine=python:mypkg.nets:build", "description": "the same model under the name NAME in the results"})
+        rows.append(
+            {
+                "kind": f"{row['source']}:",
+                "syntax": SPEC_SYNTAX.replace("<source>", row["source"]),
+                "example": row["example"],
+                "description": row["description"],
+            }
+        )
+    rows.append(
+        {
+            "kind": "python:",
+            "syntax": PYTHON_SPEC_SYNTAX,
+            "example": PYTHON_SPEC_EXAMPLE,
+            "description": "your own code: a function or class returning an nn.Module, weights optional (README)",
+        }
+    )
+    rows.append(
+        {
+            "kind": "named",
+            "syntax": "NAME=<any of the above>",
+            "example": "mine=python:mypkg.nets:build",
+            "description": "the same model under the name NAME in the results",
+        }
+    )
     return rows

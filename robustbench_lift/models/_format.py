@@ -73,7 +73,9 @@ def check_metadata(metadata: Any, source: str) -> None:
             raise CheckpointError(f"checkpoint {source}: metadata {field!r} must be a string, got {metadata[field]!r}")
     classes = metadata.get("num_classes", 10)
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-        raise CheckpointError(f"checkpoint {source}: metadata 'num_classes' must be a positive integer, got {classes!r}")
+        raise CheckpointError(
+            f"checkpoint {source}: metadata 'num_classes' must be a positive integer, got {classes!r}"
+        )
     for field in ("pooling_options", "preprocessing"):
         if not isinstance(metadata.get(field) or {}, dict):
             raise CheckpointError(f"checkpoint {source}: metadata {field!r} must be a mapping, got {metadata[field]!r}")
@@ -81,4 +83,6 @@ def check_metadata(metadata: Any, source: str) -> None:
     for key in ("mean", "std"):
         values = preprocessing.get(key)
         if values is not None and not (isinstance(values, list) and all(_is_number(value) for value in values)):
-            raise CheckpointError(f"checkpoint {source}: metadata preprocessing {key!r} must be a list of numbers, got {values!r}")
+            raise CheckpointError(
+                f"checkpoint {source}: metadata preprocessing {key!r} must be a list of numbers, got {values!r}"
+            )

@@ -39,6 +39,14 @@ class Architecture:
 _CLASSIFIERS = "robustbench_lift.models.classifiers"
 
 MODELS: Registry[Architecture] = Registry("architecture")
-MODELS.add("small_cnn", Architecture("3 conv-BN-ReLU stages, each pooled, for 32-px inputs", f"{_CLASSIFIERS}:SmallCNN"))
-MODELS.add("resnet18_cifar", Architecture("ResNet-18 for 32-px inputs, downsampling by pooling", f"{_CLASSIFIERS}:CifarResNet18"))
-MODELS.add("vgg13_cifar", Architecture("VGG-13 with batch norm for 32-px inputs, 5 pooling stages", f"{_CLASSIFIERS}:CifarVGG13"))
+MODELS.add(
+    "small_cnn", Architecture("3 conv-BN-ReLU stages, each pooled, for 32-px inputs", f"{_CLASSIFIERS}:SmallCNN")
+)
+MODELS.add(
+    "resnet18_cifar",
+    Architecture("ResNet-18 for 32-px inputs, downsampling by pooling", f"{_CLASSIFIERS}:CifarResNet18"),
+)
+MODELS.add(
+    "vgg13_cifar",
+    Architecture("VGG-13 with batch norm for 32-px inputs, 5 pooling stages", f"{_CLASSIFIERS}:CifarVGG13"),
+)

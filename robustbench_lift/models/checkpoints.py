@@ -4,6 +4,7 @@ safetensors cannot run code on load (unlike pickle), and its header carries the
 metadata, so one file says what model it belongs to. ``.pt``/``.pth`` files are read with
 ``torch.load(weights_only=True)`` for the same reason.
 """
+
 from __future__ import annotations
 
 import json
@@ -83,7 +84,9 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: str)
         )
     for key, value in state.items():
         if tuple(value.shape) != tuple(expected[key].shape):
-            raise CheckpointError(f"checkpoint {source} does not fit this model: {key} has shape {tuple(value.shape)}, model needs {tuple(expected[key].shape)}")
+            raise CheckpointError(
+                f"checkpoint {source} does not fit this model: {key} has shape {tuple(value.shape)}, model needs {tuple(expected[key].shape)}"
+            )
     model.load_state_dict(state)
 
 

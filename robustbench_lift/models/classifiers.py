@@ -46,7 +46,13 @@ class SmallCNN(nn.Module):
     One convolution per stage keeps a zoo of seven models trainable on two CPU cores in
     minutes; deeper backbones are ``resnet18_cifar`` and ``vgg13_cifar``."""
 
-    def __init__(self, num_classes: int = 10, pooling: str = "max", pooling_options: dict[str, Any] | None = None, widths: Sequence[int] = (16, 32, 64)) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        pooling: str = "max",
+        pooling_options: dict[str, Any] | None = None,
+        widths: Sequence[int] = (16, 32, 64),
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         in_channels = 3
@@ -68,12 +74,19 @@ class BasicBlock(nn.Module):
     shortcut, so the pooling is the only downsampling operator.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, downsample: bool, pooling: str, pooling_options: dict[str, Any]) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, downsample: bool, pooling: str, pooling_options: dict[str, Any]
+    ) -> None:
         super().__init__()
         main: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)]
         if downsample:
             main.append(make_pooling(pooling, out_channels, **pooling_options))
-        main += [nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True), nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels)]
+        main += [
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        ]
         self.main = nn.Sequential(*main)
         shortcut: list[nn.Module] = []
         if downsample:
@@ -89,7 +102,9 @@ class BasicBlock(nn.Module):
 class CifarResNet18(nn.Module):
     """ResNet-18 for 32-px inputs (3x3 stem, no stem pooling, stages 64-128-256-512)."""
 
-    def __init__(self, num_classes: int = 10, pooling: str = "max", pooling_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, num_classes: int = 10, pooling: str = "max", pooling_options: dict[str, Any] | None = None
+    ) -> None:
         super().__init__()
         options = dict(pooling_options or {})
         self.stem = _conv_bn_relu(3, 64)
@@ -97,7 +112,15 @@ class CifarResNet18(nn.Module):
         in_channels = 64
         for stage, width in enumerate((64, 128, 256, 512)):
             for index in range(2):
-                blocks.append(BasicBlock(in_channels, width, downsample=stage > 0 and index == 0, pooling=pooling, pooling_options=options))
+                blocks.append(
+                    BasicBlock(
+                        in_channels,
+                        width,
+                        downsample=stage > 0 and index == 0,
+                        pooling=pooling,
+                        pooling_options=options,
+                    )
+                )
                 in_channels = width
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes))
@@ -112,7 +135,9 @@ VGG13_LAYOUT = (64, 64, "pool", 128, 128, "pool", 256, 256, "pool", 512, 512, "p
 class CifarVGG13(nn.Module):
     """VGG-13 with batch norm for 32-px inputs: five pooling stages down to 1x1."""
 
-    def __init__(self, num_classes: int = 10, pooling: str = "max", pooling_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, num_classes: int = 10, pooling: str = "max", pooling_options: dict[str, Any] | None = None
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         in_channels = 3

@@ -46,6 +46,7 @@ Options (``key=value`` fields between the architecture and the weights):
 The :func:`load_pretrained` keyword arguments ``pooling`` and ``pooling_options`` are the
 same as the spec fields; both may be given, and a disagreement is an error.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -77,7 +78,9 @@ _OPTION_FIELD = re.compile(r"[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?=")
 _WEIGHTS_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 # DenseNet files of torchvision and antialiased-cnns still name layers "norm.1", "conv.2", ...
 # ('.' is no longer allowed in module names); both libraries rename them on load, so do we.
-_LEGACY_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_LEGACY_DENSENET_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
 
@@ -104,7 +107,9 @@ class ModelSpec:
 
     @property
     def pooling_options(self) -> dict[str, str]:
-        return {key.removeprefix("pooling."): value for key, value in self.options.items() if key.startswith("pooling.")}
+        return {
+            key.removeprefix("pooling."): value for key, value in self.options.items() if key.startswith("pooling.")
+        }
 
     @property
     def weights_name(self) -> str | None:
@@ -187,7 +192,9 @@ class SpecSource:
             allowed = key in self.options or (self.supports_swap and key.startswith("pooling."))
             if not allowed:
                 known = ", ".join([*self.options, *(["pooling.<option>"] if self.supports_swap else [])])
-                raise UserError(f"model spec {spec.text!r}: {spec.source} specs take no option {key!r}; options: {known}")
+                raise UserError(
+                    f"model spec {spec.text!r}: {spec.source} specs take no option {key!r}; options: {known}"
+                )
         if (spec.integer("num_classes") or 1) < 1:
             raise UserError(f"model spec {spec.text!r}: num_classes must be positive")
         spec.flag("strided_convolutions")  # raises on a value that is not true/false
@@ -196,7 +203,9 @@ class SpecSource:
     def check_architecture(self, architecture: str) -> None:
         known = self.architectures()
         if architecture not in known:
-            raise UserError(f"unknown {self.library} architecture {architecture!r}{_close_matches(architecture, known)}")
+            raise UserError(
+                f"unknown {self.library} architecture {architecture!r}{_close_matches(architecture, known)}"
+            )
 
     def architectures(self) -> list[str]:
         raise NotImplementedError
@@ -254,7 +263,9 @@ class CheckpointSource(SpecSource):
     def build(self, spec: ModelSpec, num_classes: int) -> nn.Module:
         import torchvision
 
-        return torchvision.models.get_model(spec.architecture, weights=None, num_classes=num_classes, **self.builder_arguments(spec))
+        return torchvision.models.get_model(
+            spec.architecture, weights=None, num_classes=num_classes, **self.builder_arguments(spec)
+        )
 
 
 @SPECS.register("torchvision")
@@ -279,7 +290,9 @@ class TorchvisionSource(CheckpointSource):
             return members[spec.weights_name]
         except KeyError:
             known = ", ".join([*members.__members__])
-            raise UserError(f"torchvision architecture {spec.architecture!r} has no weights {spec.weights_name!r}; known: {known}") from None
+            raise UserError(
+                f"torchvision architecture {spec.architecture!r} has no weights {spec.weights_name!r}; known: {known}"
+            ) from None
 
     def weights_path(self, spec: ModelSpec) -> Path:
         weights = self.named_weights(spec)
@@ -342,7 +355,10 @@ class AntialiasedSource(SpecSource):
     library = "antialiased_cnns"
     description = "antialiased-cnns model (BlurPool, Zhang 2019) from a weights file"
     example = "antialiased:resnet50:filter_size=4:weights/resnet50_lpf4.pth"
-    options = {"filter_size": "BlurPool filter taps, 1..7 (default 4, antialiased-cnns' default)", **_NUM_CLASSES_OPTION}
+    options = {
+        "filter_size": "BlurPool filter taps, 1..7 (default 4, antialiased-cnns' default)",
+        **_NUM_CLASSES_OPTION,
+    }
     supports_swap = False
     DEFAULT_FILTER_SIZE: ClassVar[int] = 4
 
@@ -353,7 +369,9 @@ class AntialiasedSource(SpecSource):
         return sorted(
             name
             for name, builder in vars(antialiased_cnns).items()
-            if name[:1].islower() and inspect.isfunction(builder) and "filter_size" in inspect.signature(builder).parameters
+            if name[:1].islower()
+            and inspect.isfunction(builder)
+            and "filter_size" in inspect.signature(builder).parameters
         )
 
     def filter_size(self, spec: ModelSpec) -> int:
@@ -413,10 +431,14 @@ class TimmSource(SpecSource):
         return Preprocessing.from_timm_config({"mean": IMAGENET_MEAN, "std": IMAGENET_STD} | config)
 
 
-def _requested_pooling(spec: ModelSpec, pooling: str | None, pooling_options: Mapping[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
+def _requested_pooling(
+    spec: ModelSpec, pooling: str | None, pooling_options: Mapping[str, Any] | None
+) -> tuple[str | None, dict[str, Any]]:
     """Merges the spec's pooling fields with the keyword arguments; disagreement is an error."""
     if pooling is not None and spec.pooling is not None and pooling != spec.pooling:
-        raise UserError(f"model spec {spec.text!r} says pooling={spec.pooling}, but pooling={pooling!r} was also asked for")
+        raise UserError(
+            f"model spec {spec.text!r} says pooling={spec.pooling}, but pooling={pooling!r} was also asked for"
+        )
     kind = pooling if pooling is not None else spec.pooling
     options: dict[str, Any] = dict(spec.pooling_options)
     if (options or pooling_options) and kind is None:
@@ -424,8 +446,13 @@ def _requested_pooling(spec: ModelSpec, pooling: str | None, pooling_options: Ma
     if kind is None:
         return None, {}
     for key, value in (pooling_options or {}).items():
-        if key in options and resolve_options(kind, {key: options[key]})[key] != resolve_options(kind, {key: value})[key]:
-            raise UserError(f"model spec {spec.text!r} says pooling.{key}={options[key]}, but {key}={value!r} was also asked for")
+        if (
+            key in options
+            and resolve_options(kind, {key: options[key]})[key] != resolve_options(kind, {key: value})[key]
+        ):
+            raise UserError(
+                f"model spec {spec.text!r} says pooling.{key}={options[key]}, but {key}={value!r} was also asked for"
+            )
         options[key] = value
     resolve_options(kind, options)  # fail fast on an unknown kind or option
     return kind, options
@@ -493,18 +520,26 @@ def load_pretrained(
     source.validate(parsed)
     kind, options = _requested_pooling(parsed, pooling, pooling_options)
     if kind is not None and not source.supports_swap:
-        raise UserError(f"{parsed.source} models already have their own pooling; pooling= applies to {', '.join(name for name in SPECS if SPECS.get(name).supports_swap)} specs")
+        raise UserError(
+            f"{parsed.source} models already have their own pooling; pooling= applies to {', '.join(name for name in SPECS if SPECS.get(name).supports_swap)} specs"
+        )
     path = source.weights_path(parsed)
     state, file_metadata = read_checkpoint(path)
     state = _modernise_keys(state)
-    num_classes = parsed.integer("num_classes") or source.default_num_classes(parsed) or int(file_metadata.get("num_classes", DEFAULT_NUM_CLASSES))
+    num_classes = (
+        parsed.integer("num_classes")
+        or source.default_num_classes(parsed)
+        or int(file_metadata.get("num_classes", DEFAULT_NUM_CLASSES))
+    )
     network = source.build(parsed, num_classes)
     swapped_layers: list[str] = []
     if kind is not None:
         strided = parsed.flag("strided_convolutions")
         if strided is None:
             strided = not any(isinstance(module, REPLACEABLE) for module in network.modules())
-        network, report = swap_pooling(network, kind, input_size=input_size, include_strided_convolutions=strided, inplace=True, **options)
+        network, report = swap_pooling(
+            network, kind, input_size=input_size, include_strided_convolutions=strided, inplace=True, **options
+        )
         swapped_layers = [name for name, _ in report.replaced]
         pooling_kind, resolved_options = kind, resolve_options(kind, options)
     else:
@@ -551,6 +586,13 @@ def describe_spec(spec: str) -> str:
 def spec_table() -> list[dict[str, str]]:
     """One row per spec source, for listings."""
     return [
-        {"source": name, "description": SPECS.get(name).description, "example": SPECS.get(name).example, "options": ", ".join([*SPECS.get(name).options, *(["pooling.<option>"] if SPECS.get(name).supports_swap else [])])}
+        {
+            "source": name,
+            "description": SPECS.get(name).description,
+            "example": SPECS.get(name).example,
+            "options": ", ".join(
+                [*SPECS.get(name).options, *(["pooling.<option>"] if SPECS.get(name).supports_swap else [])]
+            ),
+        }
         for name in SPECS
     ]

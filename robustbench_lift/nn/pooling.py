@@ -5,6 +5,7 @@ The kinds themselves (names, options, where their builder lives) are registered 
 stride, padding of a torch MaxPool2d/AvgPool2d) so that it keeps that layer's output
 shape, whether it is placed by a model builder or swapped into a built model.
 """
+
 from __future__ import annotations
 
 import functools
@@ -94,7 +95,9 @@ def _build_max(channels: int, geometry: PoolGeometry) -> nn.Module:
 
 def _build_avg(channels: int, geometry: PoolGeometry) -> nn.Module:
     # count_include_pad=False so a padded stem average does not darken the border.
-    return nn.AvgPool2d(geometry.kernel_size, geometry.stride, geometry.padding, ceil_mode=geometry.ceil_mode, count_include_pad=False)
+    return nn.AvgPool2d(
+        geometry.kernel_size, geometry.stride, geometry.padding, ceil_mode=geometry.ceil_mode, count_include_pad=False
+    )
 
 
 def _build_skip(channels: int, geometry: PoolGeometry) -> nn.Module:
@@ -208,5 +211,7 @@ def make_pooling(kind: str, channels: int, geometry: PoolGeometry = PoolGeometry
     kind, options = canonical_kind(kind, options)
     spec = POOLINGS.get(kind)
     if geometry.stride not in spec.supports_stride:
-        raise UserError(f"pooling {kind!r} cannot replace a stride-{geometry.stride} layer (it supports {spec.supports_stride})")
+        raise UserError(
+            f"pooling {kind!r} cannot replace a stride-{geometry.stride} layer (it supports {spec.supports_stride})"
+        )
     return spec.builder()(channels, geometry, **resolve_options(kind, options))

@@ -18,6 +18,7 @@ Two runs drawn with the same seed share their test images, so the independent-sa
 SE above overstates the noise of a paired difference: the comparison errs towards
 "within noise", which is what a regression gate wants.
 """
+
 from __future__ import annotations
 
 import math
@@ -69,6 +70,7 @@ _FIXED_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("shift_consistency", "shift consistency", PROPORTION, "higher"),
 )
 FIXED_METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in _FIXED_METRICS}
+
 
 def metric_spec(name: str, labels: Mapping[str, str] | None = None) -> MetricSpec | None:
     """The spec of a summary column, or None when the column is not a comparable metric.
@@ -208,7 +210,9 @@ class Difference:
         return "better" if improved else "worse"
 
 
-def compare_records(records_a: pd.DataFrame, records_b: pd.DataFrame, z: float = DEFAULT_Z, labels: Mapping[str, str] | None = None) -> list[Difference]:
+def compare_records(
+    records_a: pd.DataFrame, records_b: pd.DataFrame, z: float = DEFAULT_Z, labels: Mapping[str, str] | None = None
+) -> list[Difference]:
     """Differences for every (model, metric) present in both record tables, in B's order
     (``labels``: attack display names for the metric labels)."""
     indexed_a = {(row["model"], row["metric"]): row for row in records_a.to_dict("records")}
@@ -220,7 +224,18 @@ def compare_records(records_a: pd.DataFrame, records_b: pd.DataFrame, z: float =
             continue
         difference = as_float(row_b["value"]) - as_float(row_a["value"])
         error = difference_standard_error(row_a, row_b, spec)
-        differences.append(Difference(row_b["model"], spec, as_float(row_a["value"]), as_float(row_b["value"]), difference, error, difference - z * error, difference + z * error))
+        differences.append(
+            Difference(
+                row_b["model"],
+                spec,
+                as_float(row_a["value"]),
+                as_float(row_b["value"]),
+                difference,
+                error,
+                difference - z * error,
+                difference + z * error,
+            )
+        )
     return differences
 
 
@@ -249,7 +264,15 @@ def format_interval(low: float, high: float, spec: MetricSpec) -> str:
 
 def markdown_cell(text: Any) -> str:
     """Text safe inside a Markdown table cell: pipes, angle brackets and newlines escaped."""
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\r", " ").replace("\n", " ")
+    return (
+        str(text)
+        .replace("\\", "\\\\")
+        .replace("|", "\\|")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("\r", " ")
+        .replace("\n", " ")
+    )
 
 
 # ------------------------------------------------------------------ the report
@@ -330,7 +353,13 @@ def comparison_markdown(comparison: Comparison) -> str:
         lines.append(f"- only in B: {markdown_cell(', '.join(comparison.only_in_b))}")
     lines += ["", "| model | metric | A | B | B − A | interval | verdict |", "|---|---|---:|---:|---:|---|---|"]
     for row in comparison.table_rows():
-        lines.append("| " + " | ".join(markdown_cell(row[key]) for key in ("model", "metric", "a", "b", "change", "interval", "verdict")) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                markdown_cell(row[key]) for key in ("model", "metric", "a", "b", "change", "interval", "verdict")
+            )
+            + " |"
+        )
     if not comparison.differences:
         lines.append("| — | no shared model and metric | | | | | |")
     return "\n".join(lines) + "\n"

@@ -50,6 +50,7 @@ Baseline (CSV, one row per model x metric, human-diffable; see :func:`write_base
 
 plus its per-image sidecar ``quick.npz`` (written by ``--update-baseline`` as well).
 """
+
 from __future__ import annotations
 
 import io
@@ -177,7 +178,11 @@ class Policy:
     @property
     def threshold(self) -> str:
         """The significance rule in words, for reports."""
-        given = f"alpha = {self.alpha_given:g}" if self.alpha_given is not None else f"z = {self.z:g}, one-sided alpha = {self.alpha:.3g}"
+        given = (
+            f"alpha = {self.alpha_given:g}"
+            if self.alpha_given is not None
+            else f"z = {self.z:g}, one-sided alpha = {self.alpha:.3g}"
+        )
         return f"p < alpha ({given})"
 
 
@@ -200,21 +205,31 @@ def _metric_rule(metric: Any, options: Any, where: str) -> MetricRule:
         raise UserError(f"{where}: metric names must be strings, got {metric!r}")
     options = {} if options is None else options
     if not isinstance(options, dict):
-        raise UserError(f"{where}: metric {metric} must map to options (direction, tolerance, relative_tolerance, models), got {options!r}")
+        raise UserError(
+            f"{where}: metric {metric} must map to options (direction, tolerance, relative_tolerance, models), got {options!r}"
+        )
     unknown = set(options) - _METRIC_KEYS
     if unknown:
-        raise UserError(f"{where}: metric {metric} has unknown option(s) {', '.join(sorted(map(str, unknown)))}; allowed: {', '.join(sorted(_METRIC_KEYS))}")
+        raise UserError(
+            f"{where}: metric {metric} has unknown option(s) {', '.join(sorted(map(str, unknown)))}; allowed: {', '.join(sorted(_METRIC_KEYS))}"
+        )
     spec = _CONDITION_ERRORS_SPEC if metric == CONDITION_ERRORS else metric_spec(metric)
     if spec is None:
-        raise UserError(f"{where}: {metric!r} is not a metric the gate knows; use a summary.csv metric column: {', '.join(FIXED_METRICS)}, robust_accuracy_<attack>, median_perturbation_<attack> or {CONDITION_ERRORS}")
+        raise UserError(
+            f"{where}: {metric!r} is not a metric the gate knows; use a summary.csv metric column: {', '.join(FIXED_METRICS)}, robust_accuracy_<attack>, median_perturbation_<attack> or {CONDITION_ERRORS}"
+        )
     direction = options.get("direction", spec.better)
     if direction not in ("lower", "higher"):
-        raise UserError(f"{where}: metric {metric} needs direction 'lower' or 'higher' (lower/higher is better), got {direction!r}")
+        raise UserError(
+            f"{where}: metric {metric} needs direction 'lower' or 'higher' (lower/higher is better), got {direction!r}"
+        )
     return MetricRule(
         metric=metric,
         direction=direction,
         tolerance=_non_negative(options.get("tolerance", 0.0), f"{where}: {metric}.tolerance"),
-        relative_tolerance=_non_negative(options.get("relative_tolerance", 0.0), f"{where}: {metric}.relative_tolerance"),
+        relative_tolerance=_non_negative(
+            options.get("relative_tolerance", 0.0), f"{where}: {metric}.relative_tolerance"
+        ),
         models=_model_list(options.get("models"), f"{where}: {metric}"),
     )
 
@@ -225,7 +240,9 @@ def policy_from_mapping(values: Any, source: str = "policy") -> Policy:
         raise UserError(f"{source}: a policy must be a mapping with keys {', '.join(sorted(_POLICY_KEYS))}")
     unknown = set(values) - _POLICY_KEYS
     if unknown:
-        raise UserError(f"{source}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; allowed: {', '.join(sorted(_POLICY_KEYS))}")
+        raise UserError(
+            f"{source}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; allowed: {', '.join(sorted(_POLICY_KEYS))}"
+        )
     metrics = values.get("metrics")
     if not isinstance(metrics, dict) or not metrics:
         raise UserError(f"{source}: 'metrics' must be a non-empty mapping of metric name to options")
@@ -236,7 +253,9 @@ def policy_from_mapping(values: Any, source: str = "policy") -> Policy:
         raise UserError(f"{source}: z must be a positive number, got {z!r}")
     alpha = values.get("alpha")
     if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1):
-        raise UserError(f"{source}: alpha must be a number between 0 and 1 (a one-sided false-alarm rate), got {alpha!r}")
+        raise UserError(
+            f"{source}: alpha must be a number between 0 and 1 (a one-sided false-alarm rate), got {alpha!r}"
+        )
     default_models = _model_list(values.get("models", "all"), source)
     rules = []
     for metric, options in metrics.items():
@@ -343,7 +362,9 @@ def read_baseline(baseline_file: str | Path) -> tuple[pd.DataFrame, dict[str, st
         raise UserError(f"baseline file {path} is not a baseline CSV: {' '.join(str(error).split())}") from None
     missing = [column for column in ("model", "metric", "value") if column not in records.columns]
     if missing:
-        raise UserError(f"baseline file {path} lacks column(s) {', '.join(missing)}; expected {','.join(RECORD_COLUMNS)}")
+        raise UserError(
+            f"baseline file {path} lacks column(s) {', '.join(missing)}; expected {','.join(RECORD_COLUMNS)}"
+        )
     for column in ("value", "low", "high", "n"):
         if column not in records.columns:
             records[column] = math.nan
@@ -426,12 +447,18 @@ class Pairing:
         """Reads the baseline's sidecar and the run's per-image file; checks they share images."""
         sidecar, run_file = sidecar_path(baseline_file), run_directory / PER_IMAGE_FILE
         if not sidecar.is_file():
-            return cls(reason=f"the baseline has no per-image sidecar {sidecar.name} (refresh it with --update-baseline)", seed=seed)
+            return cls(
+                reason=f"the baseline has no per-image sidecar {sidecar.name} (refresh it with --update-baseline)",
+                seed=seed,
+            )
         if not run_file.is_file():
             return cls(reason=f"the run has no {PER_IMAGE_FILE} (written by runs of this version)", seed=seed)
         baseline, run = read_per_image(sidecar), read_per_image(run_file)
         if not baseline.sample_digest or baseline.sample_digest != run.sample_digest:
-            return cls(reason=f"baseline and run evaluated different images (sample digest {baseline.sample_digest[:12] or 'unknown'} vs {run.sample_digest[:12] or 'unknown'}: data set, split, sample size or seed differ)", seed=seed)
+            return cls(
+                reason=f"baseline and run evaluated different images (sample digest {baseline.sample_digest[:12] or 'unknown'} vs {run.sample_digest[:12] or 'unknown'}: data set, split, sample size or seed differ)",
+                seed=seed,
+            )
         return cls(baseline, run, "", seed)
 
 
@@ -451,7 +478,9 @@ def _matches(recomputed: float, stored: float) -> bool:
     return abs(recomputed - stored) <= _RECOMPUTE_TOLERANCE * max(1.0, abs(stored))
 
 
-def _unpaired(baseline_row: Mapping[Any, Any], run_row: Mapping[Any, Any], spec: MetricSpec, worse_by: float, why: str) -> tuple[str, float]:
+def _unpaired(
+    baseline_row: Mapping[Any, Any], run_row: Mapping[Any, Any], spec: MetricSpec, worse_by: float, why: str
+) -> tuple[str, float]:
     """(test description, one-sided p) of the independent-samples normal test."""
     error = difference_standard_error(baseline_row, run_row, spec)
     if not np.isfinite(error):
@@ -462,7 +491,15 @@ def _unpaired(baseline_row: Mapping[Any, Any], run_row: Mapping[Any, Any], spec:
     return f"unpaired normal, SE {_magnitude(error, spec)} ({why})", 0.5 * math.erfc(worse_by / error / math.sqrt(2))
 
 
-def _significance(model: str, rule: MetricRule, spec: MetricSpec, baseline_row: Mapping[Any, Any], run_row: Mapping[Any, Any], worse_by: float, pairing: Pairing) -> tuple[str, float]:
+def _significance(
+    model: str,
+    rule: MetricRule,
+    spec: MetricSpec,
+    baseline_row: Mapping[Any, Any],
+    run_row: Mapping[Any, Any],
+    worse_by: float,
+    pairing: Pairing,
+) -> tuple[str, float]:
     """(test description, one-sided p-value that the run is not worse); NaN p: tolerance decides."""
     why = pairing.reason
     if pairing.paired:
@@ -472,25 +509,57 @@ def _significance(model: str, rule: MetricRule, spec: MetricSpec, baseline_row: 
         except Unpairable as error:
             why = str(error)
         else:
-            if _matches(result.baseline_value, float(baseline_row["value"])) and _matches(result.candidate_value, float(run_row["value"])):
+            if _matches(result.baseline_value, float(baseline_row["value"])) and _matches(
+                result.candidate_value, float(run_row["value"])
+            ):
                 return f"{result.method}: {result.detail}", result.p_value
             why = f"per-image data give {format_value(result.baseline_value, spec)} → {format_value(result.candidate_value, spec)}, the tables {format_value(float(baseline_row['value']), spec)} → {format_value(float(run_row['value']), spec)}"
     return _unpaired(baseline_row, run_row, spec, worse_by, why)
 
 
-def _judge(model: str, rule: MetricRule, baseline_row: Mapping[Any, Any] | None, run_row: Mapping[Any, Any] | None, run_has_model: bool, policy: Policy, pairing: Pairing) -> GateCheck:
+def _judge(
+    model: str,
+    rule: MetricRule,
+    baseline_row: Mapping[Any, Any] | None,
+    run_row: Mapping[Any, Any] | None,
+    run_has_model: bool,
+    policy: Policy,
+    pairing: Pairing,
+) -> GateCheck:
     spec = _spec_for(rule)
     if not run_has_model:
         return GateCheck(model, rule.metric, FAILED, f"{model}: model missing from the run", spec=spec)
     if run_row is None:
-        return GateCheck(model, rule.metric, NOT_RUN, f"{model}: {rule.metric} not run (no such column in summary.csv)", spec=spec)
+        return GateCheck(
+            model, rule.metric, NOT_RUN, f"{model}: {rule.metric} not run (no such column in summary.csv)", spec=spec
+        )
     if not np.isfinite(run_row["value"]):
-        return GateCheck(model, rule.metric, FAILED, f"{model}: {rule.metric} missing from the run: {_missing_reason(run_row)}", spec=spec)
+        return GateCheck(
+            model,
+            rule.metric,
+            FAILED,
+            f"{model}: {rule.metric} missing from the run: {_missing_reason(run_row)}",
+            spec=spec,
+        )
     value = float(run_row["value"])
     if baseline_row is None:
-        return GateCheck(model, rule.metric, NO_BASELINE, f"{model}: {rule.metric} has no baseline value (not checked); refresh the baseline with --update-baseline", value=value, spec=spec)
+        return GateCheck(
+            model,
+            rule.metric,
+            NO_BASELINE,
+            f"{model}: {rule.metric} has no baseline value (not checked); refresh the baseline with --update-baseline",
+            value=value,
+            spec=spec,
+        )
     if not np.isfinite(baseline_row["value"]):
-        return GateCheck(model, rule.metric, FAILED, f"{model}: the baseline has no usable {rule.metric} ({_missing_reason(baseline_row)}); refresh it with --update-baseline", value=value, spec=spec)
+        return GateCheck(
+            model,
+            rule.metric,
+            FAILED,
+            f"{model}: the baseline has no usable {rule.metric} ({_missing_reason(baseline_row)}); refresh it with --update-baseline",
+            value=value,
+            spec=spec,
+        )
     baseline = float(baseline_row["value"])
     if _matches(value, baseline):
         value = baseline  # the baseline CSV keeps 6 significant digits: equal up to its rounding
@@ -506,11 +575,25 @@ def _judge(model: str, rule: MetricRule, baseline_row: Mapping[Any, Any] | None,
         message = f"{model}: {rule.metric} regressed {format_value(baseline, spec)} → {format_value(value, spec)} ({change}), beyond the tolerance ({_magnitude(allowance, spec)}) and significant ({test}, p = {_p_text(p_value)})"
     else:
         message = f"{model}: {rule.metric} {format_value(baseline, spec)} → {format_value(value, spec)} ({change})"
-    return GateCheck(model, rule.metric, FAILED if failed else PASSED, message, baseline, value, worse_by, allowance, test, p_value, spec)
+    return GateCheck(
+        model,
+        rule.metric,
+        FAILED if failed else PASSED,
+        message,
+        baseline,
+        value,
+        worse_by,
+        allowance,
+        test,
+        p_value,
+        spec,
+    )
 
 
 def _condition_names(data: PerImage, model: str) -> list[str]:
-    return [name for (owner, suite, name) in data.arrays if owner == model and suite == "corruption" and name != "clean"]
+    return [
+        name for (owner, suite, name) in data.arrays if owner == model and suite == "corruption" and name != "clean"
+    ]
 
 
 def _judge_conditions(model: str, rule: MetricRule, run_has_model: bool, policy: Policy, pairing: Pairing) -> GateCheck:
@@ -524,21 +607,45 @@ def _judge_conditions(model: str, rule: MetricRule, run_has_model: bool, policy:
     if not run_has_model:
         return GateCheck(model, rule.metric, FAILED, f"{model}: model missing from the run", spec=spec)
     if not pairing.paired:
-        return GateCheck(model, rule.metric, NO_BASELINE, f"{model}: {rule.metric} needs per-image data on both sides: {pairing.reason}", spec=spec)
+        return GateCheck(
+            model,
+            rule.metric,
+            NO_BASELINE,
+            f"{model}: {rule.metric} needs per-image data on both sides: {pairing.reason}",
+            spec=spec,
+        )
     assert pairing.baseline is not None and pairing.run is not None
     conditions = _condition_names(pairing.run, model)
     if not conditions:
-        return GateCheck(model, rule.metric, NOT_RUN, f"{model}: {rule.metric} not run (no corruption conditions in the run)", spec=spec)
+        return GateCheck(
+            model,
+            rule.metric,
+            NOT_RUN,
+            f"{model}: {rule.metric} not run (no corruption conditions in the run)",
+            spec=spec,
+        )
     shared = [name for name in conditions if pairing.baseline.get(model, "corruption", name) is not None]
     if not shared:
-        return GateCheck(model, rule.metric, NO_BASELINE, f"{model}: {rule.metric}: the baseline has no per-image corruption data of {model}", spec=spec)
+        return GateCheck(
+            model,
+            rule.metric,
+            NO_BASELINE,
+            f"{model}: {rule.metric}: the baseline has no per-image corruption data of {model}",
+            spec=spec,
+        )
     level = policy.alpha / len(shared)
     judged: list[tuple[bool, float, str, float, float, McNemar]] = []
     for name in shared:
         base, run = pairing.baseline.get(model, "corruption", name), pairing.run.get(model, "corruption", name)
         assert base is not None and run is not None
         if base.size != run.size:
-            return GateCheck(model, rule.metric, NO_BASELINE, f"{model}: {rule.metric}: per-image arrays of {name} differ in length", spec=spec)
+            return GateCheck(
+                model,
+                rule.metric,
+                NO_BASELINE,
+                f"{model}: {rule.metric}: per-image arrays of {name} differ in length",
+                spec=spec,
+            )
         bad_is_true = rule.direction == "lower"
         outcome = mcnemar_test(base == bad_is_true, run == bad_is_true)
         worse_by = outcome.change if bad_is_true else -outcome.change
@@ -550,11 +657,27 @@ def _judge_conditions(model: str, rule: MetricRule, run_has_model: bool, policy:
     allowance = rule.allowance(baseline)
     test = f"McNemar exact per condition, Bonferroni over {len(shared)}: worst {name}, {outcome.worse} worse, {outcome.better} better of {outcome.n} images"
     if failing:
-        names = ", ".join(item[2] for item in sorted(failing, key=lambda item: -item[1])[:3]) + (f" and {len(failing) - 3} more" if len(failing) > 3 else "")
+        names = ", ".join(item[2] for item in sorted(failing, key=lambda item: -item[1])[:3]) + (
+            f" and {len(failing) - 3} more" if len(failing) > 3 else ""
+        )
         message = f"{model}: {rule.metric} regressed in {len(failing)} of {len(shared)} conditions ({names}); worst {name} {format_value(baseline, spec)} → {format_value(value, spec)}, beyond the tolerance ({_magnitude(allowance, spec)}) with p = {_p_text(outcome.p_value)} < alpha / {len(shared)}"
     else:
-        message = f"{model}: {rule.metric} worst change {name} {format_value(baseline, spec)} → {format_value(value, spec)}"
-    return GateCheck(model, rule.metric, FAILED if failing else PASSED, message, baseline, value, worse_by, allowance, test, outcome.p_value, spec)
+        message = (
+            f"{model}: {rule.metric} worst change {name} {format_value(baseline, spec)} → {format_value(value, spec)}"
+        )
+    return GateCheck(
+        model,
+        rule.metric,
+        FAILED if failing else PASSED,
+        message,
+        baseline,
+        value,
+        worse_by,
+        allowance,
+        test,
+        outcome.p_value,
+        spec,
+    )
 
 
 def _p_text(p_value: float) -> str:
@@ -570,7 +693,9 @@ def _rule_models(rule: MetricRule, baseline_models: list[str]) -> list[str]:
     return list(rule.models) if rule.models is not None else baseline_models
 
 
-def evaluate_gate(run_records: pd.DataFrame, baseline_records: pd.DataFrame, policy: Policy, pairing: Pairing | None = None) -> list[GateCheck]:
+def evaluate_gate(
+    run_records: pd.DataFrame, baseline_records: pd.DataFrame, policy: Policy, pairing: Pairing | None = None
+) -> list[GateCheck]:
     """One check per policy metric and model (policy models, or every baseline model).
 
     Args:
@@ -593,15 +718,34 @@ def evaluate_gate(run_records: pd.DataFrame, baseline_records: pd.DataFrame, pol
             if rule.metric == CONDITION_ERRORS:
                 checks.append(_judge_conditions(model, rule, model in run_models, policy, pairing))
             else:
-                checks.append(_judge(model, rule, baseline_index.get((model, rule.metric)), run_index.get((model, rule.metric)), model in run_models, policy, pairing))
+                checks.append(
+                    _judge(
+                        model,
+                        rule,
+                        baseline_index.get((model, rule.metric)),
+                        run_index.get((model, rule.metric)),
+                        model in run_models,
+                        policy,
+                        pairing,
+                    )
+                )
     return checks
 
 
-def _header_notes(header: Mapping[str, str], record: Mapping[str, Any], run_directory: Path, run_records: pd.DataFrame, baseline_records: pd.DataFrame, pairing: Pairing) -> list[str]:
+def _header_notes(
+    header: Mapping[str, str],
+    record: Mapping[str, Any],
+    run_directory: Path,
+    run_records: pd.DataFrame,
+    baseline_records: pd.DataFrame,
+    pairing: Pairing,
+) -> list[str]:
     notes = []
     if pairing.paired:
         assert pairing.run is not None
-        notes.append(f"paired tests: baseline and run evaluated the same images (sample digest {pairing.run.sample_digest[:12]})")
+        notes.append(
+            f"paired tests: baseline and run evaluated the same images (sample digest {pairing.run.sample_digest[:12]})"
+        )
     else:
         notes.append(f"unpaired tests (normal approximation from the stored intervals): {pairing.reason}")
     current = {key: str(value) for key, value in _baseline_header(record, run_directory).items()}
@@ -632,7 +776,11 @@ def gate_markdown(result: GateResult, run_directory: Path, baseline_file: Path, 
         spec = check.spec
         assert spec is not None, "every check of evaluate_gate carries its spec"
         cells = [check.model, check.metric, format_value(check.baseline, spec), format_value(check.value, spec)]
-        cells.append(format_change(check.value - check.baseline, spec) if np.isfinite(check.baseline) and np.isfinite(check.value) else "—")
+        cells.append(
+            format_change(check.value - check.baseline, spec)
+            if np.isfinite(check.baseline) and np.isfinite(check.value)
+            else "—"
+        )
         cells.append(_magnitude(check.allowance, spec) if np.isfinite(check.allowance) else "—")
         cells += [check.test or "—", _p_text(check.p_value)]
         lines.append("| " + " | ".join(markdown_cell(cell) for cell in cells) + f" | {labels[check.status]} |")
@@ -656,10 +804,23 @@ def write_junit(result: GateResult, junit_path: str | Path) -> Path:
     """JUnit XML, one testcase per model x metric (classname = model, name = metric)."""
     failures = len(result.failures)
     skipped = sum(check.status in (NOT_RUN, NO_BASELINE) for check in result.checks)
-    suites = ElementTree.Element("testsuites", name="robustbench-lift gate", tests=str(len(result.checks)), failures=str(failures), errors="0")
-    suite = ElementTree.SubElement(suites, "testsuite", name="robustness-gate", tests=str(len(result.checks)), failures=str(failures), errors="0", skipped=str(skipped), time="0")
+    suites = ElementTree.Element(
+        "testsuites", name="robustbench-lift gate", tests=str(len(result.checks)), failures=str(failures), errors="0"
+    )
+    suite = ElementTree.SubElement(
+        suites,
+        "testsuite",
+        name="robustness-gate",
+        tests=str(len(result.checks)),
+        failures=str(failures),
+        errors="0",
+        skipped=str(skipped),
+        time="0",
+    )
     for check in result.checks:
-        case = ElementTree.SubElement(suite, "testcase", classname=_xml_text(check.model), name=_xml_text(check.metric), time="0")
+        case = ElementTree.SubElement(
+            suite, "testcase", classname=_xml_text(check.model), name=_xml_text(check.metric), time="0"
+        )
         if check.status in (NOT_RUN, NO_BASELINE):
             ElementTree.SubElement(case, "skipped", message=_xml_text(check.message))
         elif not check.passed:
@@ -682,7 +843,12 @@ def _append_step_summary(markdown: str) -> None:
             handle.write(markdown + "\n")
 
 
-def check_run(run_directory: str | Path, baseline_file: str | Path, policy_file: str | Path | None = None, junit_path: str | Path | None = None) -> GateResult:
+def check_run(
+    run_directory: str | Path,
+    baseline_file: str | Path,
+    policy_file: str | Path | None = None,
+    junit_path: str | Path | None = None,
+) -> GateResult:
     """Checks a finished run against a baseline under a policy (module docstring).
 
     Returns the result (``passed``, ``markdown``, ``failures``, ``exit_code``); appends the
@@ -696,7 +862,9 @@ def check_run(run_directory: str | Path, baseline_file: str | Path, policy_file:
     baseline_records, header = read_baseline(baseline_file)
     run_records, record = run_metric_records(run_directory)
     seed = record.get("seed")
-    pairing = Pairing.load(baseline_file, run_directory, seed if isinstance(seed, int) and not isinstance(seed, bool) else 0)
+    pairing = Pairing.load(
+        baseline_file, run_directory, seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+    )
     result = GateResult(evaluate_gate(run_records, baseline_records, policy, pairing))
     result.notes = _header_notes(header, record, run_directory, run_records, baseline_records, pairing)
     result.markdown = gate_markdown(result, run_directory, baseline_file, policy)

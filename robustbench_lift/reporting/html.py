@@ -74,8 +74,20 @@ def heatmap_context(tables: RunTables) -> dict[str, Any] | None:
         for corruption in table.columns:
             value = float(table.loc[model, corruption])
             low, high = float(errors.low.loc[model, corruption]), float(errors.high.loc[model, corruption])
-            interval = f"95 % interval [{100 * low:.1f}, {100 * high:.1f}]" if np.isfinite(low) and np.isfinite(high) else "no interval"
-            cell = {"text": "—", "sort": "", "style": "", "failed": False, "noise": False, "reference": False, "title": ""}
+            interval = (
+                f"95 % interval [{100 * low:.1f}, {100 * high:.1f}]"
+                if np.isfinite(low) and np.isfinite(high)
+                else "no interval"
+            )
+            cell = {
+                "text": "—",
+                "sort": "",
+                "style": "",
+                "failed": False,
+                "noise": False,
+                "reference": False,
+                "title": "",
+            }
             if (model, corruption) in errors.failed:
                 cell |= {"text": "failed", "failed": True, "title": "a severity failed (model returned NaN or inf)"}
             elif np.isfinite(value):
@@ -92,8 +104,16 @@ def heatmap_context(tables: RunTables) -> dict[str, Any] | None:
     columns = [{"name": name, "extra": name in EXTRA_CORRUPTIONS} for name in table.columns]
     low, high = CE_COLOR_RANGE if errors.measure == "CE" else ERROR_COLOR_RANGE
     stops = heatmap_legend_stops(errors.measure)
-    gradient = ", ".join(f"{color} {100 * position / (len(stops) - 1):.0f}%" for position, (_, color) in enumerate(stops))
-    legend = {"low": f"{low:.0f}", "high": f"{high:.0f}", "labels": [f"{value:.0f}" for value, _ in stops], "style": f"background:linear-gradient(to right, {gradient})", "noise_color": NOISE_COLOR}
+    gradient = ", ".join(
+        f"{color} {100 * position / (len(stops) - 1):.0f}%" for position, (_, color) in enumerate(stops)
+    )
+    legend = {
+        "low": f"{low:.0f}",
+        "high": f"{high:.0f}",
+        "labels": [f"{value:.0f}" for value, _ in stops],
+        "style": f"background:linear-gradient(to right, {gradient})",
+        "noise_color": NOISE_COLOR,
+    }
     return {"measure": errors.measure, "columns": columns, "rows": rows, "legend": legend}
 
 
@@ -127,7 +147,10 @@ def model_rows(record: dict[str, Any]) -> list[dict[str, str]]:
     if not isinstance(models, dict):
         return []
     keys = ["architecture", "pooling", "pooling_options", "dataset", "clean_test_accuracy", "epochs", "seed"]
-    return [{"model": str(name), **{key: _display((metadata or {}).get(key)) for key in keys}} for name, metadata in models.items()]
+    return [
+        {"model": str(name), **{key: _display((metadata or {}).get(key)) for key in keys}}
+        for name, metadata in models.items()
+    ]
 
 
 @lru_cache(maxsize=1)
@@ -135,7 +158,13 @@ def template_environment() -> Any:
     """The Jinja2 environment of the report templates (autoescaping always on)."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-    return Environment(loader=FileSystemLoader(str(TEMPLATE_DIRECTORY)), autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return Environment(
+        loader=FileSystemLoader(str(TEMPLATE_DIRECTORY)),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 def static_text(name: str) -> str:
@@ -169,7 +198,12 @@ def report_context(tables: RunTables, plots: list[Plot], notes: list[str]) -> di
         "columns": columns,
         "leaderboard": leaderboard,
         "references": sorted({row["reference"] for row in leaderboard if row["reference"]}),
-        "leaderboard_notes": [{"model": row["model"], "note": cell["note"]} for row in leaderboard for cell in row["cells"] if cell.get("note")],
+        "leaderboard_notes": [
+            {"model": row["model"], "note": cell["note"]}
+            for row in leaderboard
+            for cell in row["cells"]
+            if cell.get("note")
+        ],
         "relative_mce_max_points": f"{50 * RELATIVE_MCE_MAX_INTERVAL_WIDTH:.0f}",
         "heatmap": heatmap_context(tables),
         "heatmap_plot": heatmap_plot,

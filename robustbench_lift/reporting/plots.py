@@ -174,17 +174,44 @@ def corruption_heatmap(tables: RunTables) -> PlotOutcome:
     low, high = CE_COLOR_RANGE if errors.measure == "CE" else ERROR_COLOR_RANGE
     figure, axes_grid = _figure(1, 1, (max(6.0, 0.45 * len(table.columns) + 3.5), 0.45 * len(table.index) + 2.4))
     axes = axes_grid[0][0]
-    image = axes.imshow(np.ma.masked_invalid(np.clip(values, low, high)), cmap=HEATMAP_COLORMAP, norm=heatmap_norm(errors.measure), aspect="auto")
-    axes.set_xticks(range(len(table.columns)), [plain_label(name) for name in table.columns], rotation=60, ha="right", fontsize=8)
+    image = axes.imshow(
+        np.ma.masked_invalid(np.clip(values, low, high)),
+        cmap=HEATMAP_COLORMAP,
+        norm=heatmap_norm(errors.measure),
+        aspect="auto",
+    )
+    axes.set_xticks(
+        range(len(table.columns)), [plain_label(name) for name in table.columns], rotation=60, ha="right", fontsize=8
+    )
     axes.set_yticks(range(len(table.index)), [plain_label(name) for name in table.index], fontsize=8)
     noise = errors.within_noise.to_numpy(dtype=bool) | errors.reference.to_numpy(dtype=bool)
     for row in range(values.shape[0]):
         for column in range(values.shape[1]):
             finite = np.isfinite(values[row, column])
             if finite and noise[row, column]:
-                axes.add_patch(Rectangle((column - 0.5, row - 0.5), 1, 1, facecolor=NOISE_COLOR, edgecolor="#9a9a9a", hatch="///", linewidth=0))
-            color = "#000000" if not finite or noise[row, column] else heatmap_color(values[row, column], errors.measure)[1]
-            axes.text(column, row, f"{values[row, column]:.0f}" if finite else "×", ha="center", va="center", fontsize=7, color=color)
+                axes.add_patch(
+                    Rectangle(
+                        (column - 0.5, row - 0.5),
+                        1,
+                        1,
+                        facecolor=NOISE_COLOR,
+                        edgecolor="#9a9a9a",
+                        hatch="///",
+                        linewidth=0,
+                    )
+                )
+            color = (
+                "#000000" if not finite or noise[row, column] else heatmap_color(values[row, column], errors.measure)[1]
+            )
+            axes.text(
+                column,
+                row,
+                f"{values[row, column]:.0f}" if finite else "×",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color=color,
+            )
     bar = figure.colorbar(image, ax=axes, extend="both" if errors.measure == "CE" else "neither")
     bar.set_ticks(np.linspace(low, high, 5))
     bar.set_label(f"{errors.measure} (%), fixed scale {low:.0f}..{high:.0f}", fontsize=8)
@@ -192,7 +219,12 @@ def corruption_heatmap(tables: RunTables) -> PlotOutcome:
     legend_height = 0.0
     if errors.measure == "CE":
         label = "hatched grey: 95 % interval contains 100 (within noise), or the reference itself"
-        figure.legend(handles=[Patch(facecolor=NOISE_COLOR, edgecolor="#9a9a9a", hatch="///", label=label)], loc="lower left", fontsize=8, frameon=False)
+        figure.legend(
+            handles=[Patch(facecolor=NOISE_COLOR, edgecolor="#9a9a9a", hatch="///", label=label)],
+            loc="lower left",
+            fontsize=8,
+            frameon=False,
+        )
         legend_height = 0.35 / figure.get_figheight()
     figure.tight_layout(rect=(0, legend_height, 1, 1))
     if errors.measure == "CE":
@@ -203,7 +235,9 @@ def corruption_heatmap(tables: RunTables) -> PlotOutcome:
         )
     else:
         caption = f"Mean error over severities (no reference model in this run), fixed scale {low:.0f}..{high:.0f} %."
-    return PlotOutcome([FigureSpec("corruption_heatmap", f"{errors.measure} per corruption and model", caption, figure)])
+    return PlotOutcome(
+        [FigureSpec("corruption_heatmap", f"{errors.measure} per corruption and model", caption, figure)]
+    )
 
 
 @plot_builder
@@ -213,7 +247,9 @@ def error_versus_severity(tables: RunTables) -> PlotOutcome:
     if rows.empty:
         return PlotOutcome()
     colours = model_colors(tables.models)
-    clean = tables.rows("clean").set_index("model")["error"] if not tables.rows("clean").empty else pd.Series(dtype=float)
+    clean = (
+        tables.rows("clean").set_index("model")["error"] if not tables.rows("clean").empty else pd.Series(dtype=float)
+    )
     present = set(rows["family"].astype(str))
     groups = {family: [name for name in names if name in present] for family, names in CORRUPTION_FAMILIES.items()}
     groups["other"] = [name for name in corruption_names_in_run(tables) if name not in CORRUPTION_ORDER]
@@ -232,7 +268,9 @@ def error_versus_severity(tables: RunTables) -> PlotOutcome:
                 if model in clean.index:
                     levels, errors = np.r_[0.0, levels], np.r_[float(clean.loc[model]), errors]
                     lows, highs = np.r_[math.nan, lows], np.r_[math.nan, highs]
-                axes.plot(levels, 100 * errors, marker="o", markersize=3, color=colours[model], label=plain_label(model))
+                axes.plot(
+                    levels, 100 * errors, marker="o", markersize=3, color=colours[model], label=plain_label(model)
+                )
                 axes.fill_between(levels, 100 * lows, 100 * highs, color=colours[model], alpha=0.12, linewidth=0)
             axes.set_title(plain_label(corruption + (" *" if corruption in EXTRA_CORRUPTIONS else "")), fontsize=9)
             axes.set_xlabel("severity (0 = clean)", fontsize=8)
@@ -262,8 +300,14 @@ def flip_probability_bars(tables: RunTables) -> PlotOutcome:
         return PlotOutcome()
     colours = model_colors(tables.models)
     perturbations = list(dict.fromkeys(rows["family"].astype(str)))
-    perturbations = [name for name in perturbations if name in MAIN_PERTURBATIONS] + [name for name in perturbations if name not in MAIN_PERTURBATIONS]
-    metrics = [("flip_probability", "flip probability (%)", 100)] + ([("top5_distance", "top-5 distance", 1)] if "top5_distance" in rows.columns and rows["top5_distance"].notna().any() else [])
+    perturbations = [name for name in perturbations if name in MAIN_PERTURBATIONS] + [
+        name for name in perturbations if name not in MAIN_PERTURBATIONS
+    ]
+    metrics = [("flip_probability", "flip probability (%)", 100)] + (
+        [("top5_distance", "top-5 distance", 1)]
+        if "top5_distance" in rows.columns and rows["top5_distance"].notna().any()
+        else []
+    )
     models = [model for model in tables.models if (rows["model"] == model).any()]
     height = 0.32 * len(perturbations) + 0.12 * len(perturbations) * max(0, len(models) - 4) / 4 + 1.8
     figure, axes_row = _figure(1, len(metrics), (4.6 * len(metrics) + 1.6, height), sharey=True)
@@ -272,16 +316,28 @@ def flip_probability_bars(tables: RunTables) -> PlotOutcome:
     for axes, (metric, label, scale) in zip(axes_row[0], metrics):
         for offset, model in enumerate(models):
             part = rows[rows["model"] == model].set_index("family")
-            values = np.array([scale * as_float(part.loc[name, metric]) if name in part.index else math.nan for name in perturbations])
+            values = np.array(
+                [scale * as_float(part.loc[name, metric]) if name in part.index else math.nan for name in perturbations]
+            )
             dodge = (offset / max(1, len(models) - 1) - 0.5) * spread if len(models) > 1 else 0.0
-            axes.scatter(values, positions + dodge, s=22, marker=MARKERS[offset % len(MARKERS)], color=colours[model], label=plain_label(model), zorder=3)
+            axes.scatter(
+                values,
+                positions + dodge,
+                s=22,
+                marker=MARKERS[offset % len(MARKERS)],
+                color=colours[model],
+                label=plain_label(model),
+                zorder=3,
+            )
         for position in positions[::2]:
             axes.axhspan(position - 0.5, position + 0.5, color="#f2f2f2", zorder=0, linewidth=0)
         axes.set_xlim(left=0)
         axes.set_xlabel(label, fontsize=9)
         axes.tick_params(labelsize=9)
         axes.grid(axis="x", alpha=0.3)
-    labels = [plain_label(name.replace("_", " ") + (" *" if name not in MAIN_PERTURBATIONS else "")) for name in perturbations]
+    labels = [
+        plain_label(name.replace("_", " ") + (" *" if name not in MAIN_PERTURBATIONS else "")) for name in perturbations
+    ]
     axes_row[0][0].set_yticks(positions, labels, fontsize=9)
     axes_row[0][0].set_ylim(-0.6, len(perturbations) - 0.4)
     handles, names = axes_row[0][0].get_legend_handles_labels()
@@ -312,7 +368,16 @@ def shift_consistency_bars(tables: RunTables) -> PlotOutcome:
     axes.set_ylim(0, 100)
     axes.grid(axis="y", alpha=0.3)
     figure.tight_layout()
-    return PlotOutcome([FigureSpec("shift_consistency", "Shift consistency", "Share of images classified the same under two random shifts; bars: 95 % Wilson interval.", figure)])
+    return PlotOutcome(
+        [
+            FigureSpec(
+                "shift_consistency",
+                "Shift consistency",
+                "Share of images classified the same under two random shifts; bars: 95 % Wilson interval.",
+                figure,
+            )
+        ]
+    )
 
 
 @plot_builder
@@ -325,7 +390,11 @@ def robust_accuracy_versus_epsilon(tables: RunTables) -> PlotOutcome:
     attacks = list(dict.fromkeys(rows["family"].astype(str)))
     figure, axes_row = _figure(1, len(attacks), (3.0 * len(attacks) + 0.5, 3.3), sharey=True)
     for axes, attack in zip(axes_row[0], attacks):
-        norms = rows.loc[rows["family"] == attack, "norm"].dropna().astype(str) if "norm" in rows.columns else pd.Series(dtype=str)
+        norms = (
+            rows.loc[rows["family"] == attack, "norm"].dropna().astype(str)
+            if "norm" in rows.columns
+            else pd.Series(dtype=str)
+        )
         norm = norms.iloc[0] if len(norms) else ""
         for model in tables.models:
             part = rows[(rows["model"] == model) & (rows["family"] == attack)].sort_values("level")
@@ -333,9 +402,23 @@ def robust_accuracy_versus_epsilon(tables: RunTables) -> PlotOutcome:
                 continue
             # L-inf budgets read best in pixel steps (8/255 -> 8).
             levels = part["level"].to_numpy(float) * (255 if norm == "linf" else 1)
-            axes.plot(levels, 100 * part["robust_accuracy"].to_numpy(float), marker="o", markersize=3, color=colours[model], label=plain_label(model))
+            axes.plot(
+                levels,
+                100 * part["robust_accuracy"].to_numpy(float),
+                marker="o",
+                markersize=3,
+                color=colours[model],
+                label=plain_label(model),
+            )
             if {"robust_accuracy_low", "robust_accuracy_high"} <= set(part.columns):
-                axes.fill_between(levels, 100 * part["robust_accuracy_low"].to_numpy(float), 100 * part["robust_accuracy_high"].to_numpy(float), color=colours[model], alpha=0.12, linewidth=0)
+                axes.fill_between(
+                    levels,
+                    100 * part["robust_accuracy_low"].to_numpy(float),
+                    100 * part["robust_accuracy_high"].to_numpy(float),
+                    color=colours[model],
+                    alpha=0.12,
+                    linewidth=0,
+                )
         axes.set_title(plain_label(tables.attack_label(attack)), fontsize=9)
         axes.set_xlabel({"linf": "epsilon (L∞, × 1/255)", "l2": "epsilon (L2)"}.get(norm, "epsilon"), fontsize=8)
         axes.grid(alpha=0.3)
@@ -343,7 +426,16 @@ def robust_accuracy_versus_epsilon(tables: RunTables) -> PlotOutcome:
     axes_row[0][0].set_ylabel("robust accuracy (%)", fontsize=8)
     _legend_below(figure, axes_row[0][0])
     figure.tight_layout(rect=(0, 0.12, 1, 1))
-    return PlotOutcome([FigureSpec("robust_accuracy", "Robust accuracy versus epsilon", "Accuracy under attack per perturbation budget; shaded: 95 % Wilson interval.", figure)])
+    return PlotOutcome(
+        [
+            FigureSpec(
+                "robust_accuracy",
+                "Robust accuracy versus epsilon",
+                "Accuracy under attack per perturbation budget; shaded: 95 % Wilson interval.",
+                figure,
+            )
+        ]
+    )
 
 
 def example_image(config: dict[str, Any]) -> tuple[np.ndarray, int]:
@@ -367,9 +459,17 @@ def corruption_grid(tables: RunTables) -> PlotOutcome:
     try:
         image, index = example_image(config)
         profile, seed = config.get("profile", "cifar"), int(config.get("seed", 0))
-        grid = [[corruptions.corrupt_image(image, name, severity, profile=profile, seed=seed, index=index) for severity in GRID_SEVERITIES] for name in names]
+        grid = [
+            [
+                corruptions.corrupt_image(image, name, severity, profile=profile, seed=seed, index=index)
+                for severity in GRID_SEVERITIES
+            ]
+            for name in names
+        ]
     except (UserError, CorruptionError, OSError, ValueError, KeyError) as error:
-        return PlotOutcome(note=f"Corruption examples omitted: the run's data is not available here ({' '.join(str(error).split())}).")
+        return PlotOutcome(
+            note=f"Corruption examples omitted: the run's data is not available here ({' '.join(str(error).split())})."
+        )
     # Corruptions across, severities down: a wide, short grid fits the page width.
     row_labels = ["clean"] + [f"severity {severity}" for severity in GRID_SEVERITIES]
     figure, axes_grid = _figure(len(row_labels), len(names), (0.85 * len(names) + 0.9, 0.85 * len(row_labels) + 0.9))
@@ -381,7 +481,9 @@ def corruption_grid(tables: RunTables) -> PlotOutcome:
             axes.set_yticks([])
             if column == 0:
                 axes.set_ylabel(label, fontsize=7)
-        axes_grid[0][column].set_title(plain_label(name.replace("_", " ")), fontsize=7, rotation=40, ha="left", loc="left")
+        axes_grid[0][column].set_title(
+            plain_label(name.replace("_", " ")), fontsize=7, rotation=40, ha="left", loc="left"
+        )
     figure.subplots_adjust(left=0.04, right=0.99, bottom=0.02, top=0.84, wspace=0.05, hspace=0.05)
     caption = f"Test image {index} of {config.get('dataset', '?')} ({config.get('split', '?')}) under each corruption, profile {config.get('profile', 'cifar')}."
     return PlotOutcome([FigureSpec("corruption_grid", "Corruption examples", caption, figure)])
@@ -396,7 +498,14 @@ def save_figure(spec: FigureSpec, directory: Path) -> Plot:
     spec.figure.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
     png_path.write_bytes(buffer.getvalue())
     spec.figure.savefig(svg_path, format="svg", metadata={"Date": None})
-    return Plot(spec.name, spec.title, spec.caption, base64.b64encode(buffer.getvalue()).decode("ascii"), f"{PLOT_DIRECTORY}/{png_path.name}", f"{PLOT_DIRECTORY}/{svg_path.name}")
+    return Plot(
+        spec.name,
+        spec.title,
+        spec.caption,
+        base64.b64encode(buffer.getvalue()).decode("ascii"),
+        f"{PLOT_DIRECTORY}/{png_path.name}",
+        f"{PLOT_DIRECTORY}/{svg_path.name}",
+    )
 
 
 def render_plots(tables: RunTables, directory: Path) -> tuple[list[Plot], list[str]]:

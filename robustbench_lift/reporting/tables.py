@@ -121,8 +121,12 @@ def load_run(run_directory: str | Path) -> RunTables:
 
 def corruption_names_in_run(tables: RunTables) -> list[str]:
     """Corruptions evaluated in the run, in family order (unknown names last)."""
-    families = list(dict.fromkeys(tables.rows("corruption", ok_only=False).get("family", pd.Series(dtype=str)).astype(str)))
-    return [name for name in CORRUPTION_ORDER if name in families] + [name for name in families if name not in CORRUPTION_ORDER]
+    families = list(
+        dict.fromkeys(tables.rows("corruption", ok_only=False).get("family", pd.Series(dtype=str)).astype(str))
+    )
+    return [name for name in CORRUPTION_ORDER if name in families] + [
+        name for name in families if name not in CORRUPTION_ORDER
+    ]
 
 
 def failed_corruption_cells(tables: RunTables) -> set[tuple[str, str]]:
@@ -155,7 +159,14 @@ def corruption_error_table(tables: RunTables) -> tuple[pd.DataFrame, str]:
     corruptions_in_run = corruption_names_in_run(tables)
     rows = tables.rows("corruption")
     models = tables.models
-    errors = {(model, family): part.set_index("level")["error"].astype(float) for (model, family), part in rows.groupby(["model", "family"])} if len(rows) else {}
+    errors = (
+        {
+            (model, family): part.set_index("level")["error"].astype(float)
+            for (model, family), part in rows.groupby(["model", "family"])
+        }
+        if len(rows)
+        else {}
+    )
     failed = failed_corruption_cells(tables)
     references = {model: _reference_of(tables, model) for model in models}
     measure = "CE" if any(references.values()) else "mean error"
@@ -172,7 +183,13 @@ def corruption_error_table(tables: RunTables) -> tuple[pd.DataFrame, str]:
     return table, measure
 
 
-def _corruption_error(own: pd.Series, reference: str | None, corruption: str, errors: Mapping[Any, pd.Series], failed: set[tuple[str, str]]) -> float:
+def _corruption_error(
+    own: pd.Series,
+    reference: str | None,
+    corruption: str,
+    errors: Mapping[Any, pd.Series],
+    failed: set[tuple[str, str]],
+) -> float:
     if reference is None:
         return math.nan
     if reference == "alexnet":
@@ -214,7 +231,10 @@ def corruption_error_bounds(tables: RunTables) -> tuple[pd.DataFrame, pd.DataFra
     if rows.empty or not {"error_low", "error_high"} <= set(rows.columns):
         return low, high
     columns = ["error", "error_low", "error_high"]
-    frames = {(model, family): part.set_index("level")[columns].astype(float) for (model, family), part in rows.groupby(["model", "family"])}
+    frames = {
+        (model, family): part.set_index("level")[columns].astype(float)
+        for (model, family), part in rows.groupby(["model", "family"])
+    }
     for model in table.index:
         reference = _reference_of(tables, model)
         for corruption in table.columns:
@@ -223,11 +243,17 @@ def corruption_error_bounds(tables: RunTables) -> tuple[pd.DataFrame, pd.DataFra
             if own is None or not np.isfinite(value):
                 continue
             if measure == "mean error":
-                low.loc[model, corruption], high.loc[model, corruption] = own["error_low"].mean(), own["error_high"].mean()
+                low.loc[model, corruption], high.loc[model, corruption] = (
+                    own["error_low"].mean(),
+                    own["error_high"].mean(),
+                )
                 continue
             if reference == "alexnet":  # published errors: no interval on the reference's side
                 published = float(ALEXNET_IMAGENET_C.errors_at(corruption, own.index).sum())
-                low.loc[model, corruption], high.loc[model, corruption] = own["error_low"].sum() / published, own["error_high"].sum() / published
+                low.loc[model, corruption], high.loc[model, corruption] = (
+                    own["error_low"].sum() / published,
+                    own["error_high"].sum() / published,
+                )
                 continue
             theirs = frames.get((reference, corruption)) if reference else None
             if theirs is None:
@@ -237,8 +263,16 @@ def corruption_error_bounds(tables: RunTables) -> tuple[pd.DataFrame, pd.DataFra
             down, up = _log_spread(mine["error"], mine["error_low"], mine["error_high"])
             reference_down, reference_up = _log_spread(ours["error"], ours["error_low"], ours["error_high"])
             with np.errstate(over="ignore", invalid="ignore"):
-                low.loc[model, corruption] = value * math.exp(-math.hypot(down, reference_up)) if np.isfinite(down) and np.isfinite(reference_up) else 0.0
-                high.loc[model, corruption] = value * math.exp(math.hypot(up, reference_down)) if np.isfinite(up) and np.isfinite(reference_down) else math.inf
+                low.loc[model, corruption] = (
+                    value * math.exp(-math.hypot(down, reference_up))
+                    if np.isfinite(down) and np.isfinite(reference_up)
+                    else 0.0
+                )
+                high.loc[model, corruption] = (
+                    value * math.exp(math.hypot(up, reference_down))
+                    if np.isfinite(up) and np.isfinite(reference_down)
+                    else math.inf
+                )
     return low, high
 
 
@@ -284,7 +318,12 @@ def failed_rows(tables: RunTables) -> list[dict[str, str]]:
     failed = tables.results[tables.results["status"] != "ok"]
     message = failed["message"] if "message" in failed.columns else pd.Series("", index=failed.index)
     return [
-        {"model": str(row.model), "suite": str(row.suite), "condition": str(row.condition), "message": "" if pd.isna(text) else str(text)}
+        {
+            "model": str(row.model),
+            "suite": str(row.suite),
+            "condition": str(row.condition),
+            "message": "" if pd.isna(text) else str(text),
+        }
         for row, text in zip(failed.itertuples(index=False), message)
     ]
 
@@ -314,7 +353,12 @@ def adversarial_warnings(tables: RunTables) -> list[dict[str, str]]:
         text = epsilon_text(epsilon, norm) if np.isfinite(epsilon) else str(row.condition)
         grouped.setdefault(key, []).append((epsilon if np.isfinite(epsilon) else math.inf, text))
     return [
-        {"model": model, "attack": tables.attack_label(attack), "warning": warning, "epsilons": ", ".join(dict.fromkeys(text for _, text in sorted(found)))}
+        {
+            "model": model,
+            "attack": tables.attack_label(attack),
+            "warning": warning,
+            "epsilons": ", ".join(dict.fromkeys(text for _, text in sorted(found))),
+        }
         for (model, attack, warning), found in grouped.items()
     ]
 
@@ -362,7 +406,9 @@ def _relative_mce_undefined_reason(tables: RunTables, model: str) -> str:
         return "the published AlexNet errors do not cover this run's corruptions and severities"
     if reference not in tables.models or not np.isfinite(tables.summary_value(reference, "clean_error")):
         return f"the reference {reference} has no clean error"
-    return f"the reference {reference} has no complete corruption results, or its errors do not rise above its clean error"
+    return (
+        f"the reference {reference} has no complete corruption results, or its errors do not rise above its clean error"
+    )
 
 
 def _reference_degradation_problem(tables: RunTables, model: str) -> str:
@@ -375,7 +421,10 @@ def _reference_degradation_problem(tables: RunTables, model: str) -> str:
     if reference_clean.empty:
         return ""
     clean_error = as_float(reference_clean["error"].iloc[0])
-    noise = (as_float(reference_clean.get("error_high", pd.Series([math.nan])).iloc[0]) - as_float(reference_clean.get("error_low", pd.Series([math.nan])).iloc[0])) / 2
+    noise = (
+        as_float(reference_clean.get("error_high", pd.Series([math.nan])).iloc[0])
+        - as_float(reference_clean.get("error_low", pd.Series([math.nan])).iloc[0])
+    ) / 2
     if not np.isfinite(noise):
         return ""
     mine = rows[(rows["model"] == reference) & ~rows["family"].isin(EXTRA_CORRUPTIONS)]
@@ -405,7 +454,11 @@ def _headline_epsilon_text(attack: str, record: Mapping[str, Any]) -> str:
     if not np.isfinite(epsilon):  # the label is cosmetic: an attack the run did not describe keeps a plain header
         return ""
     fraction = epsilon * 255
-    return f" @ ε={round(fraction)}/255" if abs(fraction - round(fraction)) < 1e-6 and info.get("norm") == "linf" else f" @ ε={epsilon:g}"
+    return (
+        f" @ ε={round(fraction)}/255"
+        if abs(fraction - round(fraction)) < 1e-6 and info.get("norm") == "linf"
+        else f" @ ε={epsilon:g}"
+    )
 
 
 def leaderboard_columns(summary: pd.DataFrame, record: Mapping[str, Any] | None = None) -> list[LeaderboardColumn]:
@@ -424,7 +477,13 @@ def leaderboard_columns(summary: pd.DataFrame, record: Mapping[str, Any] | None 
     for column in summary.columns:
         if column.startswith("robust_accuracy_") and not column.endswith(("_low", "_high")):
             attack = column[len("robust_accuracy_") :]
-            columns.append(LeaderboardColumn(column, f"robust acc. {attack_label(attack, record)}{_headline_epsilon_text(attack, record)} (%)", f"robust accuracy under {attack} at the headline epsilon, 95 % Wilson interval"))
+            columns.append(
+                LeaderboardColumn(
+                    column,
+                    f"robust acc. {attack_label(attack, record)}{_headline_epsilon_text(attack, record)} (%)",
+                    f"robust accuracy under {attack} at the headline epsilon, 95 % Wilson interval",
+                )
+            )
     return columns
 
 
@@ -455,8 +514,20 @@ def leaderboard_rows(tables: RunTables, columns: list[LeaderboardColumn]) -> lis
                 cells.append({"text": "n/a", "interval": f"({problem.split(':')[0]})", "sort": "", "note": problem})
                 continue
             value = tables.summary_value(model, column.key)
-            text, interval = _cell_text(value, tables.summary_value(model, f"{column.key}_low"), tables.summary_value(model, f"{column.key}_high"), column.percent)
-            cells.append({"text": text, "interval": interval, "sort": "" if np.isnan(value) else f"{value:.10g}".replace("inf", "Infinity"), "note": ""})
+            text, interval = _cell_text(
+                value,
+                tables.summary_value(model, f"{column.key}_low"),
+                tables.summary_value(model, f"{column.key}_high"),
+                column.percent,
+            )
+            cells.append(
+                {
+                    "text": text,
+                    "interval": interval,
+                    "sort": "" if np.isnan(value) else f"{value:.10g}".replace("inf", "Infinity"),
+                    "note": "",
+                }
+            )
         rows.append(
             {
                 "model": model,
@@ -475,8 +546,6 @@ def _text(tables: RunTables, model: str, column: str) -> str:
         return ""
     match = tables.summary.loc[tables.summary["model"] == model, column]
     return "" if not len(match) or pd.isna(match.iloc[0]) else str(match.iloc[0])
-
-
 
 
 # ------------------------------------------------------------------ the terminal's short answer
@@ -506,7 +575,13 @@ def leaderboard_text(run_directory: str | Path) -> str:
     shown = [column for key in TERMINAL_COLUMNS for column in columns if column.key == key] + (preferred or robust)[:1]
     rows = leaderboard_rows(tables, shown)
     header = ["model", *(column.label for column in shown)]
-    body = [[row["model"] + (" *" if row["has_failures"] else ""), *(f"{cell['text']} {cell['interval']}".strip() for cell in row["cells"])] for row in rows]
+    body = [
+        [
+            row["model"] + (" *" if row["has_failures"] else ""),
+            *(f"{cell['text']} {cell['interval']}".strip() for cell in row["cells"]),
+        ]
+        for row in rows
+    ]
     widths = [max(len(line[position]) for line in [header, *body]) for position in range(len(header))]
     lines = ["  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip() for line in [header, *body]]
     notes = ["95 % intervals in brackets"]

@@ -123,7 +123,9 @@ class RunConfig:
         given = {**dict(options or {}), **values}
         unknown = sorted(set(given) - set(known))
         if unknown:
-            raise UserError(f"unknown config key {unknown[0]!r}; known: {', '.join(sorted(general_keys() | set(known)))}")
+            raise UserError(
+                f"unknown config key {unknown[0]!r}; known: {', '.join(sorted(general_keys() | set(known)))}"
+            )
         self.options = {key: given[key] if key in given else option.default_value() for key, option in known.items()}
 
     def __getattr__(self, name: str) -> Any:
@@ -136,7 +138,13 @@ class RunConfig:
     @classmethod
     def quick(cls) -> RunConfig:
         """The small CI preset: fewer images and severities, all corruptions."""
-        return cls(sample_size=QUICK_SAMPLE_SIZE, severities=[1, 3, 5], run_name="quick", perturbation_sample_size=50, attack_sample_size=50)
+        return cls(
+            sample_size=QUICK_SAMPLE_SIZE,
+            severities=[1, 3, 5],
+            run_name="quick",
+            perturbation_sample_size=50,
+            attack_sample_size=50,
+        )
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with some general keys or options changed."""
@@ -144,7 +152,11 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Every key, general and owned, in one flat mapping (what YAML files and run.json hold)."""
-        values = {item.name: copy.deepcopy(getattr(self, item.name)) for item in dataclasses.fields(self) if item.name != "options"}
+        values = {
+            item.name: copy.deepcopy(getattr(self, item.name))
+            for item in dataclasses.fields(self)
+            if item.name != "options"
+        }
         values.update(copy.deepcopy(self.options))
         return values
 

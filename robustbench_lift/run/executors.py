@@ -12,6 +12,7 @@ results do not depend on the executor.
            object store once and shared by reference; a task asks for one GPU where the
            cluster has GPUs (and the device is not ``cpu``) and picks its device itself.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -97,7 +98,9 @@ class Executor:
 
         return resolve_device(self.config.device)
 
-    def run(self, cells: Sequence[Cell], models: Mapping[str, ModelEntry], prepared: Mapping[str, Any], context: RunContext) -> Iterator[CellResult]:
+    def run(
+        self, cells: Sequence[Cell], models: Mapping[str, ModelEntry], prepared: Mapping[str, Any], context: RunContext
+    ) -> Iterator[CellResult]:
         raise NotImplementedError
 
     def __enter__(self) -> Executor:
@@ -117,7 +120,9 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def run(self, cells: Sequence[Cell], models: Mapping[str, ModelEntry], prepared: Mapping[str, Any], context: RunContext) -> Iterator[CellResult]:
+    def run(
+        self, cells: Sequence[Cell], models: Mapping[str, ModelEntry], prepared: Mapping[str, Any], context: RunContext
+    ) -> Iterator[CellResult]:
         by_model: dict[str, list[Cell]] = {}
         for cell in cells:
             by_model.setdefault(cell.model, []).append(cell)
@@ -173,7 +178,9 @@ class RayExecutor(Executor):
 
     name = "ray"
     options: ClassVar[Mapping[str, Option]] = {
-        "ray_address": Option(str | None, None, "the Ray cluster to attach to, host:port or auto (null: start a local one)"),
+        "ray_address": Option(
+            str | None, None, "the Ray cluster to attach to, host:port or auto (null: start a local one)"
+        ),
     }
 
     def __init__(self, config: ConfigView) -> None:
@@ -211,12 +218,19 @@ class RayExecutor(Executor):
                     ray.init(address=address, **options)
             except (Exception, SystemExit) as error:  # Ray exits the process when it gives up on a cluster
                 message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                raise UserError(f"cannot attach to the Ray cluster at {address or 'a new local instance'}: {message}") from None
+                raise UserError(
+                    f"cannot attach to the Ray cluster at {address or 'a new local instance'}: {message}"
+                ) from None
             self._owns_ray = True
         resources = ray.cluster_resources()
         self._gpus = 1.0 if self.config.device != "cpu" and resources.get("GPU", 0) > 0 else 0.0
         self._remote = ray.remote(_ray_cell)
-        log.info("Ray cluster: %s CPUs, %s GPUs; %s GPU per task", resources.get("CPU", 0), resources.get("GPU", 0), self._gpus)
+        log.info(
+            "Ray cluster: %s CPUs, %s GPUs; %s GPU per task",
+            resources.get("CPU", 0),
+            resources.get("GPU", 0),
+            self._gpus,
+        )
 
     def close(self) -> None:
         if self._owns_ray:
@@ -229,7 +243,9 @@ class RayExecutor(Executor):
         # Tasks resolve the device on their worker; the driver only checks the name.
         return "cpu" if self.config.device == "auto" else self.config.device
 
-    def run(self, cells: Sequence[Cell], models: Mapping[str, ModelEntry], prepared: Mapping[str, Any], context: RunContext) -> Iterator[CellResult]:
+    def run(
+        self, cells: Sequence[Cell], models: Mapping[str, ModelEntry], prepared: Mapping[str, Any], context: RunContext
+    ) -> Iterator[CellResult]:
         import ray
         from ray.exceptions import RayError, RayTaskError
 
@@ -239,7 +255,10 @@ class RayExecutor(Executor):
         prepared_refs = {suite: ray.put(prepared[suite]) for suite in dict.fromkeys(cell.suite for cell in cells)}
         model_refs = {name: ray.put(models[name]) for name in dict.fromkeys(cell.model for cell in cells)}
         task = self._remote.options(num_gpus=self._gpus, max_retries=0)
-        pending = {task.remote(cell, model_refs[cell.model], prepared_refs[cell.suite], context_ref, self.config.threads): cell for cell in cells}
+        pending = {
+            task.remote(cell, model_refs[cell.model], prepared_refs[cell.suite], context_ref, self.config.threads): cell
+            for cell in cells
+        }
         cluster_lost = False
         try:
             while pending:

@@ -16,6 +16,7 @@ copy of the store, and renamed into place at the end, so an interrupted or faile
 never leaves partial result files; the cells it finished stay in
 ``<output_dir>/.<run_name>.inprogress/store.sqlite`` until a rerun completes the run.
 """
+
 from __future__ import annotations
 
 import logging
@@ -60,7 +61,9 @@ def resolve_models(names: list[str]) -> list[ModelEntry]:
     if not names:
         names = zoo_names()
         if not names:
-            raise UserError("the model zoo has no weights; run scripts/train_zoo.py or name checkpoint files with --models")
+            raise UserError(
+                "the model zoo has no weights; run scripts/train_zoo.py or name checkpoint files with --models"
+            )
     entries = [ModelEntry(*resolve_model(name)) for name in names]
     _check_unique_names(entries)
     return entries
@@ -77,13 +80,25 @@ def _check_unique_names(entries: list[ModelEntry]) -> None:
 def _versions() -> dict[str, str]:
     import torchvision
 
-    return {"robustbench_lift": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": np.__version__, "pandas": pd.__version__, "python": platform.python_version()}
+    return {
+        "robustbench_lift": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def plan_cells(models: list[ModelEntry], suites: list[Suite], context: RunContext) -> list[Cell]:
     """Every cell of a run, in result order (model, then suite, then condition)."""
     conditions = {suite.name: suite.conditions(context) for suite in suites}
-    return [Cell(entry.name, suite.name, condition) for entry in models for suite in suites for condition in conditions[suite.name]]
+    return [
+        Cell(entry.name, suite.name, condition)
+        for entry in models
+        for suite in suites
+        for condition in conditions[suite.name]
+    ]
 
 
 def run_benchmark(config: RunConfig, models: list[ModelEntry] | None = None, overwrite: bool = False) -> Path:
@@ -108,7 +123,9 @@ def run_benchmark(config: RunConfig, models: list[ModelEntry] | None = None, ove
         torch.set_num_threads(config.threads)
     started = time.perf_counter()
     timings: dict[str, Any] = {"prepare": {}, "evaluate": {}}
-    models = [with_preprocessing(entry) for entry in (list(models) if models is not None else resolve_models(config.models))]
+    models = [
+        with_preprocessing(entry) for entry in (list(models) if models is not None else resolve_models(config.models))
+    ]
     _check_unique_names(models)
     full = load_dataset(config.dataset, config.split, config.data_dir, config.download)
     check_classes(models, full, config.dataset)
@@ -118,14 +135,27 @@ def run_benchmark(config: RunConfig, models: list[ModelEntry] | None = None, ove
     context = RunContext(config, dataset, indices, device=executor.context_device())
     executor.start()  # connects (or fails with one line) before anything is written
     try:
-        directory, computed, resumed = _run_cells(config, executor, models, inputs, context, started, timings, overwrite)
+        directory, computed, resumed = _run_cells(
+            config, executor, models, inputs, context, started, timings, overwrite
+        )
     finally:
         executor.close()
-    log.info("wrote %s in %.1f s (%d cells computed, %d resumed)", directory, timings["total_seconds"], computed, resumed)
+    log.info(
+        "wrote %s in %.1f s (%d cells computed, %d resumed)", directory, timings["total_seconds"], computed, resumed
+    )
     return directory
 
 
-def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], inputs: RunInputs, context: RunContext, started: float, timings: dict[str, Any], overwrite: bool = False) -> tuple[Path, int, int]:
+def _run_cells(
+    config: RunConfig,
+    executor: Executor,
+    models: list[ModelEntry],
+    inputs: RunInputs,
+    context: RunContext,
+    started: float,
+    timings: dict[str, Any],
+    overwrite: bool = False,
+) -> tuple[Path, int, int]:
     """Resumes or opens the run's store, evaluates the pending cells, writes the run.
 
     Cells go input group by input group (each group's images decoded once), and within
@@ -138,22 +168,44 @@ def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], 
     sample_digest = array_digest(np.asarray(indices, dtype=np.int64), dataset.images)
     hash_extra = {"version": __version__, "sample": sample_digest}
     hash_value = config_hash(config.to_dict(), hash_extra)
-    log.info("run %s: %d models, %d images of %s/%s, suites %s, %d cells, executor %s", config.run_name, len(models), len(dataset), config.dataset, config.split, ", ".join(config.suites), len(plan), config.executor)
+    log.info(
+        "run %s: %d models, %d images of %s/%s, suites %s, %d cells, executor %s",
+        config.run_name,
+        len(models),
+        len(dataset),
+        config.dataset,
+        config.split,
+        ", ".join(config.suites),
+        len(plan),
+        config.executor,
+    )
 
-    with RunStore.open(config.run_directory, hash_value, config.to_dict(), hash_extra, overwrite=overwrite) as run_store:
+    with RunStore.open(
+        config.run_directory, hash_value, config.to_dict(), hash_extra, overwrite=overwrite
+    ) as run_store:
         store = run_store.store
         finished = store.finished()
         stale = [cell.key for cell in plan if cell.key in finished and finished[cell.key] != fingerprints[cell.model]]
         if stale:
-            log.warning("%d stored cells were computed with other weights of the same model name; recomputing them", len(stale))
+            log.warning(
+                "%d stored cells were computed with other weights of the same model name; recomputing them", len(stale)
+            )
             store.discard(stale)
             finished = store.finished()
         pending = [cell for cell in plan if cell.key not in finished]
         resumed = len(plan) - len(pending)
         if resumed:
-            log.info("resuming from the %s: %d of %d cells done, %d to go", run_store.resumed_from, resumed, len(plan), len(pending))
+            log.info(
+                "resuming from the %s: %d of %d cells done, %d to go",
+                run_store.resumed_from,
+                resumed,
+                len(plan),
+                len(pending),
+            )
         if pending:
-            log.info("committing cells to %s as they finish; if interrupted, rerun the same command to resume", store.path)
+            log.info(
+                "committing cells to %s as they finish; if interrupted, rerun the same command to resume", store.path
+            )
 
         computed = 0
         by_name = {entry.name: entry for entry in models}
@@ -168,19 +220,30 @@ def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], 
                 if not cells:
                     continue
                 group_context = inputs.context(group, context)
-                entries = {name: with_classes(by_name[name], group_context.dataset, config.dataset) for name in group.models}
+                entries = {
+                    name: with_classes(by_name[name], group_context.dataset, config.dataset) for name in group.models
+                }
                 if len(inputs.groups) > 1:
                     log.info("inputs %s for %s", group.describe(inputs.data), ", ".join(group.models))
                 for batch in _batches(suites, cells, group_context.dataset.images.nbytes):
                     prepared = _prepare(suites, batch, group_context, timings)
                     for result in executor.run(batch, entries, prepared, group_context):
-                        store.commit_cell(result.cell.key, fingerprints[result.cell.model], result.rows, result.per_image, result.device, result.seconds)
+                        store.commit_cell(
+                            result.cell.key,
+                            fingerprints[result.cell.model],
+                            result.rows,
+                            result.per_image,
+                            result.device,
+                            result.seconds,
+                        )
                         computed += 1
                         progress.finished(result.cell.key, result.seconds)
                     del prepared
                 del group_context
 
-        results, summary, devices, timings["evaluate"], per_image = _tables(config, models, suites, plan, store, context)
+        results, summary, devices, timings["evaluate"], per_image = _tables(
+            config, models, suites, plan, store, context
+        )
         timings["total_seconds"] = round(time.perf_counter() - started, 2)
         record = {
             "run_name": config.run_name,
@@ -193,21 +256,57 @@ def _run_cells(config: RunConfig, executor: Executor, models: list[ModelEntry], 
             "executor": config.executor,
             "cells": {"total": len(plan), "computed": computed, "resumed": resumed},
             "store": STORE_NAME,
-            "models": {entry.name: {key: entry.metadata.get(key) for key in ("architecture", "pooling", "pooling_options", "dataset", "clean_test_accuracy", "epochs", "seed")} | {"fingerprint": fingerprints[entry.name], "input": inputs.describe(entry.name)} for entry in models},
+            "models": {
+                entry.name: {
+                    key: entry.metadata.get(key)
+                    for key in (
+                        "architecture",
+                        "pooling",
+                        "pooling_options",
+                        "dataset",
+                        "clean_test_accuracy",
+                        "epochs",
+                        "seed",
+                    )
+                }
+                | {"fingerprint": fingerprints[entry.name], "input": inputs.describe(entry.name)}
+                for entry in models
+            },
             "versions": _versions(),
-            "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+            "machine": {
+                "platform": platform.platform(),
+                "processor": platform.machine(),
+                "cpu_count": os.cpu_count(),
+                "torch_threads": torch.get_num_threads(),
+            },
             "timings": timings,
             # What readers of the run need from the suites (e.g. attack labels), torch-free.
             "suites": {suite.name: suite.record(config) for suite in suites},
         }
         # Per-image outcomes, compact and torch-free, for paired gates (robustbench_lift.per_image).
-        outcomes = collect(per_image, {"sample_digest": sample_digest, "dataset": config.dataset, "split": config.split, "seed": config.seed, "suites": {suite.name: suite.per_image_record(models, context) for suite in suites}})
+        outcomes = collect(
+            per_image,
+            {
+                "sample_digest": sample_digest,
+                "dataset": config.dataset,
+                "split": config.split,
+                "seed": config.seed,
+                "suites": {suite.name: suite.per_image_record(models, context) for suite in suites},
+            },
+        )
 
         def extra(staging: Path) -> None:
             store.copy_to(staging / STORE_NAME)
             write_per_image(staging / PER_IMAGE_FILE, outcomes)
 
-        directory = write_run(config.run_directory, results, summary.reset_index(), record, extra=extra, keep_previous=run_store.same_config_finished)
+        directory = write_run(
+            config.run_directory,
+            results,
+            summary.reset_index(),
+            record,
+            extra=extra,
+            keep_previous=run_store.same_config_finished,
+        )
         run_store.finished()
     return directory, computed, resumed
 
@@ -243,13 +342,22 @@ def _prepare(suites: list[Suite], cells: list[Cell], context: RunContext, timing
     return prepared
 
 
-def _tables(config: RunConfig, models: list[ModelEntry], suites: list[Suite], plan: list[Cell], store: Store, context: RunContext) -> tuple[pd.DataFrame, pd.DataFrame, list[str], dict[str, float], dict[str, dict[str, dict[str, np.ndarray]]]]:
+def _tables(
+    config: RunConfig,
+    models: list[ModelEntry],
+    suites: list[Suite],
+    plan: list[Cell],
+    store: Store,
+    context: RunContext,
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str], dict[str, float], dict[str, dict[str, dict[str, np.ndarray]]]]:
     """results and summary tables, devices used, seconds per model/suite and the per-image
     arrays (suite -> model -> name -> array), from the store."""
     records = store.load(cell.key for cell in plan)
     missing = [cell for cell in plan if cell.key not in records]
     if missing:
-        raise RuntimeError(f"{len(missing)} cells missing from the store after evaluation, e.g. {'/'.join(missing[0].key)}")
+        raise RuntimeError(
+            f"{len(missing)} cells missing from the store after evaluation, e.g. {'/'.join(missing[0].key)}"
+        )
     rows: list[dict[str, Any]] = []
     per_image: dict[str, dict[str, dict[str, np.ndarray]]] = {suite.name: {} for suite in suites}
     seconds: dict[str, float] = {}
@@ -262,10 +370,21 @@ def _tables(config: RunConfig, models: list[ModelEntry], suites: list[Suite], pl
                     record = records[cell.key]
                     suite_rows += record.rows
                     arrays.update(record.per_image)
-                    seconds[f"{entry.name}/{suite.name}"] = seconds.get(f"{entry.name}/{suite.name}", 0.0) + record.seconds
+                    seconds[f"{entry.name}/{suite.name}"] = (
+                        seconds.get(f"{entry.name}/{suite.name}", 0.0) + record.seconds
+                    )
             per_image[suite.name][entry.name] = arrays
             for row in suite.finalize(entry.name, suite_rows, arrays, context):
-                rows.append({"run": config.run_name, "model": entry.name, "architecture": entry.architecture, "pooling": entry.pooling, "dataset": config.dataset} | row)
+                rows.append(
+                    {
+                        "run": config.run_name,
+                        "model": entry.name,
+                        "architecture": entry.architecture,
+                        "pooling": entry.pooling,
+                        "dataset": config.dataset,
+                    }
+                    | row
+                )
     devices = sorted({record.device for record in records.values()})
 
     results = pd.DataFrame(rows)

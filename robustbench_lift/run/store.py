@@ -36,6 +36,7 @@ Schema (version 1)::
     arrays(model, suite, condition, name, npy BLOB,
            PRIMARY KEY (model, suite, condition, name))
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -65,7 +66,20 @@ LOCK_NAME = "lock"
 # Keys that change where or how cells are computed, never their numbers (CUDA vs CPU
 # floats aside, which each cell records), or only the summaries (recomputed from the
 # store at the end): changing them keeps a run resumable.
-EXECUTION_KEYS = frozenset({"output_dir", "run_name", "workers", "threads", "device", "executor", "ray_address", "cache_dir", "download", "reference_model"})
+EXECUTION_KEYS = frozenset(
+    {
+        "output_dir",
+        "run_name",
+        "workers",
+        "threads",
+        "device",
+        "executor",
+        "ray_address",
+        "cache_dir",
+        "download",
+        "reference_model",
+    }
+)
 
 CellKey = tuple[str, str, str]  # (model, suite, condition)
 
@@ -167,12 +181,25 @@ class Store:
 
     def finished(self) -> dict[CellKey, str]:
         """Every stored cell -> the model fingerprint it was computed with."""
-        return {(model, suite, condition): fingerprint for model, suite, condition, fingerprint in self._db.execute("SELECT model, suite, condition, fingerprint FROM cells")}
+        return {
+            (model, suite, condition): fingerprint
+            for model, suite, condition, fingerprint in self._db.execute(
+                "SELECT model, suite, condition, fingerprint FROM cells"
+            )
+        }
 
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM cells").fetchone()[0])
 
-    def commit_cell(self, key: CellKey, fingerprint: str, rows: list[dict[str, Any]], per_image: dict[str, np.ndarray], device: str, seconds: float) -> None:
+    def commit_cell(
+        self,
+        key: CellKey,
+        fingerprint: str,
+        rows: list[dict[str, Any]],
+        per_image: dict[str, np.ndarray],
+        device: str,
+        seconds: float,
+    ) -> None:
         """Stores one finished cell (rows and arrays) in one transaction."""
         rows_json = json.dumps(rows, default=_json_default, allow_nan=True)
         blobs = [(*key, name, encode_array(array)) for name, array in per_image.items()]
@@ -183,7 +210,9 @@ class Store:
                 "INSERT OR REPLACE INTO cells (model, suite, condition, fingerprint, rows_json, device, seconds, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (*key, fingerprint, rows_json, device, float(seconds), time.time()),
             )
-            self._db.executemany("INSERT INTO arrays (model, suite, condition, name, npy) VALUES (?, ?, ?, ?, ?)", blobs)
+            self._db.executemany(
+                "INSERT INTO arrays (model, suite, condition, name, npy) VALUES (?, ?, ?, ?, ?)", blobs
+            )
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -207,10 +236,18 @@ class Store:
         """The stored cells among ``keys``, with their rows and per-image arrays."""
         records: dict[CellKey, CellRecord] = {}
         for key in keys:
-            row = self._db.execute("SELECT rows_json, fingerprint, device, seconds FROM cells WHERE model = ? AND suite = ? AND condition = ?", key).fetchone()
+            row = self._db.execute(
+                "SELECT rows_json, fingerprint, device, seconds FROM cells WHERE model = ? AND suite = ? AND condition = ?",
+                key,
+            ).fetchone()
             if row is None:
                 continue
-            arrays = {name: decode_array(blob) for name, blob in self._db.execute("SELECT name, npy FROM arrays WHERE model = ? AND suite = ? AND condition = ? ORDER BY rowid", key)}
+            arrays = {
+                name: decode_array(blob)
+                for name, blob in self._db.execute(
+                    "SELECT name, npy FROM arrays WHERE model = ? AND suite = ? AND condition = ? ORDER BY rowid", key
+                )
+            }
             records[key] = CellRecord(json.loads(row[0]), arrays, row[1], row[2], row[3])
         return records
 
@@ -259,7 +296,15 @@ class RunStore:
     cell; :meth:`finished` (after the run folder is in place) removes it.
     """
 
-    def __init__(self, folder: Path, store: Store, lock: Any, resumed_from: str, created_parent: bool = False, same_config_finished: bool = False) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        store: Store,
+        lock: Any,
+        resumed_from: str,
+        created_parent: bool = False,
+        same_config_finished: bool = False,
+    ) -> None:
         self.folder = folder
         self.store = store
         self._lock = lock
@@ -270,7 +315,14 @@ class RunStore:
         self._done = False
 
     @classmethod
-    def open(cls, run_directory: str | Path, hash_value: str, config: dict[str, Any], extra: dict[str, Any] | None = None, overwrite: bool = False) -> RunStore:
+    def open(
+        cls,
+        run_directory: str | Path,
+        hash_value: str,
+        config: dict[str, Any],
+        extra: dict[str, Any] | None = None,
+        overwrite: bool = False,
+    ) -> RunStore:
         """Locks the run, checks what the run folder holds, and resumes or starts its store.
 
         Args:
@@ -304,7 +356,11 @@ class RunStore:
                     resumed_from = "in-progress store"
                 else:
                     if store is not None:
-                        log.warning("discarding the unfinished run in %s: it was started with another config (%d cells)", folder, store.count())
+                        log.warning(
+                            "discarding the unfinished run in %s: it was started with another config (%d cells)",
+                            folder,
+                            store.count(),
+                        )
                         store.close()
                     _remove_database(path)
             finished = run_directory / STORE_NAME
@@ -369,7 +425,11 @@ def _finished_run_identity(run_directory: Path) -> tuple[str | None, dict[str, A
         if previous is not None:
             try:
                 config, extra = previous.get_meta("config"), previous.get_meta("hash_extra")
-                return previous.config_hash, json.loads(config) if config else None, json.loads(extra) if extra else None
+                return (
+                    previous.config_hash,
+                    json.loads(config) if config else None,
+                    json.loads(extra) if extra else None,
+                )
             finally:
                 previous.close()
     record_path = run_directory / "run.json"
@@ -389,12 +449,22 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def config_difference(previous: dict[str, Any] | None, current: dict[str, Any], previous_extra: dict[str, Any] | None, current_extra: dict[str, Any], limit: int = 3) -> str:
+def config_difference(
+    previous: dict[str, Any] | None,
+    current: dict[str, Any],
+    previous_extra: dict[str, Any] | None,
+    current_extra: dict[str, Any],
+    limit: int = 3,
+) -> str:
     """What differs between two runs' configs, for one line: ``key: old -> new`` for the
     first ``limit`` differing keys (those that change numbers), else the version or data."""
     current = json.loads(json.dumps(current, default=str))  # compare as the store recorded it
     if previous is not None:
-        keys = [key for key in [*current, *(key for key in previous if key not in current)] if key not in EXECUTION_KEYS and previous.get(key) != current.get(key)]
+        keys = [
+            key
+            for key in [*current, *(key for key in previous if key not in current)]
+            if key not in EXECUTION_KEYS and previous.get(key) != current.get(key)
+        ]
         if keys:
             parts = [f"{key}: {_short(previous.get(key))} -> {_short(current.get(key))}" for key in keys[:limit]]
             more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
@@ -408,7 +478,9 @@ def config_difference(previous: dict[str, Any] | None, current: dict[str, Any], 
     return "the same keys, but another package version or other data"
 
 
-def _check_finished_run(run_directory: Path, hash_value: str, config: dict[str, Any], extra: dict[str, Any], overwrite: bool) -> bool:
+def _check_finished_run(
+    run_directory: Path, hash_value: str, config: dict[str, Any], extra: dict[str, Any], overwrite: bool
+) -> bool:
     """Refuses to replace a finished run of another config (unless ``overwrite``); True when
     the run folder holds a finished run of this same config."""
     if not run_directory.exists():
@@ -426,7 +498,11 @@ def _check_finished_run(run_directory: Path, hash_value: str, config: dict[str, 
     difference = config_difference(previous_config, config, previous_extra, extra)
     if not overwrite:
         raise UserError(f"{run_directory} holds a finished run of another config ({difference}); {choices}")
-    log.warning("replacing the finished run in %s at the end (--overwrite; it had another config: %s)", run_directory, difference)
+    log.warning(
+        "replacing the finished run in %s at the end (--overwrite; it had another config: %s)",
+        run_directory,
+        difference,
+    )
     return False
 
 

@@ -32,4 +32,3 @@ def array_digest(*arrays: np.ndarray, with_dtype: bool = True) -> str:
         digest.update(header.encode())
         digest.update(array.data.cast("B"))
     return digest.hexdigest()
-

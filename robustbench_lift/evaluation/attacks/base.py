@@ -121,9 +121,7 @@ def attack_names() -> list[str]:
     return ATTACKS.names()
 
 
-def validate_epsilons(
-    norm: str, epsilons: Sequence[float], input_shape: Sequence[int] | None = None
-) -> None:
+def validate_epsilons(norm: str, epsilons: Sequence[float], input_shape: Sequence[int] | None = None) -> None:
     """Raise a one-line :class:`UserError` for an epsilon grid that cannot be meant.
 
     Rejects an unknown norm, an empty grid, negative or non-finite values, L-inf radii

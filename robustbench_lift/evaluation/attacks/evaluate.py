@@ -78,7 +78,9 @@ def evaluate_attack(
         return _failed_rows(spec, grid, len(images), watched.describe())
     clean_correct, success, smallest = outcome
     if robust_correct is not None:
-        robust_correct.update({epsilon: (clean_correct & ~success[index]).numpy() for index, epsilon in enumerate(grid)})
+        robust_correct.update(
+            {epsilon: (clean_correct & ~success[index]).numpy() for index, epsilon in enumerate(grid)}
+        )
     return [_row(spec, epsilon, clean_correct, success[index], smallest) for index, epsilon in enumerate(grid)]
 
 

@@ -10,7 +10,12 @@ from robustbench_lift.evaluation.attacks.base import AttackSpec
 if TYPE_CHECKING:
     import foolbox
 
-__all__ = ["FastGradientMethodL2", "FastGradientSignMethod", "L2ProjectedGradientDescent", "LinfProjectedGradientDescent"]
+__all__ = [
+    "FastGradientMethodL2",
+    "FastGradientSignMethod",
+    "L2ProjectedGradientDescent",
+    "LinfProjectedGradientDescent",
+]
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,7 @@ class LinfProjectedGradientDescent(AttackSpec):
     def build(self) -> foolbox.attacks.base.Attack:
         import foolbox
 
-        return foolbox.attacks.LinfPGD(
-            steps=self.steps, rel_stepsize=self.rel_stepsize, random_start=self.random_start
-        )
+        return foolbox.attacks.LinfPGD(steps=self.steps, rel_stepsize=self.rel_stepsize, random_start=self.random_start)
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,4 @@ class L2ProjectedGradientDescent(AttackSpec):
     def build(self) -> foolbox.attacks.base.Attack:
         import foolbox
 
-        return foolbox.attacks.L2PGD(
-            steps=self.steps, rel_stepsize=self.rel_stepsize, random_start=self.random_start
-        )
+        return foolbox.attacks.L2PGD(steps=self.steps, rel_stepsize=self.rel_stepsize, random_start=self.random_start)

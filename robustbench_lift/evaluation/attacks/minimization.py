@@ -108,9 +108,7 @@ class L2DeepFool(_DeepFool):
         import foolbox
 
         _quiet_candidates_notice()
-        return foolbox.attacks.L2DeepFoolAttack(
-            steps=self.steps, candidates=self.candidates, overshoot=self.overshoot
-        )
+        return foolbox.attacks.L2DeepFoolAttack(steps=self.steps, candidates=self.candidates, overshoot=self.overshoot)
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,9 @@ def sanity_warnings(rows: list[dict[str, Any]], clean_accuracy: float) -> list[s
                 "gradients are probably zero or masked",
             )
 
-    stronger_than = {name: spec.stronger_than for name, spec in ((name, ATTACKS.get(name)) for name in by_attack if name in ATTACKS)}
+    stronger_than = {
+        name: spec.stronger_than for name, spec in ((name, ATTACKS.get(name)) for name in by_attack if name in ATTACKS)
+    }
     for stronger, weaker in stronger_than.items():
         if weaker is None:
             continue

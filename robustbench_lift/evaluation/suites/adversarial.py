@@ -38,7 +38,9 @@ class AdversarialSuite(Suite):
     description = "robust accuracy per attack and epsilon (foolbox 3), success rate, flips, median perturbation"
     options: ClassVar[Mapping[str, Option]] = {
         "attacks": Option(list[str], ["fgsm", "pgd_linf", "pgd_l2", "deepfool_l2", "cw_l2"], "attack names"),
-        "attack_epsilons": Option(dict[str, list[float]] | None, None, "epsilons per attack (null: each attack's grid)"),
+        "attack_epsilons": Option(
+            dict[str, list[float]] | None, None, "epsilons per attack (null: each attack's grid)"
+        ),
         "attack_sample_size": Option(int | None, 100, "images attacked, the first of the sample"),
     }
 
@@ -83,7 +85,9 @@ class AdversarialSuite(Suite):
         images, labels, _ = first_images(context, context.config.attack_sample_size)
         return images, labels
 
-    def evaluate_condition(self, entry: ModelEntry, condition: str, prepared: tuple[np.ndarray, np.ndarray], context: RunContext) -> SuiteOutput:
+    def evaluate_condition(
+        self, entry: ModelEntry, condition: str, prepared: tuple[np.ndarray, np.ndarray], context: RunContext
+    ) -> SuiteOutput:
         import torch
 
         from robustbench_lift.evaluation.attacks import evaluate_attack
@@ -98,10 +102,25 @@ class AdversarialSuite(Suite):
 
         epsilons = (config.attack_epsilons or {}).get(condition)
         robust_correct: dict[float, np.ndarray] = {}
-        attack_rows = evaluate_attack(entry.model, to_tensor(pixels), torch.from_numpy(label_array), condition, epsilons, batch_size=config.batch_size, device=context.device, seed=config.seed, robust_correct=robust_correct)
+        attack_rows = evaluate_attack(
+            entry.model,
+            to_tensor(pixels),
+            torch.from_numpy(label_array),
+            condition,
+            epsilons,
+            batch_size=config.batch_size,
+            device=context.device,
+            seed=config.seed,
+            robust_correct=robust_correct,
+        )
         rows = []
         for attack_row in attack_rows:
-            row = {"suite": self.name, "condition": f"{attack_row['attack']}/eps={attack_row['epsilon']:.5g}", "family": attack_row["attack"], "level": float(attack_row["epsilon"])}
+            row = {
+                "suite": self.name,
+                "condition": f"{attack_row['attack']}/eps={attack_row['epsilon']:.5g}",
+                "family": attack_row["attack"],
+                "level": float(attack_row["epsilon"]),
+            }
             row |= {key: value for key, value in attack_row.items() if key not in ("attack", "epsilon")}
             rows.append(row)
         # Per-image outcomes at the headline epsilon (the summary's robust accuracy) for paired gates.
@@ -109,7 +128,9 @@ class AdversarialSuite(Suite):
         at_headline = [correct for epsilon, correct in robust_correct.items() if np.isclose(epsilon, headline)]
         return SuiteOutput(rows, {f"{condition}/robust_correct": at_headline[0]} if at_headline else {})
 
-    def finalize(self, model: str, rows: list[dict[str, Any]], per_image: dict[str, np.ndarray], context: RunContext) -> list[dict[str, Any]]:
+    def finalize(
+        self, model: str, rows: list[dict[str, Any]], per_image: dict[str, np.ndarray], context: RunContext
+    ) -> list[dict[str, Any]]:
         from robustbench_lift.evaluation.attacks import sanity_warnings
 
         correct = per_image.get("clean_correct")
@@ -122,7 +143,13 @@ class AdversarialSuite(Suite):
                 row["warning"] = view["warning"]
         return rows
 
-    def summarize(self, results: pd.DataFrame, per_image: dict[str, dict[str, np.ndarray]], models: list[ModelEntry], context: RunContext) -> pd.DataFrame:
+    def summarize(
+        self,
+        results: pd.DataFrame,
+        per_image: dict[str, dict[str, np.ndarray]],
+        models: list[ModelEntry],
+        context: RunContext,
+    ) -> pd.DataFrame:
         from robustbench_lift.evaluation.attacks import ATTACKS
 
         table = results[results["suite"] == self.name]
@@ -138,10 +165,17 @@ class AdversarialSuite(Suite):
                 row[f"{column}_low"] = float(match["robust_accuracy_low"].iloc[0]) if len(match) else math.nan
                 row[f"{column}_high"] = float(match["robust_accuracy_high"].iloc[0]) if len(match) else math.nan
                 if spec.minimization:
-                    row[f"median_perturbation_{attack}"] = float(cells["median_perturbation"].dropna().iloc[0]) if cells["median_perturbation"].notna().any() else math.nan
-            warnings = table[(table["model"] == entry.name) & table["warning"].fillna("").astype(bool)] if "warning" in table else table.iloc[0:0]
+                    row[f"median_perturbation_{attack}"] = (
+                        float(cells["median_perturbation"].dropna().iloc[0])
+                        if cells["median_perturbation"].notna().any()
+                        else math.nan
+                    )
+            warnings = (
+                table[(table["model"] == entry.name) & table["warning"].fillna("").astype(bool)]
+                if "warning" in table
+                else table.iloc[0:0]
+            )
             # One warning text can sit on every epsilon row of its attack: count distinct ones.
             row["adversarial_warnings"] = int(warnings["warning"].nunique()) if len(warnings) else 0
             rows.append(row)
         return pd.DataFrame(rows).set_index("model")
-

@@ -132,7 +132,9 @@ class Suite:
         """One cell: ``entry`` on ``condition`` (the model is already on ``context.device``)."""
         raise NotImplementedError
 
-    def finalize(self, model: str, rows: list[dict[str, Any]], per_image: dict[str, np.ndarray], context: RunContext) -> list[dict[str, Any]]:
+    def finalize(
+        self, model: str, rows: list[dict[str, Any]], per_image: dict[str, np.ndarray], context: RunContext
+    ) -> list[dict[str, Any]]:
         """One model's rows of all its cells, completed where a value needs several cells."""
         return rows
 
@@ -140,7 +142,9 @@ class Suite:
         """The conditions ``prepared`` holds inputs for (``evaluate``'s default)."""
         return self.conditions(context)
 
-    def evaluate(self, entry: ModelEntry, prepared: Any, context: RunContext, conditions: Sequence[str] | None = None) -> SuiteOutput:
+    def evaluate(
+        self, entry: ModelEntry, prepared: Any, context: RunContext, conditions: Sequence[str] | None = None
+    ) -> SuiteOutput:
         """Cells of one model in this process, finalized (``conditions`` default: all that
         ``prepared`` covers). The runner goes cell by cell instead; this is for scripts."""
         rows: list[dict[str, Any]] = []
@@ -151,7 +155,13 @@ class Suite:
             per_image.update(output.per_image)
         return SuiteOutput(self.finalize(entry.name, rows, per_image, context), per_image)
 
-    def summarize(self, results: pd.DataFrame, per_image: dict[str, dict[str, np.ndarray]], models: list[ModelEntry], context: RunContext) -> pd.DataFrame:
+    def summarize(
+        self,
+        results: pd.DataFrame,
+        per_image: dict[str, dict[str, np.ndarray]],
+        models: list[ModelEntry],
+        context: RunContext,
+    ) -> pd.DataFrame:
         """Per-model summary columns (index: model name)."""
         return pd.DataFrame(index=[entry.name for entry in models])
 
@@ -176,7 +186,14 @@ def predict(entry: ModelEntry, images: np.ndarray, context: RunContext) -> np.nd
 
 def failed_row(condition: str, family: str, level: float, n: int) -> dict[str, Any]:
     """The row of a cell whose model returned NaN or inf."""
-    return {"condition": condition, "family": family, "level": level, "n": n, "status": "failed", "message": "model returned NaN or inf"}
+    return {
+        "condition": condition,
+        "family": family,
+        "level": level,
+        "n": n,
+        "status": "failed",
+        "message": "model returned NaN or inf",
+    }
 
 
 def list_suites() -> list[str]:
@@ -188,8 +205,6 @@ def first_images(context: RunContext, size: int | None) -> tuple[np.ndarray, np.
     """The first ``size`` images of the run's sample (images, labels, dataset indices)."""
     count = len(context.dataset) if size is None else min(size, len(context.dataset))
     return context.dataset.images[:count], context.dataset.labels[:count], context.indices[:count]
-
-
 
 
 def reference_model(entry: ModelEntry, models: list[ModelEntry], config: ConfigView) -> str | None:

@@ -39,9 +39,25 @@ def cache_path(context: RunContext, corruption: str, severity: int, key: str | N
     from robustbench_lift._version import __version__
 
     config = context.config
-    material = "|".join([config.dataset, config.split, key or sample_key(context), corruption, str(severity), config.profile, str(config.seed), __version__])
+    material = "|".join(
+        [
+            config.dataset,
+            config.split,
+            key or sample_key(context),
+            corruption,
+            str(severity),
+            config.profile,
+            str(config.seed),
+            __version__,
+        ]
+    )
     digest = hashlib.sha256(material.encode()).hexdigest()[:24]
-    return Path(config.cache_dir) / "corruption" / f"{config.dataset}-{config.split}" / f"{corruption}-{severity}-{config.profile}-{digest}.npy"
+    return (
+        Path(config.cache_dir)
+        / "corruption"
+        / f"{config.dataset}-{config.split}"
+        / f"{corruption}-{severity}-{config.profile}-{digest}.npy"
+    )
 
 
 def load_cached(context: RunContext, pairs: list[Pair], generate: Generate) -> dict[Pair, np.ndarray]:
@@ -73,7 +89,9 @@ def load_cached(context: RunContext, pairs: list[Pair], generate: Generate) -> d
                 # Several runs may share a cache: the temporary name carries the process id.
                 atomic_save_npy(path, array, temporary=path.with_name(f".{path.name}.{os.getpid()}{PARTIAL}"))
             except OSError as error:
-                raise UserError(f"cannot write to cache_dir {context.config.cache_dir}: {error.strerror or error}") from None
+                raise UserError(
+                    f"cannot write to cache_dir {context.config.cache_dir}: {error.strerror or error}"
+                ) from None
         found.update(generated)
     return {pair: found[pair] for pair in pairs}
 
@@ -95,5 +113,7 @@ def published_positions(root: str, layout: str | None, indices: np.ndarray) -> n
     lookup = {int(index): position for position, index in enumerate(stored)}
     missing = [int(index) for index in indices if int(index) not in lookup]
     if missing:
-        raise UserError(f"{root} holds no images for {len(missing)} of the sampled test images (e.g. index {missing[0]}); write it for this sample or sample fewer")
+        raise UserError(
+            f"{root} holds no images for {len(missing)} of the sampled test images (e.g. index {missing[0]}); write it for this sample or sample fewer"
+        )
     return np.array([lookup[int(index)] for index in indices], dtype=np.int64)

@@ -99,9 +99,15 @@ class CorruptionSuite(Suite):
         corruption, severity = condition.rsplit("/", 1)
         return corruption, int(severity)
 
-    def prepare(self, context: RunContext, conditions: Sequence[str] | None = None) -> dict[tuple[str, int], np.ndarray]:
+    def prepare(
+        self, context: RunContext, conditions: Sequence[str] | None = None
+    ) -> dict[tuple[str, int], np.ndarray]:
         config = context.config
-        wanted = self.pairs(config) if conditions is None else [self._pair(condition) for condition in conditions if condition != "clean"]
+        wanted = (
+            self.pairs(config)
+            if conditions is None
+            else [self._pair(condition) for condition in conditions if condition != "clean"]
+        )
         if not wanted:
             return {}
         if config.corruption_data:
@@ -114,24 +120,40 @@ class CorruptionSuite(Suite):
         import corruptions
 
         config = context.config
-        return corruptions.corrupt_many(context.dataset.images, pairs, profile=config.profile, seed=config.seed, indices=context.indices, workers=config.workers, progress=True)
+        return corruptions.corrupt_many(
+            context.dataset.images,
+            pairs,
+            profile=config.profile,
+            seed=config.seed,
+            indices=context.indices,
+            workers=config.workers,
+            progress=True,
+        )
 
     def _load_published(self, context: RunContext, pairs: list[tuple[str, int]]) -> dict[tuple[str, int], np.ndarray]:
         from robustbench_lift.data.published import load_corruption_set
 
         config = context.config
         positions = published_positions(config.corruption_data, config.corruption_layout, context.indices)
-        images, labels = load_corruption_set(config.corruption_data, config.corruption_layout, pairs, positions, profile=config.profile, seed=config.seed)
+        images, labels = load_corruption_set(
+            config.corruption_data, config.corruption_layout, pairs, positions, profile=config.profile, seed=config.seed
+        )
         if not np.array_equal(np.asarray(labels, dtype=np.int64), context.dataset.labels):
-            raise UserError(f"labels of corruption_data {config.corruption_data} differ from those of {config.dataset}/{config.split}; the set was made from other images")
+            raise UserError(
+                f"labels of corruption_data {config.corruption_data} differ from those of {config.dataset}/{config.split}; the set was made from other images"
+            )
         shape = context.dataset.images.shape
         for pair, array in images.items():
             if array.shape != shape:
-                raise UserError(f"corruption_data {config.corruption_data}: {pair[0]}/{pair[1]} holds images of shape {array.shape[1:]}, the data set {shape[1:]}")
+                raise UserError(
+                    f"corruption_data {config.corruption_data}: {pair[0]}/{pair[1]} holds images of shape {array.shape[1:]}, the data set {shape[1:]}"
+                )
         log.info("read %d corruption conditions from %s", len(images), config.corruption_data)
         return images
 
-    def evaluate_condition(self, entry: ModelEntry, condition: str, prepared: dict[tuple[str, int], np.ndarray], context: RunContext) -> SuiteOutput:
+    def evaluate_condition(
+        self, entry: ModelEntry, condition: str, prepared: dict[tuple[str, int], np.ndarray], context: RunContext
+    ) -> SuiteOutput:
         labels = context.dataset.labels
         n = len(labels)
         if condition == "clean":
@@ -142,15 +164,25 @@ class CorruptionSuite(Suite):
         predictions = predict(entry, images, context)
         if predictions is None:
             return SuiteOutput([failed_row(condition, family, level, n) | {"suite": suite}])
-        row = {"suite": suite, "condition": condition, "family": family, "level": level, "status": "ok"} | error_with_interval(predictions, labels)
+        row = {
+            "suite": suite,
+            "condition": condition,
+            "family": family,
+            "level": level,
+            "status": "ok",
+        } | error_with_interval(predictions, labels)
         return SuiteOutput([row], {condition: predictions != labels, f"{condition}/predictions": predictions})
 
-    def finalize(self, model: str, rows: list[dict[str, Any]], per_image: dict[str, np.ndarray], context: RunContext) -> list[dict[str, Any]]:
+    def finalize(
+        self, model: str, rows: list[dict[str, Any]], per_image: dict[str, np.ndarray], context: RunContext
+    ) -> list[dict[str, Any]]:
         """Adds ``flip_share``: how often a corruption changes the clean prediction."""
         clean = per_image.get("clean/predictions")
         for row in rows:
             if row["suite"] == self.name and row["status"] == "ok":
-                row["flip_share"] = flip_share(per_image[f"{row['condition']}/predictions"], clean) if clean is not None else math.nan
+                row["flip_share"] = (
+                    flip_share(per_image[f"{row['condition']}/predictions"], clean) if clean is not None else math.nan
+                )
         return rows
 
     def per_image_record(self, models: list[ModelEntry], context: RunContext) -> dict[str, Any]:
@@ -163,7 +195,13 @@ class CorruptionSuite(Suite):
             "references": {entry.name: reference_model(entry, models, config) for entry in models},
         }
 
-    def summarize(self, results: pd.DataFrame, per_image: dict[str, dict[str, np.ndarray]], models: list[ModelEntry], context: RunContext) -> pd.DataFrame:
+    def summarize(
+        self,
+        results: pd.DataFrame,
+        per_image: dict[str, dict[str, np.ndarray]],
+        models: list[ModelEntry],
+        context: RunContext,
+    ) -> pd.DataFrame:
         import corruptions
 
         config = context.config
@@ -181,7 +219,12 @@ class CorruptionSuite(Suite):
             row: dict[str, Any] = {"model": entry.name}
             if entry.name in clean_table.index:
                 clean = clean_table.loc[entry.name]
-                row |= {"n": int(clean["n"]), "clean_error": clean["error"], "clean_error_low": clean["error_low"], "clean_error_high": clean["error_high"]}
+                row |= {
+                    "n": int(clean["n"]),
+                    "clean_error": clean["error"],
+                    "clean_error_low": clean["error_low"],
+                    "clean_error_high": clean["error_high"],
+                }
             model_table = table[table["model"] == entry.name]
             extra_table = model_table[model_table["family"].isin(extra)]
             row["extra_mean_error"] = float(extra_table["error"].mean()) if len(extra_table) else math.nan
@@ -191,8 +234,31 @@ class CorruptionSuite(Suite):
             summary.append(row)
         return pd.DataFrame(summary).set_index("model")
 
-    def _model_summary(self, model: str, reference: str | None, table: pd.DataFrame, clean_table: pd.DataFrame, common: list[str], per_image: dict[str, dict[str, np.ndarray]], config: ConfigView, weights: np.ndarray) -> dict[str, float]:
-        nan = {key: math.nan for key in ("mce", "mce_low", "mce_high", "relative_mce", "relative_mce_low", "relative_mce_high", "mean_corruption_error", "mean_corruption_error_low", "mean_corruption_error_high")}
+    def _model_summary(
+        self,
+        model: str,
+        reference: str | None,
+        table: pd.DataFrame,
+        clean_table: pd.DataFrame,
+        common: list[str],
+        per_image: dict[str, dict[str, np.ndarray]],
+        config: ConfigView,
+        weights: np.ndarray,
+    ) -> dict[str, float]:
+        nan = {
+            key: math.nan
+            for key in (
+                "mce",
+                "mce_low",
+                "mce_high",
+                "relative_mce",
+                "relative_mce_low",
+                "relative_mce_high",
+                "mean_corruption_error",
+                "mean_corruption_error_low",
+                "mean_corruption_error_high",
+            )
+        }
         conditions = [f"{name}/{severity}" for name in common for severity in config.severities]
         model_images = per_image.get(model, {})
         if not common or any(condition not in model_images for condition in conditions) or "clean" not in model_images:
@@ -203,7 +269,9 @@ class CorruptionSuite(Suite):
         out["mean_corruption_error"] = float(model_wrong.mean())
         resampled_model = weights @ model_wrong.T  # bootstrap x conditions
         mean_samples = resampled_model.mean(axis=1)
-        out["mean_corruption_error_low"], out["mean_corruption_error_high"] = np.percentile(mean_samples, [2.5, 97.5]).tolist()
+        out["mean_corruption_error_low"], out["mean_corruption_error_high"] = np.percentile(
+            mean_samples, [2.5, 97.5]
+        ).tolist()
         if reference is None:
             return out
         shape = (len(common), len(config.severities))
@@ -227,7 +295,9 @@ class CorruptionSuite(Suite):
         if any(condition not in reference_images for condition in conditions) or "clean" not in reference_images:
             log.warning("reference model %s has no complete corruption results; mCE of %s left empty", reference, model)
             return out
-        reference_errors = table[(table["model"] == reference) & table["family"].isin(common)][["model", "family", "level", "error"]]
+        reference_errors = table[(table["model"] == reference) & table["family"].isin(common)][
+            ["model", "family", "level", "error"]
+        ]
         frame = pd.concat([errors, reference_errors]).rename(columns={"family": "corruption", "level": "severity"})
         clean_errors = {name: float(clean_table["error"].astype(float)[name]) for name in (model, reference)}
         computed = corruption_summary(frame, clean_errors, reference, common).set_index("model").loc[model]
@@ -239,15 +309,18 @@ class CorruptionSuite(Suite):
         reference_clean = weights @ reference_images["clean"].astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             ce = resampled.sum(axis=2) / resampled_reference.sum(axis=2)
-            relative = (resampled - model_clean[:, None, None]).sum(axis=2) / (resampled_reference - reference_clean[:, None, None]).sum(axis=2)
+            relative = (resampled - model_clean[:, None, None]).sum(axis=2) / (
+                resampled_reference - reference_clean[:, None, None]
+            ).sum(axis=2)
         # On small samples a resample can hold no reference error at all (CE = inf); numpy
         # then warns while interpolating between infinite percentiles. The interval is
         # right as it is (unbounded); the warning would only alarm the user.
         with np.errstate(invalid="ignore"):
             out["mce_low"], out["mce_high"] = np.nanpercentile(ce.mean(axis=1), [2.5, 97.5]).tolist()
-            out["relative_mce_low"], out["relative_mce_high"] = np.nanpercentile(relative.mean(axis=1), [2.5, 97.5]).tolist()
+            out["relative_mce_low"], out["relative_mce_high"] = np.nanpercentile(
+                relative.mean(axis=1), [2.5, 97.5]
+            ).tolist()
         for metric in ("mce", "relative_mce"):
             if not math.isfinite(out[metric]):  # an undefined estimate has no interval
                 out[f"{metric}_low"] = out[f"{metric}_high"] = math.nan
         return out
-

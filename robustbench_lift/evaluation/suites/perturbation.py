@@ -36,7 +36,9 @@ def selected_perturbations(config: ConfigView) -> list[str]:
     """The perturbation names a config asks for, validated."""
     from corruptions import perturbations
 
-    return select_names(config.perturbations, ("main", "extra", "all"), perturbations.perturbation_names, "perturbation")
+    return select_names(
+        config.perturbations, ("main", "extra", "all"), perturbations.perturbation_names, "perturbation"
+    )
 
 
 class PerturbationSuite(Suite):
@@ -86,7 +88,11 @@ class PerturbationSuite(Suite):
         from corruptions import perturbations
 
         config = context.config
-        names = selected_perturbations(config) if conditions is None else [condition.rsplit("/", 1)[0] for condition in conditions]
+        names = (
+            selected_perturbations(config)
+            if conditions is None
+            else [condition.rsplit("/", 1)[0] for condition in conditions]
+        )
         images, _, indices = first_images(context, config.perturbation_sample_size)
         if not names:
             return {}
@@ -94,15 +100,30 @@ class PerturbationSuite(Suite):
             from robustbench_lift.data.published import load_perturbation_set
 
             positions = published_positions(config.perturbation_data, config.perturbation_layout, indices)
-            sequences = load_perturbation_set(config.perturbation_data, config.perturbation_layout, names, config.difficulty, positions)
+            sequences = load_perturbation_set(
+                config.perturbation_data, config.perturbation_layout, names, config.difficulty, positions
+            )
             for name, array in sequences.items():
                 if array.shape[0] != len(images) or array.shape[2:] != images.shape[1:]:
-                    raise UserError(f"perturbation_data {config.perturbation_data}: {name} holds {array.shape}, expected {len(images)} sequences of {images.shape[1:]} frames")
+                    raise UserError(
+                        f"perturbation_data {config.perturbation_data}: {name} holds {array.shape}, expected {len(images)} sequences of {images.shape[1:]} frames"
+                    )
             log.info("read %d perturbations from %s", len(sequences), config.perturbation_data)
             return sequences
-        return perturbations.perturb_many(images, names, profile=config.profile, difficulty=config.difficulty, seed=config.seed, indices=indices, workers=config.workers, progress=True)
+        return perturbations.perturb_many(
+            images,
+            names,
+            profile=config.profile,
+            difficulty=config.difficulty,
+            seed=config.seed,
+            indices=indices,
+            workers=config.workers,
+            progress=True,
+        )
 
-    def evaluate_condition(self, entry: ModelEntry, condition: str, prepared: dict[str, np.ndarray], context: RunContext) -> SuiteOutput:
+    def evaluate_condition(
+        self, entry: ModelEntry, condition: str, prepared: dict[str, np.ndarray], context: RunContext
+    ) -> SuiteOutput:
         from corruptions.perturbations import NOISE_PERTURBATIONS
 
         config = context.config
@@ -111,14 +132,20 @@ class PerturbationSuite(Suite):
         count, frames = sequences.shape[:2]
         from robustbench_lift.evaluation.inference import predict_logits
 
-        logits = predict_logits(entry.model, sequences.reshape(-1, *sequences.shape[2:]), config.batch_size, context.device)
+        logits = predict_logits(
+            entry.model, sequences.reshape(-1, *sequences.shape[2:]), config.batch_size, context.device
+        )
         if not bool(logits.isfinite().all()):
             return SuiteOutput([failed_row(condition, name, float(config.difficulty), count) | {"suite": self.name}])
         logits_array = logits.numpy().reshape(count, frames, -1)
         predictions = logits_array.argmax(2)
         noise = name in NOISE_PERTURBATIONS
-        per_sequence_flips = np.array([flip_probability(predictions[i : i + 1], noise, config.difficulty) for i in range(count)])
-        per_sequence_distance = np.array([top5_distance(logits_array[i : i + 1], noise, config.difficulty) for i in range(count)])
+        per_sequence_flips = np.array(
+            [flip_probability(predictions[i : i + 1], noise, config.difficulty) for i in range(count)]
+        )
+        per_sequence_distance = np.array(
+            [top5_distance(logits_array[i : i + 1], noise, config.difficulty) for i in range(count)]
+        )
         row = {
             "suite": self.name,
             "condition": condition,
@@ -148,7 +175,13 @@ class PerturbationSuite(Suite):
         # The AlexNet table has no flip rates: with it, mFR and mT5D stay empty.
         return reference_model(entry, models, config) if config.reference_model != "alexnet" else None
 
-    def summarize(self, results: pd.DataFrame, per_image: dict[str, dict[str, np.ndarray]], models: list[ModelEntry], context: RunContext) -> pd.DataFrame:
+    def summarize(
+        self,
+        results: pd.DataFrame,
+        per_image: dict[str, dict[str, np.ndarray]],
+        models: list[ModelEntry],
+        context: RunContext,
+    ) -> pd.DataFrame:
         from corruptions.perturbations import MAIN_PERTURBATIONS
 
         config = context.config
@@ -160,12 +193,26 @@ class PerturbationSuite(Suite):
             row: dict[str, Any] = {"model": entry.name}
             model_table = table[table["model"] == entry.name].set_index("family")
             usable = [name for name in main if name in model_table.index]
-            row["mean_flip_probability"] = float(model_table.loc[usable, "flip_probability"].mean()) if usable else math.nan
+            row["mean_flip_probability"] = (
+                float(model_table.loc[usable, "flip_probability"].mean()) if usable else math.nan
+            )
             row["mean_top5_distance"] = float(model_table.loc[usable, "top5_distance"].mean()) if usable else math.nan
-            row |= {"mfr": math.nan, "mfr_low": math.nan, "mfr_high": math.nan, "mt5d": math.nan, "mt5d_low": math.nan, "mt5d_high": math.nan}
+            row |= {
+                "mfr": math.nan,
+                "mfr_low": math.nan,
+                "mfr_high": math.nan,
+                "mt5d": math.nan,
+                "mt5d_low": math.nan,
+                "mt5d_high": math.nan,
+            }
             reference = self._reference(entry, models, config)
             reference_table = table[table["model"] == reference].set_index("family") if reference else None
-            if reference is not None and reference_table is not None and usable and all(name in reference_table.index for name in usable):
+            if (
+                reference is not None
+                and reference_table is not None
+                and usable
+                and all(name in reference_table.index for name in usable)
+            ):
                 own, theirs = per_image.get(entry.name, {}), per_image.get(reference, {})
                 for metric, key, column in (("mfr", "flips", "flip_probability"), ("mt5d", "top5", "top5_distance")):
                     # A perturbation on which the reference never flips gives no ratio; it is
@@ -173,7 +220,9 @@ class PerturbationSuite(Suite):
                     # turning the whole mFR infinite.
                     reference_values = reference_table.loc[usable, column].to_numpy()
                     with np.errstate(divide="ignore", invalid="ignore"):
-                        ratios = np.where(reference_values > 0, model_table.loc[usable, column].to_numpy() / reference_values, np.nan)
+                        ratios = np.where(
+                            reference_values > 0, model_table.loc[usable, column].to_numpy() / reference_values, np.nan
+                        )
                     row[metric] = float(np.nanmean(ratios)) if np.isfinite(ratios).any() else math.nan
                     row[f"{metric}_perturbations"] = int(np.isfinite(ratios).sum())
                     # Paired bootstrap over sequences for the interval.
@@ -185,8 +234,9 @@ class PerturbationSuite(Suite):
                     # on: their ratio is NaN (dropped by bootstrap_interval), not a warning.
                     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
                         warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
-                        samples = np.nanmean(np.where(reference_means > 0, model_means / reference_means, np.nan), axis=1)
+                        samples = np.nanmean(
+                            np.where(reference_means > 0, model_means / reference_means, np.nan), axis=1
+                        )
                     row[f"{metric}_low"], row[f"{metric}_high"] = bootstrap_interval(samples)
             summary.append(row)
         return pd.DataFrame(summary).set_index("model")
-

@@ -43,32 +43,73 @@ class ShiftSuite(Suite):
     def expected_work(self, condition: str, context: RunContext) -> float:
         return 2.0 * len(context.dataset)  # two shifted copies of every image
 
-    def prepare(self, context: RunContext, conditions: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def prepare(
+        self, context: RunContext, conditions: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from corruptions.perturbations import shift_pairs
 
         config = context.config
-        return shift_pairs(context.dataset.images, max_shift=config.shift_max, seed=config.seed, indices=context.indices)
+        return shift_pairs(
+            context.dataset.images, max_shift=config.shift_max, seed=config.seed, indices=context.indices
+        )
 
-    def evaluate_condition(self, entry: ModelEntry, condition: str, prepared: tuple[np.ndarray, np.ndarray, np.ndarray], context: RunContext) -> SuiteOutput:
+    def evaluate_condition(
+        self,
+        entry: ModelEntry,
+        condition: str,
+        prepared: tuple[np.ndarray, np.ndarray, np.ndarray],
+        context: RunContext,
+    ) -> SuiteOutput:
         config = context.config
         first, second, _ = prepared
         predictions_first = predict(entry, first, context)
         predictions_second = predict(entry, second, context)
         if predictions_first is None or predictions_second is None:
-            return SuiteOutput([failed_row(condition, "shift", float(config.shift_max), len(first)) | {"suite": self.name}])
+            return SuiteOutput(
+                [failed_row(condition, "shift", float(config.shift_max), len(first)) | {"suite": self.name}]
+            )
         same = predictions_first == predictions_second
         low, high = wilson_interval(int(same.sum()), len(same))
-        row = {"suite": self.name, "condition": condition, "family": "shift", "level": float(config.shift_max), "status": "ok", "n": len(same), "consistency": float(same.mean()), "consistency_low": low, "consistency_high": high}
+        row = {
+            "suite": self.name,
+            "condition": condition,
+            "family": "shift",
+            "level": float(config.shift_max),
+            "status": "ok",
+            "n": len(same),
+            "consistency": float(same.mean()),
+            "consistency_low": low,
+            "consistency_high": high,
+        }
         return SuiteOutput([row], {"same": same})
 
-    def summarize(self, results: pd.DataFrame, per_image: dict[str, dict[str, np.ndarray]], models: list[ModelEntry], context: RunContext) -> pd.DataFrame:
+    def summarize(
+        self,
+        results: pd.DataFrame,
+        per_image: dict[str, dict[str, np.ndarray]],
+        models: list[ModelEntry],
+        context: RunContext,
+    ) -> pd.DataFrame:
         table = results[(results["suite"] == self.name) & (results["status"] == "ok")].set_index("model")
         rows = []
         for entry in models:
             if entry.name in table.index:
                 found = table.loc[entry.name]
-                rows.append({"model": entry.name, "shift_consistency": found["consistency"], "shift_consistency_low": found["consistency_low"], "shift_consistency_high": found["consistency_high"]})
+                rows.append(
+                    {
+                        "model": entry.name,
+                        "shift_consistency": found["consistency"],
+                        "shift_consistency_low": found["consistency_low"],
+                        "shift_consistency_high": found["consistency_high"],
+                    }
+                )
             else:
-                rows.append({"model": entry.name, "shift_consistency": math.nan, "shift_consistency_low": math.nan, "shift_consistency_high": math.nan})
+                rows.append(
+                    {
+                        "model": entry.name,
+                        "shift_consistency": math.nan,
+                        "shift_consistency_low": math.nan,
+                        "shift_consistency_high": math.nan,
+                    }
+                )
         return pd.DataFrame(rows).set_index("model")
-
