@@ -50,10 +50,10 @@ def environment(*paths: Path) -> dict[str, str]:
 
 
 def readme_example() -> str:
-    """The README's Python example that calls evaluate() (exactly one)."""
+    """The README's one-call example: the block that evaluates ``{"mine": ..., "max": "max"}``."""
     blocks = re.findall(r"```python\n(.*?)```", (REPOSITORY / "README.md").read_text(), re.DOTALL)
-    examples = [block for block in blocks if "rbl.evaluate(" in block]
-    assert len(examples) == 1, "the README should hold one evaluate() example"
+    examples = [block for block in blocks if 'rbl.evaluate({"mine": mine, "max": "max"}' in block]
+    assert len(examples) == 1, "the README should hold one evaluate() example of the zoo's max model beside 'mine'"
     return examples[0]
 
 
@@ -196,7 +196,7 @@ def test_cli_runs_a_python_spec_from_pythonpath(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-4000:]
     summary = pd.read_csv(work / "out" / "py" / "summary.csv")
-    assert list(summary["model"]) == ["mine", "small_cnn-max"]
+    assert list(summary["model"]) == ["mine", "small_cnn-max-s0"]
     assert summary[["clean_error", "mce"]].notna().all().all()
     assert summary.set_index("model").loc["mine", "architecture"] == "userpkg.nets:build"
     assert result.stdout.splitlines()[0].startswith("model") and "mine" in result.stdout

@@ -608,8 +608,9 @@ def test_workers_die_with_the_main_process(workdir: Path, how: signal.Signals) -
         workers: set[int] = set()
         while time.monotonic() < deadline and process.poll() is None:
             descendants = children(process.pid)
-            # forkserver and resource tracker are children; the pool's workers are grandchildren.
-            workers = {pid for pid in descendants if pid not in children_of(process.pid)}
+            # The pool's workers run multiprocessing's spawn entry point (direct children of
+            # the run); a forkserver's workers would be its children (grandchildren of the run).
+            workers = {pid for pid in descendants if is_pool_worker(pid) or pid not in children_of(process.pid)}
             if len(workers) >= 2:
                 break
             time.sleep(0.5)
@@ -629,6 +630,14 @@ def test_workers_die_with_the_main_process(workdir: Path, how: signal.Signals) -
             process.wait()
         for pid in alive(everything):  # clean up after a failure; these are our own processes
             os.kill(pid, signal.SIGKILL)
+
+
+def is_pool_worker(pid: int) -> bool:
+    """Whether ``pid`` runs multiprocessing's spawn entry point (a pool worker)."""
+    try:
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def children_of(pid: int) -> set[int]:

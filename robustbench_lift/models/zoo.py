@@ -45,7 +45,7 @@ __all__ = [
 
 ZOO_DIRECTORY = Path(__file__).resolve().parent.parent / "zoo_weights"
 # haar_ll is not trained: it is exactly 2x2 average pooling, i.e. the avg model.
-ZOO_KINDS = ("max", "avg", "skip", "blur", "lift", "haar_sum", "cdf53_sum", "cdf53_ll")
+ZOO_KINDS = ("max", "avg", "skip", "blur", "lift", "haar_sum", "cdf53_sum")
 ZOO_SEEDS = (0, 1, 2)
 ZOO_ARCHITECTURE = "small_cnn"
 ZOO_DATASET = "fashion_mnist"
