@@ -454,7 +454,7 @@ def quick_corruption_run(
         display, model, metadata = real(name)
         return (
             (display, FlipSomePredictions(model).eval(), metadata)
-            if degrade and display == "small_cnn-lift"
+            if degrade and display == "small_cnn-lift-s0"
             else (display, model, metadata)
         )
 
@@ -497,7 +497,7 @@ def test_update_baseline_then_check_of_the_same_run_passes(
     assert code == EXIT_PASSED, output
     # Paired, and the suites this run did not have are reported, not failed.
     assert "paired tests" in output and "McNemar exact" in output and "paired bootstrap" in output
-    assert "| small_cnn-lift | mfr |" in output and "not run" in output
+    assert "| small_cnn-lift-s0 | mfr |" in output and "not run" in output
 
 
 @pytest.mark.slow
@@ -508,15 +508,15 @@ def test_five_percent_flipped_predictions_fail_the_gate(
     summary = {
         name: pd.read_csv(quick_runs[name] / "summary.csv").set_index("model") for name in ("baseline", "degraded")
     }
-    # The wrapper changes small_cnn-lift only, by a few points of clean error.
+    # The wrapper changes small_cnn-lift-s0 only, by a few points of clean error.
     assert (
-        summary["degraded"].loc["small_cnn-max", "clean_error"]
-        == summary["baseline"].loc["small_cnn-max", "clean_error"]
+        summary["degraded"].loc["small_cnn-max-s0", "clean_error"]
+        == summary["baseline"].loc["small_cnn-max-s0", "clean_error"]
     )
     assert (
         0.02
-        < summary["degraded"].loc["small_cnn-lift", "clean_error"]
-        - summary["baseline"].loc["small_cnn-lift", "clean_error"]
+        < summary["degraded"].loc["small_cnn-lift-s0", "clean_error"]
+        - summary["baseline"].loc["small_cnn-lift-s0", "clean_error"]
         < 0.08
     )
     code = cli.main(
@@ -525,9 +525,9 @@ def test_five_percent_flipped_predictions_fail_the_gate(
     output = capsys.readouterr().out
     assert code == EXIT_REGRESSION, output
     failures = output.split("### Failures", 1)[1].split("###", 1)[0]
-    assert "small_cnn-lift: clean_error regressed" in failures and "McNemar exact" in failures
-    assert "small_cnn-lift: mce regressed" in failures
-    assert "small_cnn-max" not in failures
+    assert "small_cnn-lift-s0: clean_error regressed" in failures and "McNemar exact" in failures
+    assert "small_cnn-lift-s0: mce regressed" in failures
+    assert "small_cnn-max-s0" not in failures
 
 
 @pytest.mark.slow
