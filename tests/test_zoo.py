@@ -33,7 +33,7 @@ MEAN, STD = [0.3, 0.3, 0.3], [0.3, 0.3, 0.3]
         ("lift-s2", ("lift", 2)),
         ("small_cnn-lift", ("lift", 0)),
         ("lift", ("lift", 0)),
-        ("small_cnn-cdf53_ll-s12", ("cdf53_ll", 12)),
+        ("small_cnn-haar_sum-s12", ("haar_sum", 12)),
         ("haar", ("haar_sum", 0)),  # the single-seed zoo's names
         ("small_cnn-lift53-s1", ("cdf53_sum", 1)),
     ],
