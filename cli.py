@@ -86,6 +86,7 @@ def command_run(arguments: argparse.Namespace) -> int:
         "attack_epsilons": _parse_epsilons(arguments.epsilons) if arguments.epsilons else None,
         "executor": arguments.executor,
         "ray_address": arguments.ray_address,
+        "model_processes": arguments.model_processes,
         "cache_dir": arguments.cache_dir,
         "corruption_data": arguments.corruption_data,
         "corruption_layout": arguments.corruption_layout,
@@ -378,6 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-report", action="store_true", help="do not write index.html and plots at the end of the run")
     run.add_argument("--executor", help="local (default: this process) or ray (cells as Ray tasks)")
+    run.add_argument(
+        "--model-processes",
+        type=int,
+        help="local executor on the CPU: processes evaluating models in parallel, one thread each (default: one per core)",
+    )
     run.add_argument("--ray-address", help="Ray cluster to attach to, host:port or auto (default: start a local one)")
     run.add_argument("--cache-dir", help="cache the corruption suite's generated inputs here (default: no cache)")
     run.add_argument(

@@ -118,6 +118,26 @@ def read_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.read_csv(folder / "results.csv").drop(columns="run"), pd.read_csv(folder / "summary.csv")
 
 
+@needs_data
+@needs_zoo
+def test_forked_model_processes_give_the_in_process_tables(tmp_path) -> None:
+    config = small_config(tmp_path, "one", device="cpu", model_processes=1)
+    in_process = run_benchmark(config)
+    forked = run_benchmark(config.replace(run_name="two", model_processes=2))
+    for got, expected in zip(read_tables(forked), read_tables(in_process)):
+        pd.testing.assert_frame_equal(got, expected)
+    assert json.loads((forked / "run.json").read_text())["cells"]["computed"] == 12
+
+
+def test_local_executor_process_count() -> None:
+    executor = EXECUTORS.get("local")(config_from_mapping({"model_processes": 3}))
+    assert executor.processes(models=2, device="cpu") == (2 if sys.platform == "linux" else 1)
+    assert executor.processes(models=5, device="cuda:0") == 1  # one GPU: one process
+    assert executor.processes(models=1, device="cpu") == 1
+    with pytest.raises(UserError, match="model_processes must be at least 1"):
+        config_from_mapping({"model_processes": 0})
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 @needs_data

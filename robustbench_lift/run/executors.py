@@ -6,7 +6,12 @@ inputs of every suite (built once, in the driver) and the run context, and yield
 the store as it arrives. Every executor evaluates a cell with :func:`evaluate_cell`, so
 results do not depend on the executor.
 
-``local``  this process, model by model (the model moves to the device once per model).
+``local``  this machine, model by model (the model moves to the device once per model). On
+           the CPU the models are spread over ``model_processes`` forked processes of one
+           thread each (default: one per core): a small ConvNet keeps one core busy far
+           better than it splits one batch over two, so two processes on two cores
+           evaluate the zoo about 1.5x faster than one process with two threads. Forked
+           workers read the prepared inputs without copying them and die with the run.
 ``ray``    one Ray task per cell, on an existing cluster (``ray_address``) or a local one
            started here. Prepared inputs, the context and each model are put in the
            object store once and shared by reference; a task asks for one GPU where the
@@ -114,11 +119,62 @@ class Executor:
 EXECUTORS: Registry[type[Executor]] = Registry("executor")
 
 
+# What forked evaluation processes read: set in the driver just before the pool forks, so
+# the children inherit the models and the prepared inputs without pickling them.
+_FORKED: dict[str, Any] = {}
+
+
+def _forked_init(main_pid: int) -> None:
+    import torch
+
+    from corruptions._lifeline import die_with
+
+    die_with(main_pid)
+    # One thread per process; also keeps the child clear of the parent's OpenMP pool,
+    # which GNU OpenMP does not carry across fork.
+    torch.set_num_threads(1)
+
+
+def _forked_cell(cell: Cell) -> CellResult:
+    entry = _FORKED["models"][cell.model]
+    return evaluate_cell(cell, entry, _FORKED["prepared"][cell.suite], _FORKED["context"])
+
+
+def _cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 @EXECUTORS.register("local")
 class LocalExecutor(Executor):
-    """Cells in this process, grouped by model."""
+    """Cells on this machine, grouped by model; on the CPU, models in parallel processes."""
 
     name = "local"
+    options: ClassVar[Mapping[str, Option]] = {
+        "model_processes": Option(
+            int | None,
+            None,
+            "processes evaluating models in parallel on the CPU, one thread each "
+            "(null: one per CPU core, at most one per model; 1: all in this process)",
+        ),
+    }
+
+    @classmethod
+    def validate(cls, config: ConfigView) -> None:
+        processes = config.model_processes
+        if processes is not None and processes < 1:
+            raise UserError(f"model_processes must be at least 1 (or null for one per core), got {processes}")
+
+    def processes(self, models: int, device: str) -> int:
+        """How many processes evaluate ``models`` models on ``device``."""
+        if not device.startswith("cpu") or models < 2 or not hasattr(os, "fork") or sys.platform != "linux":
+            return 1  # one GPU is shared better by one process; fork is safe on Linux only
+        wanted = self.config.model_processes
+        if wanted is None:
+            wanted = self.config.threads or _cpu_cores()
+        return max(1, min(wanted, models))
 
     def run(
         self, cells: Sequence[Cell], models: Mapping[str, ModelEntry], prepared: Mapping[str, Any], context: RunContext
@@ -126,6 +182,10 @@ class LocalExecutor(Executor):
         by_model: dict[str, list[Cell]] = {}
         for cell in cells:
             by_model.setdefault(cell.model, []).append(cell)
+        processes = self.processes(len(by_model), str(context.device))
+        if processes > 1:
+            yield from self._run_forked(by_model, models, prepared, context, processes)
+            return
         for name, model_cells in by_model.items():
             entry = models[name]
             entry.model.to(context.device).eval()
@@ -134,6 +194,41 @@ class LocalExecutor(Executor):
                     yield evaluate_cell(cell, entry, prepared[cell.suite], context)
             finally:
                 entry.model.cpu()
+
+    def _run_forked(
+        self,
+        by_model: Mapping[str, list[Cell]],
+        models: Mapping[str, ModelEntry],
+        prepared: Mapping[str, Any],
+        context: RunContext,
+        processes: int,
+    ) -> Iterator[CellResult]:
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        from corruptions._lifeline import terminate_pool
+
+        for name in by_model:
+            models[name].model.cpu().eval()
+        _FORKED.update(models=models, prepared=prepared, context=context)
+        # Models in order, each model's cells in order: a worker takes the next cell, so
+        # the processes move through the models together and finish at about the same time.
+        order = [cell for model_cells in by_model.values() for cell in model_cells]
+        pool = ProcessPoolExecutor(
+            processes, mp_context=multiprocessing.get_context("fork"), initializer=_forked_init, initargs=(os.getpid(),)
+        )
+        try:
+            pending = {pool.submit(_forked_cell, cell) for cell in order}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        except BaseException:
+            terminate_pool(pool)
+            raise
+        finally:
+            _FORKED.clear()
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _ray_cell(cell: Cell, entry: ModelEntry, prepared: Any, context: RunContext, threads: int | None) -> CellResult:
