@@ -114,7 +114,7 @@ def command_run(arguments: argparse.Namespace) -> int:
 
 def _show_run(directory: Path, report: bool) -> None:
     """Writes the run's report (unless ``report`` is off) and prints the short answer."""
-    from robustbench_lift.reporting.tables import leaderboard_text
+    from robustbench_lift.reporting.tables import leaderboard_text, seed_text
 
     if report:
         from robustbench_lift.reporting.html import write_report
@@ -129,6 +129,9 @@ def _show_run(directory: Path, report: bool) -> None:
             directory,
         )
     print(leaderboard_text(directory))
+    across_seeds = seed_text(directory)
+    if across_seeds:
+        print(across_seeds)
     print(f"run: {directory}")
     if (directory / "index.html").is_file():
         print(f"report: {directory / 'index.html'}")

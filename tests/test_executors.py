@@ -127,6 +127,8 @@ def test_forked_model_processes_give_the_in_process_tables(tmp_path) -> None:
     for got, expected in zip(read_tables(forked), read_tables(in_process)):
         pd.testing.assert_frame_equal(got, expected)
     assert json.loads((forked / "run.json").read_text())["cells"]["computed"] == 12
+    kinds = pd.read_csv(forked / "pooling_summary.csv")
+    assert list(kinds["pooling"]) == ["max", "avg"] and list(kinds["seeds"]) == [1, 1]
 
 
 def test_local_executor_process_count() -> None:

@@ -39,6 +39,7 @@ from robustbench_lift.reporting.tables import (
     leaderboard_columns,
     leaderboard_rows,
     load_run,
+    seed_section,
 )
 
 __all__ = [
@@ -205,13 +206,18 @@ def report_context(tables: RunTables, plots: list[Plot], notes: list[str]) -> di
             if cell.get("note")
         ],
         "relative_mce_max_points": f"{50 * RELATIVE_MCE_MAX_INTERVAL_WIDTH:.0f}",
+        "seeds": seed_section(tables),
         "heatmap": heatmap_context(tables),
         "heatmap_plot": heatmap_plot,
         "plots": [plot for plot in plots if plot.name != "corruption_heatmap"],
         "notes": notes,
         "failed": failed_rows(tables),
         "warnings": adversarial_warnings(tables),
-        "files": [name for name in ("results.csv", "summary.csv", "run.json") if (tables.directory / name).is_file()],
+        "files": [
+            name
+            for name in ("results.csv", "summary.csv", "pooling_summary.csv", "run.json")
+            if (tables.directory / name).is_file()
+        ],
         "style": static_text("_style.html"),
         "script": script,
         "script_hash": _script_hash(script),

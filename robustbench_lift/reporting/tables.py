@@ -18,6 +18,7 @@ import pandas as pd
 
 from corruptions.registry import CORRUPTION_FAMILIES, EXTRA_CORRUPTIONS
 from robustbench_lift.metrics import ALEXNET_IMAGENET_C
+from robustbench_lift.metrics.seeds import POOLING_SUMMARY_FILE, pooling_summary, seed_spread_comparison
 from robustbench_lift.results import read_run
 
 __all__ = [
@@ -41,6 +42,10 @@ __all__ = [
     "leaderboard_rows",
     "leaderboard_text",
     "load_run",
+    "pooling_kinds",
+    "reference_kind",
+    "seed_section",
+    "seed_text",
     "recorded_attacks",
     "relative_mce_problem",
 ]
@@ -594,3 +599,107 @@ def leaderboard_text(run_directory: str | Path) -> str:
         notes.append(f"{len(robust) - 1} more attack{'s' if len(robust) > 2 else ''} in the report")
     notes.append(f"all metrics: {Path(run_directory) / 'summary.csv'}")
     return "\n".join([*lines, "(" + "; ".join(notes) + ")"])
+
+
+# ------------------------------------------------------------------ pooling kinds across seeds
+
+
+def pooling_kinds(tables: RunTables) -> pd.DataFrame:
+    """The run's pooling_summary.csv, or the same table computed from summary.csv and
+    run.json for runs written before that file existed."""
+    path = tables.directory / POOLING_SUMMARY_FILE
+    if path.is_file():
+        return pd.read_csv(path)
+    return pooling_summary(tables.summary, tables.record.get("models") or {})
+
+
+def reference_kind(tables: RunTables, kinds: pd.DataFrame) -> str | None:
+    """The pooling label of the group holding the run's reference model (None without one)."""
+    if "reference_model" not in tables.summary.columns:
+        return None
+    references = tables.summary["reference_model"].dropna().astype(str)
+    if references.empty:
+        return None
+    reference = references.iloc[0]
+    for _, row in kinds.iterrows():
+        if reference in str(row["models"]).split():
+            return str(row["pooling"])
+    return None
+
+
+def seed_section(tables: RunTables) -> dict[str, Any] | None:
+    """The report's "pooling kinds across training seeds" table: per kind, mean ± sd over
+    its seeds for every leaderboard metric, each cell marked where the kind differs from
+    the reference kind by more than the seed spread (Welch t-test, 5 %). None when no
+    kind has two seeds (then nothing can be said about seed spread)."""
+    kinds = pooling_kinds(tables)
+    if kinds.empty or int(kinds["seeds"].max()) < 2:
+        return None
+    reference = reference_kind(tables, kinds)
+    columns = [column for column in leaderboard_columns(tables.summary, tables.record) if f"{column.key}_mean" in kinds]
+    comparison = seed_spread_comparison(kinds, reference) if reference else pd.DataFrame()
+    verdicts = {
+        (str(row["pooling"]), str(row["metric"])): row
+        for _, row in comparison.iterrows()
+        if bool(row["exceeds_seed_spread"])
+    }
+    rows = []
+    for _, kind in kinds.iterrows():
+        cells = []
+        for column in columns:
+            mean, sd = as_float(kind[f"{column.key}_mean"]), as_float(kind[f"{column.key}_sd"])
+            scale = 100 if column.percent else 1
+            text = f"{scale * mean:.2f}" if math.isfinite(mean) else "—"
+            spread = f"± {scale * sd:.2f}" if math.isfinite(sd) else ""
+            verdict = verdicts.get((str(kind["pooling"]), column.key))
+            mark = ""
+            if verdict is not None:
+                mark = "better" if bool(verdict["better"]) else "worse"
+            cells.append({"text": text, "spread": spread, "mark": mark, "sort": mean if math.isfinite(mean) else ""})
+        rows.append(
+            {
+                "pooling": str(kind["pooling"]),
+                "seeds": int(kind["seeds"]),
+                "training_seeds": str(kind["training_seeds"]),
+                "cells": cells,
+            }
+        )
+    exceeding = [
+        f"{pooling} {metric} ({'better' if bool(row['better']) else 'worse'}, p = {float(row['welch_p']):.3f})"
+        for (pooling, metric), row in verdicts.items()
+    ]
+    return {"columns": columns, "rows": rows, "reference": reference, "exceeding": exceeding}
+
+
+def seed_text(run_directory: str | Path) -> str | None:
+    """The terminal's across-seed table (pooling kind, seeds, mean ± sd of the short
+    answer's metrics, ▲/▼ where a kind differs from the reference kind beyond the seed
+    spread); None when no kind has two seeds."""
+    tables = load_run(run_directory)
+    section = seed_section(tables)
+    if section is None:
+        return None
+    keys = [column.key for column in section["columns"]]
+    robust = [key for key in keys if key.startswith("robust_accuracy_")]
+    preferred = [key for key in robust if key == f"robust_accuracy_{TERMINAL_ATTACK}"]
+    shown = [key for key in [*TERMINAL_COLUMNS, *(preferred or robust)[:1]] if key in keys]
+    labels = {column.key: column.label for column in section["columns"]}
+    header = ["pooling", "seeds", *(labels[key] for key in shown)]
+    marks = {"better": " ▲", "worse": " ▼", "": ""}
+    body = []
+    for row in section["rows"]:
+        cells = [row["cells"][keys.index(key)] for key in shown]
+        body.append(
+            [
+                row["pooling"],
+                str(row["seeds"]),
+                *(f"{c['text']} {c['spread']}".strip() + marks[c["mark"]] for c in cells),
+            ]
+        )
+    widths = [max(len(line[position]) for line in [header, *body]) for position in range(len(header))]
+    lines = ["  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip() for line in [header, *body]]
+    note = "mean ± sd over training seeds"
+    if section["reference"]:
+        note += f"; ▲/▼ better/worse than {section['reference']} beyond the seed spread (Welch, 5 %)"
+    note += f"; {Path(run_directory) / POOLING_SUMMARY_FILE}"
+    return "\n".join([*lines, f"({note})"])

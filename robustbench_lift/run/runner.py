@@ -36,6 +36,7 @@ from robustbench_lift.data.datasets import load_dataset
 from robustbench_lift.errors import UserError
 from robustbench_lift.evaluation.inputs import RunInputs, check_classes, group_models, with_classes, with_preprocessing
 from robustbench_lift.evaluation.suites import SUITES, ModelEntry, RunContext, Suite
+from robustbench_lift.metrics.seeds import POOLING_SUMMARY_FILE, pooling_summary
 from robustbench_lift.models._factory import resolve_model
 from robustbench_lift.models.zoo import zoo_names
 from robustbench_lift.per_image import FILE_NAME as PER_IMAGE_FILE
@@ -245,6 +246,22 @@ def _run_cells(
             config, models, suites, plan, store, context
         )
         timings["total_seconds"] = round(time.perf_counter() - started, 2)
+        models_record: dict[str, dict[str, Any]] = {
+            entry.name: {
+                key: entry.metadata.get(key)
+                for key in (
+                    "architecture",
+                    "pooling",
+                    "pooling_options",
+                    "dataset",
+                    "clean_test_accuracy",
+                    "epochs",
+                    "seed",
+                )
+            }
+            | {"fingerprint": fingerprints[entry.name], "input": inputs.describe(entry.name)}
+            for entry in models
+        }
         record = {
             "run_name": config.run_name,
             "config": config.to_dict(),
@@ -256,22 +273,7 @@ def _run_cells(
             "executor": config.executor,
             "cells": {"total": len(plan), "computed": computed, "resumed": resumed},
             "store": STORE_NAME,
-            "models": {
-                entry.name: {
-                    key: entry.metadata.get(key)
-                    for key in (
-                        "architecture",
-                        "pooling",
-                        "pooling_options",
-                        "dataset",
-                        "clean_test_accuracy",
-                        "epochs",
-                        "seed",
-                    )
-                }
-                | {"fingerprint": fingerprints[entry.name], "input": inputs.describe(entry.name)}
-                for entry in models
-            },
+            "models": models_record,
             "versions": _versions(),
             "machine": {
                 "platform": platform.platform(),
@@ -295,9 +297,13 @@ def _run_cells(
             },
         )
 
+        # Per pooling kind over its training seeds (one row per kind; sd needs two seeds).
+        kinds = pooling_summary(summary.reset_index(), models_record)
+
         def extra(staging: Path) -> None:
             store.copy_to(staging / STORE_NAME)
             write_per_image(staging / PER_IMAGE_FILE, outcomes)
+            kinds.to_csv(staging / POOLING_SUMMARY_FILE, index=False)
 
         directory = write_run(
             config.run_directory,
