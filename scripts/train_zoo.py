@@ -30,7 +30,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from robustbench_lift.errors import UserError  # noqa: E402
-from robustbench_lift.models.zoo import ZOO_DIRECTORY, ZOO_KINDS, ZOO_SEEDS, zoo_file_name, zoo_model_name  # noqa: E402
+from robustbench_lift.models.zoo import (  # noqa: E402
+    ZOO_DIRECTORY,
+    ZOO_KINDS,
+    ZOO_POOLING_OPTIONS,
+    ZOO_SEEDS,
+    zoo_file_name,
+    zoo_model_name,
+)
 
 # The slowest kinds first, so that parallel jobs finish together.
 _COST_ORDER = ("lift", "cdf53_sum", "cdf53_ll", "haar_sum", "blur", "skip", "avg", "max")
@@ -93,6 +100,7 @@ def _train_one(kind: str, seed: int, settings: dict[str, Any]) -> tuple[str, dic
     config = TrainingConfig(
         architecture="small_cnn",
         pooling=kind,
+        pooling_options=dict(ZOO_POOLING_OPTIONS.get(kind, {})),
         epochs=settings["epochs"],
         seed=seed,
         threads=settings["threads"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -163,3 +164,25 @@ def test_shipped_zoo_files_load() -> None:
     for entry in zoo_entries():
         model, metadata = zoo.load_zoo_model(entry.name)
         assert metadata["pooling"] == entry.kind and metadata["seed"] == entry.seed
+
+
+def test_shipped_seeds_of_a_kind_share_one_recipe() -> None:
+    """The seeds of a pooling kind differ in their seed only: the recorded pooling options
+    are the zoo's (what scripts/train_zoo.py trains) and the training settings agree."""
+    from robustbench_lift.models._format import read_safetensors_metadata
+    from robustbench_lift.nn.kinds import recorded_options, resolve_options
+
+    recipes: dict[str, set[str]] = {}
+    for entry in zoo_entries():
+        metadata = read_safetensors_metadata(entry.path)
+        kind, options = recorded_options(metadata["pooling"], metadata.get("pooling_options"))
+        assert kind == entry.kind
+        assert resolve_options(kind, options) == resolve_options(kind, zoo.ZOO_POOLING_OPTIONS.get(kind, {}))
+        # Where it ran, and settings recorded only by later versions at their default, do not
+        # change the recipe.
+        ignored = ("seed", "threads", "device", "pooling", "pooling_options")
+        training = {
+            key: value for key, value in metadata["training"].items() if key not in ignored and value is not None
+        }
+        recipes.setdefault(kind, set()).add(json.dumps(training, sort_keys=True))
+    assert recipes and all(len(found) == 1 for found in recipes.values()), recipes
