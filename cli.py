@@ -57,7 +57,13 @@ def command_run(arguments: argparse.Namespace) -> int:
     from robustbench_lift.run.config import RunConfig, config_from_mapping, load_config
     from robustbench_lift.run.executors import EXECUTORS
 
-    base = RunConfig.quick() if arguments.quick else RunConfig()
+    segmentation = arguments.task == "segmentation"
+    if segmentation:
+        from robustbench_lift.run.segmentation import segmentation_config
+
+        base = segmentation_config(arguments.quick)
+    else:
+        base = RunConfig.quick() if arguments.quick else RunConfig()
     config = load_config(arguments.config, base) if arguments.config else base
     overrides = {
         "models": arguments.models,
@@ -93,6 +99,10 @@ def command_run(arguments: argparse.Namespace) -> int:
         "perturbation_data": arguments.perturbation_data,
         "perturbation_layout": arguments.perturbation_layout,
     }
+    if segmentation:
+        # The segmentation suite owns its own data set, corruption and perturbation keys.
+        for general, owned in SEGMENTATION_OVERRIDES.items():
+            overrides[owned] = overrides.pop(general)
     config = config_from_mapping({key: value for key, value in overrides.items() if value is not None}, config)
     # Before importing torch (seconds): an unreachable Ray cluster fails at once.
     EXECUTORS.get(config.executor)(config).check()
@@ -110,6 +120,15 @@ def command_run(arguments: argparse.Namespace) -> int:
         )
         return EXIT_FAILED_CELLS
     return 0
+
+
+# run options that mean the segmentation suite's own keys under --task segmentation.
+SEGMENTATION_OVERRIDES = {
+    "dataset": "segmentation_dataset",
+    "corruptions": "segmentation_corruptions",
+    "perturbations": "segmentation_perturbations",
+    "perturbation_sample_size": "segmentation_sequence_count",
+}
 
 
 def _show_run(directory: Path, report: bool) -> None:
@@ -339,6 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the benchmark (no arguments: the built-in Fashion-MNIST benchmark)")
+    run.add_argument(
+        "--task",
+        choices=("classification", "segmentation"),
+        default="classification",
+        help="segmentation: the built-in segmentation benchmark (segmentation zoo on garment scenes, docs/segmentation.md)",
+    )
     run.add_argument("--config", help="YAML file with RunConfig keys (see README)")
     run.add_argument("--quick", action="store_true", help="small preset for CI: 200 images, severities 1, 3, 5")
     run.add_argument(

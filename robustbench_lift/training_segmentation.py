@@ -40,6 +40,7 @@ from robustbench_lift.metrics.segmentation import (
 )
 from robustbench_lift.models.checkpoints import save_checkpoint
 from robustbench_lift.models.segmentation import build_segmenter, resolve_resampler_options
+from robustbench_lift.models.segmentation_zoo import segmentation_zoo_file_name
 from robustbench_lift.nn.lifting import lift_pools, lifting_regularization
 from robustbench_lift.training import package_versions
 from robustbench_lift.utils.io import atomic_write
@@ -120,8 +121,9 @@ OPTIMIZERS = {
 
 
 def checkpoint_name(config: SegmentationTrainingConfig) -> str:
-    """File name of a zoo checkpoint, e.g. ``garment_scenes-segnet_small-lift-seed0.safetensors``."""
-    return f"garment_scenes-{config.architecture}-{config.pooling}-seed{config.seed}.safetensors"
+    """File name of a zoo checkpoint, e.g. ``garment_scenes-segnet_small-lift-seed0.safetensors``
+    (the name :mod:`robustbench_lift.models.segmentation_zoo` reads)."""
+    return segmentation_zoo_file_name(config.pooling, config.seed, config.architecture)
 
 
 def _scene_digest(key: dict[str, Any]) -> str:

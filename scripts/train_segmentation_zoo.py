@@ -22,17 +22,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from robustbench_lift.errors import UserError  # noqa: E402
+from robustbench_lift.models.segmentation_zoo import (  # noqa: E402
+    SEGMENTATION_ZOO_DIRECTORY,
+    SEGMENTATION_ZOO_KINDS,
+    SEGMENTATION_ZOO_SEEDS,
+)
 from robustbench_lift.training_segmentation import SegmentationTrainingConfig, train_segmentation_zoo  # noqa: E402
 
-ZOO_KINDS = ("max", "avg", "skip", "blur", "lift", "haar")
-DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "robustbench_lift" / "zoo_weights" / "segmentation"
+# The zoo loader (robustbench_lift.models.segmentation_zoo) reads exactly what this writes.
+ZOO_KINDS = SEGMENTATION_ZOO_KINDS
+DEFAULT_OUTPUT = SEGMENTATION_ZOO_DIRECTORY
 
 
 def main(argv: list[str] | None = None) -> int:
     defaults = SegmentationTrainingConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kinds", nargs="+", default=list(ZOO_KINDS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEGMENTATION_ZOO_SEEDS))
     parser.add_argument("--device", default="cpu", help="cpu or cuda (every tensor of a training step lives there)")
     parser.add_argument("--jobs", type=int, default=1, help="models trained in parallel processes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
@@ -49,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-scenes", type=int, default=defaults.train_scenes)
     parser.add_argument("--validation-scenes", type=int, default=defaults.validation_scenes)
     parser.add_argument("--test-scenes", type=int, default=defaults.test_scenes)
+    parser.add_argument(
+        "--widths", nargs="+", type=int, default=list(defaults.widths), help="encoder stage widths (zoo: 16 32 64)"
+    )
     parser.add_argument("--force", action="store_true", help="retrain models whose checkpoint exists")
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -61,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         train_scenes=arguments.train_scenes,
         validation_scenes=arguments.validation_scenes,
         test_scenes=arguments.test_scenes,
+        widths=tuple(arguments.widths),
         threads=arguments.threads,
         device=arguments.device,
     )

@@ -15,8 +15,14 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from robustbench_lift.errors import UserError
+from robustbench_lift.errors import CheckpointError, UserError
 from robustbench_lift.models._registry import MODELS
+from robustbench_lift.models.segmentation_zoo import (
+    is_segmentation_zoo_name,
+    load_segmentation_zoo_model,
+    parse_segmentation_zoo_name,
+    segmentation_zoo_model_name,
+)
 from robustbench_lift.models.zoo import load_zoo_model, parse_zoo_name, zoo_model_name, zoo_names
 
 if TYPE_CHECKING:
@@ -80,10 +86,30 @@ def resolve_model(name: str) -> tuple[str, nn.Module, dict[str, Any]]:
         model, metadata = load_pretrained(name)
         return name, model, metadata
     if path.suffix in (".safetensors", ".pt", ".pth") or path.exists():
-        model, metadata = load_checkpoint(path)
+        if _is_segmentation_checkpoint(path):
+            from robustbench_lift.models.segmentation import load_segmenter
+
+            model, metadata = load_segmenter(path)
+        else:
+            model, metadata = load_checkpoint(path)
         return path.stem, model, metadata
+    if is_segmentation_zoo_name(name):
+        model, metadata = load_segmentation_zoo_model(name)
+        return segmentation_zoo_model_name(*parse_segmentation_zoo_name(name)), model, metadata
     model, metadata = load_zoo_model(name)
     return zoo_model_name(*parse_zoo_name(name)), model, metadata
+
+
+def _is_segmentation_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a safetensors checkpoint written by the segmentation training."""
+    from robustbench_lift.models._format import read_safetensors_metadata
+
+    if path.suffix != ".safetensors" or not path.is_file():
+        return False
+    try:
+        return read_safetensors_metadata(path).get("task") == "segmentation"
+    except CheckpointError:  # an unreadable header: load_checkpoint reports it in its own words
+        return False
 
 
 def load_model(spec: str) -> nn.Module:

@@ -68,6 +68,11 @@ _FIXED_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("mean_flip_probability", "mean flip probability", PLAIN, "lower"),
     MetricSpec("mean_top5_distance", "mean top-5 distance", PLAIN, "lower", percent=False),
     MetricSpec("shift_consistency", "shift consistency", PROPORTION, "higher"),
+    MetricSpec("clean_miou", "clean mIoU", BOOTSTRAP, "higher"),
+    MetricSpec("clean_pixel_accuracy", "clean pixel accuracy", PLAIN, "higher"),
+    MetricSpec("mean_corrupted_miou", "mean corrupted mIoU", BOOTSTRAP, "higher"),
+    MetricSpec("relative_robustness", "relative robustness (mIoU)", BOOTSTRAP, "higher"),
+    MetricSpec("mean_pixel_flip_share", "mean pixel flip share", BOOTSTRAP, "lower"),
 )
 FIXED_METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in _FIXED_METRICS}
 

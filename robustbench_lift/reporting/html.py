@@ -29,6 +29,7 @@ from robustbench_lift.reporting.plots import (
     heatmap_legend_stops,
     render_plots,
 )
+from robustbench_lift.reporting.segmentation import segmentation_context  # also registers its plots
 from robustbench_lift.reporting.tables import (
     EXTRA_CORRUPTIONS,
     RELATIVE_MCE_MAX_INTERVAL_WIDTH,
@@ -208,6 +209,7 @@ def report_context(tables: RunTables, plots: list[Plot], notes: list[str]) -> di
         "relative_mce_max_points": f"{50 * RELATIVE_MCE_MAX_INTERVAL_WIDTH:.0f}",
         "seeds": seed_section(tables),
         "heatmap": heatmap_context(tables),
+        "segmentation": segmentation_context(tables),
         "heatmap_plot": heatmap_plot,
         "plots": [plot for plot in plots if plot.name != "corruption_heatmap"],
         "notes": notes,

@@ -477,6 +477,10 @@ def leaderboard_columns(summary: pd.DataFrame, record: Mapping[str, Any] | None 
         ("mfr", "mFR", "mean flip rate normalised by the reference model"),
         ("mt5d", "mT5D", "mean top-5 distance normalised by the reference model"),
         ("shift_consistency", "shift consistency", "share of images with the same class under two random shifts"),
+        ("clean_miou", "clean mIoU", "segmentation: mIoU on clean images, 95 % bootstrap interval over images"),
+        ("mean_corrupted_miou", "mean corrupted mIoU", "segmentation: mean mIoU over corruption x severity cells"),
+        ("relative_robustness", "relative robustness", "segmentation: mean corrupted mIoU / clean mIoU"),
+        ("mean_pixel_flip_share", "pixel flip share", "segmentation: share of pixels whose label flips between frames"),
     ]
     columns = [LeaderboardColumn(key, f"{label} (%)", title) for key, label, title in fixed if key in summary.columns]
     for column in summary.columns:
@@ -556,7 +560,9 @@ def _text(tables: RunTables, model: str, column: str) -> str:
 # ------------------------------------------------------------------ the terminal's short answer
 
 # summary.csv columns the terminal leaderboard shows, in order (robust accuracy follows).
-TERMINAL_COLUMNS = ("clean_error", "mce", "mfr")
+TERMINAL_COLUMNS = (
+    "clean_error", "mce", "mfr", "clean_miou", "mean_corrupted_miou", "relative_robustness", "mean_pixel_flip_share",
+)  # fmt: skip
 # The attack whose headline robust accuracy the terminal shows when the run has several.
 TERMINAL_ATTACK = "pgd_linf"
 

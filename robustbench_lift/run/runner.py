@@ -117,6 +117,10 @@ def run_benchmark(config: RunConfig, models: list[ModelEntry] | None = None, ove
     Returns:
         The run folder, ``<output_dir>/<run_name>``.
     """
+    from robustbench_lift.run.segmentation import is_segmentation_run, run_segmentation_benchmark
+
+    if is_segmentation_run(config):  # segmentation data and models: its own, store-less runner
+        return run_segmentation_benchmark(config, models, overwrite)
     validate(config)
     executor = EXECUTORS.get(config.executor)(config)
     executor.check()  # e.g. an unreachable Ray cluster: fail before loading anything

@@ -18,6 +18,7 @@ from robustbench_lift.evaluation.suites.base import (
 )
 from robustbench_lift.evaluation.suites.corruption import CorruptionSuite
 from robustbench_lift.evaluation.suites.perturbation import PerturbationSuite
+from robustbench_lift.evaluation.suites.segmentation import SegmentationSuite
 from robustbench_lift.evaluation.suites.shift import ShiftSuite
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "ModelEntry",
     "PerturbationSuite",
     "RunContext",
+    "SegmentationSuite",
     "ShiftSuite",
     "Suite",
     "SuiteOutput",
@@ -38,3 +40,5 @@ SUITES.add("corruption", CorruptionSuite())
 SUITES.add("perturbation", PerturbationSuite())
 SUITES.add("shift", ShiftSuite())
 SUITES.add("adversarial", AdversarialSuite())
+# Runs alone, on segmentation data (robustbench-lift run --task segmentation).
+SUITES.add("segmentation", SegmentationSuite())
