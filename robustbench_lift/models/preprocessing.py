@@ -243,7 +243,9 @@ class PreprocessedModel(nn.Module):
             x = x.expand(-1, 3, -1, -1)
         if self.mean is not None and self.std is not None:
             x = (x - self.mean) / self.std
-        return self.model(x)
+        output = self.model(x)
+        # torchvision's segmentation models return {"out": logits, "aux": ...}.
+        return output["out"] if isinstance(output, dict) else output
 
 
 class ClassSubset(nn.Module):

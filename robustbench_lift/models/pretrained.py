@@ -158,6 +158,17 @@ def _close_matches(name: str, known: Sequence[str]) -> str:
     return f"; did you mean {', '.join(matches)}?" if matches else f"; {len(known)} known"
 
 
+#: Classes of torchvision's segmentation weights (PASCAL VOC's 21) and the default size of their head.
+SEGMENTATION_NUM_CLASSES = 21
+
+
+def segmentation_architectures() -> list[str]:
+    """torchvision's semantic-segmentation builders (fcn_resnet50, deeplabv3_resnet50, lraspp_mobilenet_v3_large, ...)."""
+    import torchvision
+
+    return list(torchvision.models.list_models(module=torchvision.models.segmentation))
+
+
 def _hub_path(weights: Any) -> Path:
     """Where torch.hub.load_state_dict_from_url keeps the download of torchvision ``weights``."""
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
@@ -254,8 +265,8 @@ class CheckpointSource(SpecSource):
     def architectures(self) -> list[str]:
         import torchvision
 
-        # Classification models only: detection/segmentation/video builders live in submodules.
-        return torchvision.models.list_models(module=torchvision.models)
+        # Classification and semantic-segmentation models (detection/video live elsewhere).
+        return torchvision.models.list_models(module=torchvision.models) + segmentation_architectures()
 
     def builder_arguments(self, spec: ModelSpec) -> dict[str, Any]:
         return {}
@@ -263,6 +274,12 @@ class CheckpointSource(SpecSource):
     def build(self, spec: ModelSpec, num_classes: int) -> nn.Module:
         import torchvision
 
+        if spec.architecture in segmentation_architectures():
+            # No auxiliary head (unused in eval; its weights are dropped on load) and no
+            # backbone download.
+            return torchvision.models.get_model(
+                spec.architecture, weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False
+            )
         return torchvision.models.get_model(
             spec.architecture, weights=None, num_classes=num_classes, **self.builder_arguments(spec)
         )
@@ -327,7 +344,8 @@ class TorchvisionSource(CheckpointSource):
 
     def preprocessing(self, spec: ModelSpec, network: nn.Module) -> Preprocessing:
         weights = self.named_weights(spec)
-        if weights is None:
+        if weights is None or spec.architecture in segmentation_architectures():
+            # Dense prediction is scored at the label map's size: no resize or crop.
             return super().preprocessing(spec, network)
         return Preprocessing.from_torchvision(weights)
 
@@ -526,10 +544,15 @@ def load_pretrained(
     path = source.weights_path(parsed)
     state, file_metadata = read_checkpoint(path)
     state = _modernise_keys(state)
+    segmentation = parsed.architecture in segmentation_architectures()
+    if segmentation:
+        state = {key: value for key, value in state.items() if not key.startswith("aux_classifier.")}
     num_classes = (
         parsed.integer("num_classes")
         or source.default_num_classes(parsed)
-        or int(file_metadata.get("num_classes", DEFAULT_NUM_CLASSES))
+        or int(
+            file_metadata.get("num_classes", SEGMENTATION_NUM_CLASSES if segmentation else DEFAULT_NUM_CLASSES)
+        )
     )
     network = source.build(parsed, num_classes)
     swapped_layers: list[str] = []
@@ -564,6 +587,10 @@ def load_pretrained(
         "dataset": "imagenet" if num_classes == DEFAULT_NUM_CLASSES else "unknown",
         "preprocessing": preprocessing.to_dict() | {"input": source.input_description(parsed, input_size)},
     }
+    if segmentation:
+        # Logits N x classes x H x W at the input's size (PreprocessedModel takes the "out" entry).
+        metadata["task"] = "segmentation"
+        metadata["dataset"] = "voc2012" if num_classes == SEGMENTATION_NUM_CLASSES else "unknown"
     return model, metadata
 
 

@@ -318,7 +318,7 @@ class SegmentationSuite(Suite):
         clean = next((row["miou"] for row in rows if row["condition"] == "clean" and row["status"] == "ok"), math.nan)
         for row in rows:
             if row.get("group") == "corruption" and row["status"] == "ok":
-                row["relative_miou"] = row["miou"] / clean if clean else math.nan
+                row["relative_miou"] = row["miou"] / clean if clean > 0 else math.nan
         return rows
 
     def summarize(
@@ -350,7 +350,9 @@ class SegmentationSuite(Suite):
                 row["clean_pixel_accuracy"] = float(rows.loc["clean", "pixel_accuracy"])
             if corrupted and all(f"{c}/confusion" in arrays for c in ["clean", *corrupted]):
                 row["mean_corrupted_miou"] = float(rows.loc[corrupted, "miou"].mean())
-                row["relative_robustness"] = row["mean_corrupted_miou"] / row["clean_miou"]
+                clean = row["clean_miou"]
+                # Undefined (NaN) when the model gets no IoU at all on clean images.
+                row["relative_robustness"] = row["mean_corrupted_miou"] / clean if clean > 0 else math.nan
                 # Paired bootstrap over images: each resample recomputes every condition's
                 # whole-set mIoU from the same drawn images.
                 clean_samples = _resampled_miou(weights, arrays["clean/confusion"], classes)
