@@ -93,7 +93,7 @@ def test_training_script_writes_what_the_zoo_loads_and_the_run_reports_it(
         assert (rows["status"] == "ok").all()
         corrupted = rows.loc[["gaussian_noise/2", "brightness/2"]]
         assert np.allclose(corrupted["relative_miou"], corrupted["miou"] / rows.loc["clean", "miou"])
-        assert (rows.loc["clean", "miou_low"] <= rows.loc["clean", "miou"] <= rows.loc["clean", "miou_high"])
+        assert rows.loc["clean", "miou_low"] <= rows.loc["clean", "miou"] <= rows.loc["clean", "miou_high"]
         mean = corrupted["miou"].mean()
         assert summary.loc[model, "mean_corrupted_miou"] == pytest.approx(mean)
         assert summary.loc[model, "relative_robustness"] == pytest.approx(mean / summary.loc[model, "clean_miou"])
@@ -135,7 +135,10 @@ def test_voc_and_cityscapes_fixtures_run_through_the_suite(tmp_path: Path) -> No
     assert results.loc[results["condition"] == "clean", "n"].item() == 3
     city_checkpoint = _untrained_checkpoint(tmp_path / "city.safetensors", 19, "avg")
     config = config.replace(
-        run_name="city", models=[str(city_checkpoint)], segmentation_dataset="cityscapes", data_dir=str(tmp_path / "city")
+        run_name="city",
+        models=[str(city_checkpoint)],
+        segmentation_dataset="cityscapes",
+        data_dir=str(tmp_path / "city"),
     )
     results = pd.read_csv(run_segmentation_benchmark(config) / "results.csv")
     assert (results["status"] == "ok").all() and (results["dataset"] == "cityscapes-val").all()
@@ -146,9 +149,7 @@ def _voc_cli(tmp_path: Path, checkpoint: Path, *extra: str) -> list[str]:
             "--models", str(checkpoint), "--output-dir", str(tmp_path / "runs"), "--workers", "1", "--sample-size", "2", *extra]  # fmt: skip
 
 
-def test_bad_segmentation_input_ends_in_one_line_and_exit_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_bad_segmentation_input_ends_in_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     labels = write_voc(tmp_path / "voc", {"a": (10, 14), "b": (10, 14)}, {"val": ["a", "b"]})
     voc = tmp_path / "voc" / "VOCdevkit" / "VOC2012"
     checkpoint = _untrained_checkpoint(tmp_path / "m.safetensors", VOC_CLASSES)

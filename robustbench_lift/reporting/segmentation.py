@@ -83,7 +83,9 @@ def segmentation_heatmap(tables: RunTables) -> PlotOutcome:
     figure, axes_grid = _figure(1, 1, (0.55 * table.shape[1] + 3.5, 0.4 * table.shape[0] + 1.8))
     axes = axes_grid[0][0]
     image = axes.imshow(100 * table.to_numpy(dtype=float), cmap="viridis", vmin=0, vmax=100, aspect="auto")
-    axes.set_xticks(range(table.shape[1]), [plain_label(name) for name in table.columns], rotation=60, ha="right", fontsize=7)
+    axes.set_xticks(
+        range(table.shape[1]), [plain_label(name) for name in table.columns], rotation=60, ha="right", fontsize=7
+    )
     axes.set_yticks(range(table.shape[0]), [plain_label(name) for name in table.index], fontsize=7)
     for (row, column), value in np.ndenumerate(table.to_numpy(dtype=float)):
         if math.isfinite(value):

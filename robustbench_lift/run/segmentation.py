@@ -24,7 +24,6 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from robustbench_lift._version import __version__
 from robustbench_lift.errors import UserError
 from robustbench_lift.evaluation.suites import SUITES, ModelEntry, RunContext
 from robustbench_lift.evaluation.suites.segmentation import SegmentationSuite, selected_segmentation_corruptions
@@ -302,7 +301,15 @@ def run_segmentation_benchmark(
         "models": {
             entry.name: {
                 key: entry.metadata.get(key)
-                for key in ("architecture", "pooling", "pooling_options", "dataset", "clean_test_miou", "epochs", "seed")
+                for key in (
+                    "architecture",
+                    "pooling",
+                    "pooling_options",
+                    "dataset",
+                    "clean_test_miou",
+                    "epochs",
+                    "seed",
+                )
             }
             for entry in entries
         },

@@ -119,9 +119,7 @@ def segmentation_data(context: RunContext) -> SegmentationDataset:
     return cast("SegmentationDataset", context.dataset)
 
 
-def predict_label_maps(
-    model: nn.Module, images: np.ndarray, batch_size: int, device: str
-) -> np.ndarray | None:
+def predict_label_maps(model: nn.Module, images: np.ndarray, batch_size: int, device: str) -> np.ndarray | None:
     """Argmax label maps of ``model`` on uint8 N x H x W x 3 ``images``.
 
     A model may return logits N x C x H' x W' or torchvision's dict (its ``out`` entry);
@@ -168,7 +166,6 @@ class SegmentationSuite(Suite):
 
     def validate(self, config: ConfigView) -> None:
         from corruptions.perturbations import validate_difficulty
-
         from robustbench_lift.data.segmentation import FITS, SEGMENTATION_DATASETS
 
         if list(config.suites) != [self.name]:
@@ -199,7 +196,9 @@ class SegmentationSuite(Suite):
         }
 
     def pairs(self, config: ConfigView) -> list[tuple[str, int]]:
-        return [(name, severity) for name in selected_segmentation_corruptions(config) for severity in config.severities]
+        return [
+            (name, severity) for name in selected_segmentation_corruptions(config) for severity in config.severities
+        ]
 
     def sequence_count(self, context: RunContext) -> int:
         count = context.config.segmentation_sequence_count
@@ -269,7 +268,8 @@ class SegmentationSuite(Suite):
         }
         grid = config.segmentation_grid_images
         return SuiteOutput(
-            [row], {f"{condition}/confusion": per_image, f"{condition}/grid": predictions[:grid] if grid else predictions[:0]}
+            [row],
+            {f"{condition}/confusion": per_image, f"{condition}/grid": predictions[:grid] if grid else predictions[:0]},
         )
 
     def _stability(
@@ -356,7 +356,9 @@ class SegmentationSuite(Suite):
                 # Paired bootstrap over images: each resample recomputes every condition's
                 # whole-set mIoU from the same drawn images.
                 clean_samples = _resampled_miou(weights, arrays["clean/confusion"], classes)
-                mean_samples = np.mean([_resampled_miou(weights, arrays[f"{c}/confusion"], classes) for c in corrupted], axis=0)
+                mean_samples = np.mean(
+                    [_resampled_miou(weights, arrays[f"{c}/confusion"], classes) for c in corrupted], axis=0
+                )
                 row["mean_corrupted_miou_low"], row["mean_corrupted_miou_high"] = bootstrap_interval(mean_samples)
                 with np.errstate(divide="ignore", invalid="ignore"):
                     relative = mean_samples / clean_samples
