@@ -228,7 +228,7 @@ def run_segmentation_benchmark(
     import torch
 
     from robustbench_lift.evaluation.inference import resolve_device
-    from robustbench_lift.run.runner import _versions
+    from robustbench_lift.training import package_versions
 
     validate(config)
     suite = cast(SegmentationSuite, SUITES.get("segmentation"))
@@ -313,7 +313,7 @@ def run_segmentation_benchmark(
             }
             for entry in entries
         },
-        "versions": _versions(),
+        "versions": package_versions() | {"pandas": pd.__version__},
         "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads()},
         "timings": timings,
         "suites": {suite.name: suite.record(config)},
