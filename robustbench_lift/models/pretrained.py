@@ -550,9 +550,7 @@ def load_pretrained(
     num_classes = (
         parsed.integer("num_classes")
         or source.default_num_classes(parsed)
-        or int(
-            file_metadata.get("num_classes", SEGMENTATION_NUM_CLASSES if segmentation else DEFAULT_NUM_CLASSES)
-        )
+        or int(file_metadata.get("num_classes", SEGMENTATION_NUM_CLASSES if segmentation else DEFAULT_NUM_CLASSES))
     )
     network = source.build(parsed, num_classes)
     swapped_layers: list[str] = []
