@@ -473,7 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     corrupt.add_argument(
         "--executor", default="local", help="local (default: this machine) or ray (chunks as Ray tasks on a cluster)"
     )
-    corrupt.add_argument("--ray-address", help="Ray cluster to attach to, host:port or auto (default: start a local one)")
+    corrupt.add_argument(
+        "--ray-address", help="Ray cluster to attach to, host:port or auto (default: start a local one)"
+    )
     corrupt.set_defaults(handler=command_corrupt)
 
     report = commands.add_parser("report", help="rebuild the HTML report and plots of a finished run")

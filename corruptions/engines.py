@@ -104,7 +104,9 @@ def _torch_generate(
         pixels = images.to(device)
     count = pixels.shape[0]
     index_array = check_indices(indices, count)
-    unique = list(dict.fromkeys((corruption, check_severity(corruption, severity)) for corruption, severity in conditions))
+    unique = list(
+        dict.fromkeys((corruption, check_severity(corruption, severity)) for corruption, severity in conditions)
+    )
     chunk = max(1, _TORCH_CHUNK_BYTES // max(1, int(np.prod(pixels.shape[1:]))))
     results: dict[Condition, torch.Tensor] = {}
     with tqdm(

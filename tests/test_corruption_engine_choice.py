@@ -186,11 +186,10 @@ ZOO_TOLERANCE = 0.03
 @needs_data
 @pytest.mark.slow
 def test_torch_engine_errors_are_close_to_the_reference_on_a_zoo_model() -> None:
+    import corruptions
     from corruptions.engines import generate
     from robustbench_lift.evaluation.inference import predict_logits
     from robustbench_lift.models.zoo import load_zoo_model
-
-    import corruptions
 
     model, _ = load_zoo_model("max")
     full = load_dataset("fashion_mnist", "test")

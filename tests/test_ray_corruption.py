@@ -55,7 +55,12 @@ def two_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     [("cifar-c", ["gaussian_noise", "contrast"], [1, 2, 3, 4, 5]), ("imagenet-c", ["glass_blur", "fog"], [2, 5])],
 )
 def test_ray_writer_gives_the_local_bytes_and_resumes(
-    tmp_path: Path, ray_executor: RayExecutor, two_chunks: None, layout: str, corruptions: list[str], severities: list[int]
+    tmp_path: Path,
+    ray_executor: RayExecutor,
+    two_chunks: None,
+    layout: str,
+    corruptions: list[str],
+    severities: list[int],
 ) -> None:
     dataset = fixture_dataset()
     indices = np.array([3, 10, 11, 40, 41, 90])

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -107,7 +107,7 @@ class ChunkMapper(Protocol):
     """Where chunks are corrupted (an executor of :mod:`robustbench_lift.run.executors`)."""
 
     #: True when chunks run in other processes or machines (then one severity per chunk).
-    distributed: bool
+    distributed: ClassVar[bool]
 
     def map_unordered(
         self, function: Callable[[Any, Any], Any], shared: Any, items: Sequence[Any], item_bytes: int = 0
@@ -119,7 +119,7 @@ class ChunkMapper(Protocol):
 class _InProcess:
     """The default mapper: chunks one after the other, here."""
 
-    distributed = False
+    distributed: ClassVar[bool] = False
 
     def map_unordered(
         self, function: Callable[[Any, Any], Any], shared: Any, items: Sequence[Any], item_bytes: int = 0
@@ -511,7 +511,12 @@ def write_corruption_set(
 
 
 def _write_units(
-    writer: _SetWriter, job: _WriteJob, plan: list[tuple[str, list[int]]], source: _Source, mapper: ChunkMapper, bar: Any
+    writer: _SetWriter,
+    job: _WriteJob,
+    plan: list[tuple[str, list[int]]],
+    source: _Source,
+    mapper: ChunkMapper,
+    bar: Any,
 ) -> None:
     """Corrupts the pending units chunk by chunk through ``mapper``; commits each unit when
     its last chunk is written and finishes each corruption when its last unit is."""

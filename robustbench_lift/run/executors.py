@@ -421,7 +421,10 @@ class RayExecutor(Executor):
         reference = self._context_reference(self._pin(suite, context))
         task = ray.remote(_ray_prepare).options(num_gpus=self._gpus, max_retries=0)
         return _RemoteInputs(
-            {condition: task.remote(suite.name, reference, [condition], self.config.threads) for condition in conditions}
+            {
+                condition: task.remote(suite.name, reference, [condition], self.config.threads)
+                for condition in conditions
+            }
         )
 
     def _pin(self, suite: Suite, context: RunContext) -> RunContext:

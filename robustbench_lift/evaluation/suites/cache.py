@@ -76,9 +76,7 @@ def cache_path(
     )
 
 
-def load_cached(
-    context: RunContext, pairs: list[Pair], generate: Generate, engine: str = "numpy"
-) -> dict[Pair, Any]:
+def load_cached(context: RunContext, pairs: list[Pair], generate: Generate, engine: str = "numpy") -> dict[Pair, Any]:
     """The inputs of ``pairs`` from the cache; missing ones are generated and stored.
 
     Cached inputs come back as ``N x H x W x 3`` arrays; generated ones as ``generate``

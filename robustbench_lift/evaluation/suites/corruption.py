@@ -74,7 +74,7 @@ def resolved_engine(config: ConfigView) -> str:
     return "torch" if resolve_device(config.device).startswith("cuda") else "numpy"
 
 
-class CorruptedInputs(dict):  # type: ignore[type-arg]
+class CorruptedInputs(dict):
     """``{(corruption, severity): images}`` plus the engine that made them (results.csv's
     ``corruption_engine``). Images are uint8 ``N x H x W x 3`` arrays (numpy engine, cache,
     pre-made sets) or uint8 ``N x 3 x H x W`` tensors on the evaluation device (torch engine)."""
