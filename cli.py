@@ -96,6 +96,7 @@ def command_run(arguments: argparse.Namespace) -> int:
         "cache_dir": arguments.cache_dir,
         "corruption_data": arguments.corruption_data,
         "corruption_layout": arguments.corruption_layout,
+        "corruption_engine": arguments.corruption_engine,
         "perturbation_data": arguments.perturbation_data,
         "perturbation_layout": arguments.perturbation_layout,
     }
@@ -188,10 +189,25 @@ def command_train(arguments: argparse.Namespace) -> int:
 
 def command_corrupt(arguments: argparse.Namespace) -> int:
     import corruptions
+    from corruptions.engines import ENGINES
     from robustbench_lift.data.datasets import load_dataset
     from robustbench_lift.data.files import ImageFiles
     from robustbench_lift.data.writer import write_corruption_set
+    from robustbench_lift.evaluation.inference import resolve_device
+    from robustbench_lift.run.config import config_from_mapping
+    from robustbench_lift.run.executors import EXECUTORS
 
+    if arguments.corruption_engine not in ENGINES:
+        raise UserError(
+            f"unknown corruption engine {arguments.corruption_engine!r}; known: {', '.join(ENGINES.names())}"
+        )
+    device = resolve_device(arguments.device)
+    # The run config's checks of the executor keys (ray_address needs executor ray, ...).
+    settings = config_from_mapping(
+        {"executor": arguments.executor, "ray_address": arguments.ray_address, "workers": arguments.workers}
+    )
+    executor = EXECUTORS.get(settings.executor)(settings)
+    executor.check()  # an unreachable cluster fails before any image is decoded
     data = load_dataset(arguments.dataset, arguments.split, arguments.data_dir, arguments.download)
     indices = None
     if arguments.sample_size:
@@ -201,18 +217,22 @@ def command_corrupt(arguments: argparse.Namespace) -> int:
     names = arguments.corruptions or ["all"]
     if len(names) == 1 and names[0] in ("common", "extra", "all"):
         names = corruptions.corruption_names(names[0])
-    root = write_corruption_set(
-        dataset,
-        arguments.output,
-        arguments.layout,
-        names,
-        arguments.severities,
-        profile=arguments.profile,
-        seed=arguments.seed,
-        workers=arguments.workers,
-        image_format=arguments.image_format,
-        indices=indices,
-    )
+    with executor:
+        root = write_corruption_set(
+            dataset,
+            arguments.output,
+            arguments.layout,
+            names,
+            arguments.severities,
+            profile=arguments.profile,
+            seed=arguments.seed,
+            workers=arguments.workers,
+            image_format=arguments.image_format,
+            indices=indices,
+            engine=arguments.corruption_engine,
+            device=device,
+            mapper=executor,
+        )
     print(root)
     return 0
 
@@ -419,6 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--corruption-layout", help="layout of --corruption-data, e.g. cifar-c (default: detect)")
     run.add_argument(
+        "--corruption-engine",
+        "--engine",
+        dest="corruption_engine",
+        help="numpy (default: the reference), torch (batched, on the evaluation device) or auto (torch on CUDA)",
+    )
+    run.add_argument(
         "--perturbation-data", help="read perturbation sequences from this pre-made set instead of generating them"
     )
     run.add_argument("--perturbation-layout", help="layout of --perturbation-data, e.g. cifar-p (default: detect)")
@@ -460,6 +486,20 @@ def build_parser() -> argparse.ArgumentParser:
     corrupt.add_argument("--workers", type=int, default=2)
     corrupt.add_argument(
         "--image-format", default="jpeg", help="jpeg (quality 85, as published) or png (lossless), image layouts only"
+    )
+    corrupt.add_argument(
+        "--corruption-engine",
+        "--engine",
+        dest="corruption_engine",
+        default="numpy",
+        help="numpy (default: the reference) or torch (batched tensors on --device); the manifest records it",
+    )
+    corrupt.add_argument("--device", default="cpu", help="where the torch engine computes: cpu (default), cuda, auto")
+    corrupt.add_argument(
+        "--executor", default="local", help="local (default: this machine) or ray (chunks as Ray tasks on a cluster)"
+    )
+    corrupt.add_argument(
+        "--ray-address", help="Ray cluster to attach to, host:port or auto (default: start a local one)"
     )
     corrupt.set_defaults(handler=command_corrupt)
 

@@ -12,6 +12,12 @@ killed run. For ``cifar-c`` each severity is first saved as ``.parts/<corruption
 five exist they are assembled into ``<corruption>.npy`` (renamed into place) and the parts
 deleted. Renames protect against a killed process; only ``.npy`` files and the manifest are
 fsynced, so after a power cut an image folder may need deleting by hand.
+
+Generation is split into chunks of images (one corruption, its pending severities, a
+range of images) handed to a *mapper*: this process by default, or an executor that
+spreads them over machines (``robustbench-lift corrupt --executor ray``), which then gets
+one severity per chunk. Every image is corrupted by the same call either way and units
+are committed here, so the files are byte-identical whoever computed them.
 """
 
 from __future__ import annotations
@@ -20,11 +26,11 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -53,11 +59,31 @@ from robustbench_lift.utils.io import (
 )
 from robustbench_lift.utils.seeds import check_seed
 
-__all__ = ["IMAGE_FORMATS", "ImageFormat", "class_folder_names", "writable_layouts", "write_corruption_set"]
+__all__ = [
+    "IMAGE_FORMATS",
+    "ChunkMapper",
+    "ImageFormat",
+    "class_folder_names",
+    "writable_layouts",
+    "write_corruption_set",
+]
 
 LOCK_NAME = ".write.lock"
 # Manifest entries that must agree before a run may add units to an existing set.
-_COMPARABLE_KEYS = ("layout", "dataset", "profile", "seed", "count", "image_shape", "source_sha256", "image_format")
+_COMPARABLE_KEYS = (
+    "layout",
+    "dataset",
+    "profile",
+    "seed",
+    "count",
+    "image_shape",
+    "source_sha256",
+    "image_format",
+    "corruption_engine",
+    "engine_device",
+)
+# What a manifest written before the engine was recorded means.
+_MANIFEST_DEFAULTS = {"corruption_engine": "numpy"}
 # Input images per corrupt_many call: bounds memory (every pending severity gets an output
 # array) while keeping the work per process pool large enough to amortise its start-up.
 _CHUNK_BYTES = 256 * 2**20
@@ -75,6 +101,74 @@ IMAGE_FORMATS: Registry[ImageFormat] = Registry("image format")
 # Quality 85, as the published ImageNet-C; PNG when exact pixels matter.
 IMAGE_FORMATS.add("jpeg", ImageFormat(".JPEG", {"format": "JPEG", "quality": 85}))
 IMAGE_FORMATS.add("png", ImageFormat(".png", {"format": "PNG"}))
+
+
+class ChunkMapper(Protocol):
+    """Where chunks are corrupted (an executor of :mod:`robustbench_lift.run.executors`)."""
+
+    #: True when chunks run in other processes or machines (then one severity per chunk).
+    distributed: ClassVar[bool]
+
+    def map_unordered(
+        self, function: Callable[[Any, Any], Any], shared: Any, items: Sequence[Any], item_bytes: int = 0
+    ) -> Iterator[tuple[Any, Any]]:
+        """``(item, function(shared, item))`` for every item, in any order."""
+        ...
+
+
+class _InProcess:
+    """The default mapper: chunks one after the other, here."""
+
+    distributed: ClassVar[bool] = False
+
+    def map_unordered(
+        self, function: Callable[[Any, Any], Any], shared: Any, items: Sequence[Any], item_bytes: int = 0
+    ) -> Iterator[tuple[Any, Any]]:
+        for item in items:
+            yield item, function(shared, item)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What every chunk reads: the clean images and how to corrupt them."""
+
+    images: np.ndarray
+    indices: np.ndarray
+    profile: str
+    seed: int
+    engine: str
+    device: str
+    workers: int
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Images ``start:stop`` of one corruption at some severities."""
+
+    corruption: str
+    severities: tuple[int, ...]
+    start: int
+    stop: int
+
+    def __str__(self) -> str:
+        return f"{self.corruption}/{','.join(map(str, self.severities))} images {self.start}..{self.stop - 1}"
+
+
+def _corrupt_chunk(source: _Source, chunk: _Chunk) -> dict[int, np.ndarray]:
+    """One chunk's corrupted images per severity (host arrays, ``N x H x W x 3``)."""
+    from corruptions.engines import generate, to_nhwc_array
+
+    results = generate(
+        source.engine,
+        source.images[chunk.start : chunk.stop],
+        [(chunk.corruption, severity) for severity in chunk.severities],
+        profile=source.profile,
+        seed=source.seed,
+        indices=source.indices[chunk.start : chunk.stop],
+        workers=source.workers,
+        device=source.device,
+    )
+    return {severity: to_nhwc_array(results[(chunk.corruption, severity)]) for severity in chunk.severities}
 
 
 class _Sink:
@@ -284,7 +378,7 @@ def _merge_manifest(root: Path, fresh: dict) -> dict:
     if existing is None:
         return fresh
     for key in _COMPARABLE_KEYS:
-        if existing.get(key) != fresh.get(key):
+        if existing.get(key, _MANIFEST_DEFAULTS.get(key)) != fresh.get(key):
             shown = (lambda value: f"{str(value)[:12]}...") if key == "source_sha256" else repr
             raise UserError(
                 f"{root} already holds a set with {key} {shown(existing.get(key))}, this run has {shown(fresh.get(key))}; "
@@ -309,21 +403,36 @@ def write_corruption_set(
     progress: bool = True,
     image_format: str = "jpeg",
     indices: np.ndarray | None = None,
+    engine: str = "numpy",
+    device: str = "cpu",
+    mapper: ChunkMapper | None = None,
 ) -> Path:
     """Corrupts ``dataset`` and stores it in a published layout (``cifar-c``, ``imagenet-c``,
     ``tiny-imagenet-c``), with ``manifest.json``; returns ``root``.
 
-    Deterministic: image i is corrupted by :func:`corruptions.corrupt_many` with index
-    ``indices[i]`` (default: its position in ``dataset``; pass the original positions of a
-    sampled subset so it matches the full set), so every machine writes the same pixels.
-    Resumable: finished units are skipped (see the module docstring). ``image_format``
-    (``jpeg`` quality 85, or lossless ``png``) applies to the image-folder layouts.
+    Deterministic: image i is corrupted by ``engine`` (:mod:`corruptions.engines`) with
+    index ``indices[i]`` (default: its position in ``dataset``; pass the original positions
+    of a sampled subset so it matches the full set), so every machine writes the same
+    pixels (for the torch engine: every machine of the same device type). Resumable:
+    finished units are skipped (see the module docstring). ``image_format`` (``jpeg``
+    quality 85, or lossless ``png``) applies to the image-folder layouts.
+
+    Args:
+        engine: ``numpy`` (the reference) or ``torch``; the manifest records it (and the
+            torch engine's device type), and a set is only resumed with the same.
+        device: where the torch engine computes (a resolved torch device: ``cpu``, ``cuda``, ``cuda:N``).
+        mapper: where chunks are corrupted (default: this process; see :class:`ChunkMapper`).
     """
-    from corruptions.engine import PROFILE_REGISTRY, corrupt_many
+    from corruptions.engine import PROFILE_REGISTRY
+    from corruptions.engines import ENGINES
     from corruptions.registry import check_severity, corruption_id
 
     writer = _WRITERS.get(layout)
     IMAGE_FORMATS.get(image_format)
+    with corruption_input():
+        engine_entry = ENGINES.get(engine)
+    if mapper is not None and mapper.distributed and engine_entry.device_dependent and device != "cpu":
+        raise UserError(f"a distributed executor generates on its workers' CPUs; use device cpu, not {device!r}")
     corruptions = list(dict.fromkeys(corruptions))
     if not corruptions or not severities:
         raise UserError("write_corruption_set needs at least one corruption and one severity")
@@ -362,11 +471,14 @@ def write_corruption_set(
         "image_shape": list(dataset.images.shape[1:]),
         "source_sha256": _source_digest(dataset, indices),
         "image_format": image_format if isinstance(writer, _ImageFolderWriter) else "npy",
+        "corruption_engine": engine,
         "corruptions": corruptions,
         "severities": severities,
         "classes": list(dataset.classes),
         "package_version": __version__,
     }
+    if engine_entry.device_dependent:
+        fresh["engine_device"] = device.split(":")[0]
     if writer.file_order:
         fresh["file_order"] = writer.file_order
         fresh["class_folders"] = class_folders
@@ -383,26 +495,61 @@ def write_corruption_set(
             atomic_write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=1) + "\n")
         writer.prepare(job)
         plan = [(corruption, writer.pending(job, corruption, severities)) for corruption in corruptions]
-        chunk = max(1, _CHUNK_BYTES // max(1, int(np.prod(dataset.images.shape[1:]))))
-        total = sum(len(pending) for _, pending in plan) * len(dataset)
-        with tqdm(total=total, desc=f"writing {layout}", unit="image", file=sys.stderr, disable=not progress) as bar:
-            for corruption, pending in plan:
-                if pending:
-                    sinks = {severity: writer.sink(job, corruption, severity) for severity in pending}
-                    for start in range(0, len(dataset), chunk):
-                        stop = min(start + chunk, len(dataset))
-                        results = corrupt_many(
-                            dataset.images[start:stop],
-                            [(corruption, severity) for severity in pending],
-                            profile=profile,
-                            seed=int(seed),
-                            indices=indices[start:stop],
-                            workers=workers,
-                        )
-                        for severity, sink in sinks.items():
-                            sink.write(start, results[(corruption, severity)])
-                        bar.update((stop - start) * len(pending))
-                    for sink in sinks.values():
-                        sink.commit()
-                writer.finish(job, corruption)
+        mapper = mapper or _InProcess()
+        source = _Source(
+            dataset.images, indices, profile, int(seed), engine, device, 1 if mapper.distributed else workers
+        )
+        with tqdm(
+            total=sum(len(pending) for _, pending in plan) * len(dataset),
+            desc=f"writing {layout}",
+            unit="image",
+            file=sys.stderr,
+            disable=not progress,
+        ) as bar:
+            _write_units(writer, job, plan, source, mapper, bar)
     return root
+
+
+def _write_units(
+    writer: _SetWriter,
+    job: _WriteJob,
+    plan: list[tuple[str, list[int]]],
+    source: _Source,
+    mapper: ChunkMapper,
+    bar: Any,
+) -> None:
+    """Corrupts the pending units chunk by chunk through ``mapper``; commits each unit when
+    its last chunk is written and finishes each corruption when its last unit is."""
+    image_bytes = int(np.prod(job.dataset.images.shape[1:]))
+    size = max(1, _CHUNK_BYTES // max(1, image_bytes))
+    ranges = [(start, min(start + size, len(job.dataset))) for start in range(0, len(job.dataset), size)]
+    # Split per severity for a distributed mapper (more, smaller tasks); kept together here,
+    # so one process pool serves all of a corruption's severities.
+    groups = [[(severity,) for severity in pending] if mapper.distributed else [tuple(pending)] for _, pending in plan]
+    chunks = [
+        _Chunk(corruption, severities, start, stop)
+        for (corruption, pending), severity_groups in zip(plan, groups)
+        if pending
+        for severities in severity_groups
+        for start, stop in ranges
+    ]
+    left = {(corruption, severity): len(ranges) for corruption, pending in plan for severity in pending}
+    units_left = {corruption: len(pending) for corruption, pending in plan}
+    for corruption, pending in plan:
+        if not pending:
+            writer.finish(job, corruption)  # e.g. cifar-c parts of a killed run still to assemble
+    sinks: dict[tuple[str, int], _Sink] = {}
+    item_bytes = size * image_bytes * max((len(chunk.severities) for chunk in chunks), default=1)
+    for chunk, results in mapper.map_unordered(_corrupt_chunk, source, chunks, item_bytes):
+        for severity, images in results.items():
+            unit = (chunk.corruption, severity)
+            if unit not in sinks:
+                sinks[unit] = writer.sink(job, *unit)
+            sinks[unit].write(chunk.start, images)
+            left[unit] -= 1
+            if left[unit] == 0:
+                sinks.pop(unit).commit()
+                units_left[chunk.corruption] -= 1
+                if units_left[chunk.corruption] == 0:
+                    writer.finish(job, chunk.corruption)
+        bar.update((chunk.stop - chunk.start) * len(results))

@@ -53,11 +53,22 @@ def _release_cached_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def _input_batch(images: np.ndarray | torch.Tensor, start: int, size: int, device: str | torch.device) -> torch.Tensor:
+    """Images ``start:start+size`` as the float batch models take, on ``device``."""
+    if isinstance(images, torch.Tensor):  # uint8 N x 3 x H x W, e.g. the torch engine's output on the device
+        return images[start : start + size].to(device).float().div_(255)
+    pixels = images[start : start + size]
+    if not pixels.flags.writeable:  # shared read-only (Ray's object store): torch warns
+        pixels = pixels.copy()
+    return to_tensor(pixels).to(device)
+
+
 @torch.inference_mode()
 def predict_logits(
-    model: nn.Module, images: np.ndarray, batch_size: int = 500, device: str | torch.device = "cpu"
+    model: nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 500, device: str | torch.device = "cpu"
 ) -> torch.Tensor:
-    """Logits of ``model`` (eval mode) for uint8 N x H x W x 3 ``images``, on the CPU.
+    """Logits of ``model`` (eval mode) for uint8 N x H x W x 3 ``images`` (or a uint8
+    N x 3 x H x W tensor, read where it lies), on the CPU.
 
     On out-of-memory the batch is halved and retried (down to 1 image); the smaller size
     is kept for the rest of this call. Each image's logits do not depend on the batch it
@@ -69,10 +80,7 @@ def predict_logits(
     size = max(1, int(batch_size))
     while start < images.shape[0]:
         try:
-            pixels = images[start : start + size]
-            if not pixels.flags.writeable:  # shared read-only (Ray's object store): torch warns
-                pixels = pixels.copy()
-            batch = to_tensor(pixels).to(device)
+            batch = _input_batch(images, start, size, device)
             outputs.append(model(batch).float().cpu())
         except RuntimeError as error:
             if not is_out_of_memory(error):
@@ -85,7 +93,7 @@ def predict_logits(
             size = max(1, size // 2)
             log.warning("out of memory on %s; retrying with batch size %d", device, size)
             continue
-        start += pixels.shape[0]
+        start += min(size, images.shape[0] - start)
     return torch.cat(outputs) if outputs else torch.empty(0)
 
 

@@ -231,7 +231,7 @@ def _run_cells(
                 if len(inputs.groups) > 1:
                     log.info("inputs %s for %s", group.describe(inputs.data), ", ".join(group.models))
                 for batch in _batches(suites, cells, group_context.dataset.images.nbytes):
-                    prepared = _prepare(suites, batch, group_context, timings)
+                    prepared = _prepare(suites, batch, group_context, timings, executor)
                     for result in executor.run(batch, entries, prepared, group_context):
                         store.commit_cell(
                             result.cell.key,
@@ -337,15 +337,18 @@ def _batches(suites: list[Suite], cells: list[Cell], sample_bytes: int) -> list[
     return batches
 
 
-def _prepare(suites: list[Suite], cells: list[Cell], context: RunContext, timings: dict[str, Any]) -> dict[str, Any]:
-    """Each suite's shared inputs for the conditions ``cells`` still need."""
+def _prepare(
+    suites: list[Suite], cells: list[Cell], context: RunContext, timings: dict[str, Any], executor: Executor
+) -> dict[str, Any]:
+    """Each suite's shared inputs for the conditions ``cells`` still need, prepared where
+    the executor prepares them (here, or in Ray workers: then the time is only dispatch)."""
     prepared: dict[str, Any] = {}
     for suite in suites:
         wanted = list(dict.fromkeys(cell.condition for cell in cells if cell.suite == suite.name))
         if not wanted:
             continue
         tick = time.perf_counter()
-        prepared[suite.name] = suite.prepare(context, wanted)
+        prepared[suite.name] = executor.prepare(suite, context, wanted)
         seconds = time.perf_counter() - tick
         timings["prepare"][suite.name] = round(timings["prepare"].get(suite.name, 0.0) + seconds, 2)
         log.info("prepared %s inputs (%d conditions) in %.1f s", suite.name, len(wanted), seconds)

@@ -102,8 +102,23 @@ class Suite:
     description: str = ""
     options: ClassVar[Mapping[str, Option]] = {}
 
+    #: True when :meth:`prepare` of one condition needs nothing prepared for another, so an
+    #: executor may prepare each condition apart (the Ray executor: in its workers).
+    inputs_per_condition: ClassVar[bool] = False
+
     def validate(self, config: ConfigView) -> None:
         """Checks this suite's options beyond their types (ranges, names); one-line UserError."""
+
+    def pinned_options(self, config: ConfigView) -> dict[str, Any]:
+        """This suite's options whose value depends on the machine (``auto``), resolved on
+        this one, so that workers on other machines decide as the run's driver did; empty
+        by default."""
+        return {}
+
+    def portable(self, prepared: Any) -> Any:
+        """``prepared`` readable by another process (device tensors moved to host memory);
+        unchanged by default."""
+        return prepared
 
     def record(self, config: ConfigView) -> dict[str, Any]:
         """Facts about this suite's conditions for ``run.json`` (e.g. attack labels); empty by default."""
@@ -177,8 +192,9 @@ def finite_predictions(logits: torch.Tensor) -> np.ndarray | None:
     return predictions
 
 
-def predict(entry: ModelEntry, images: np.ndarray, context: RunContext) -> np.ndarray | None:
-    """Top-1 predictions of ``entry`` on uint8 ``images`` (None when it returned NaN/inf)."""
+def predict(entry: ModelEntry, images: np.ndarray | torch.Tensor, context: RunContext) -> np.ndarray | None:
+    """Top-1 predictions of ``entry`` on uint8 ``images`` (N x H x W x 3 arrays, or N x 3 x H x W
+    tensors) (None when it returned NaN/inf)."""
     from robustbench_lift.evaluation.inference import predict_logits
 
     return finite_predictions(predict_logits(entry.model, images, context.config.batch_size, context.device))

@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,12 +17,22 @@ from robustbench_lift.evaluation.suites.base import RunContext
 from robustbench_lift.utils.digest import array_digest
 from robustbench_lift.utils.io import PARTIAL, atomic_save_npy
 
-__all__ = ["cache_path", "load_cached", "published_positions", "sample_key"]
+__all__ = ["cache_path", "engine_label", "load_cached", "published_positions", "sample_key"]
 
 log = logging.getLogger(__name__)
 
 Pair = tuple[str, int]
-Generate = Callable[[RunContext, list[Pair]], dict[Pair, np.ndarray]]
+Generate = Callable[[RunContext, list[Pair]], dict[Pair, Any]]
+
+
+def engine_label(engine: str, device: str) -> str:
+    """The engine as the cache key needs it: ``numpy``, or ``torch-cpu`` / ``torch-cuda``
+    (the torch engine's random corruptions give other bytes on another device type)."""
+    from corruptions.engines import ENGINES
+
+    if not ENGINES.get(engine).device_dependent:
+        return engine
+    return f"{engine}-{device.split(':')[0]}"
 
 
 def sample_key(context: RunContext) -> str:
@@ -29,12 +40,16 @@ def sample_key(context: RunContext) -> str:
     return array_digest(np.asarray(context.indices, dtype=np.int64), context.dataset.images)
 
 
-def cache_path(context: RunContext, corruption: str, severity: int, key: str | None = None) -> Path:
+def cache_path(
+    context: RunContext, corruption: str, severity: int, key: str | None = None, engine: str = "numpy"
+) -> Path:
     """Where ``cache_dir`` keeps one condition's corrupted inputs.
 
     The key covers everything the pixels depend on: data set, split, the sampled indices
-    and clean pixels (hashed), corruption, severity, profile, seed and the package
-    version. ``key``: :func:`sample_key` of the context, if known.
+    and clean pixels (hashed), corruption, severity, profile, seed, the engine (with its
+    device type where that changes the bytes, :func:`engine_label`) and the package
+    version, so inputs of the two engines never mix. ``key``: :func:`sample_key` of the
+    context, if known.
     """
     from robustbench_lift._version import __version__
 
@@ -48,6 +63,7 @@ def cache_path(context: RunContext, corruption: str, severity: int, key: str | N
             str(severity),
             config.profile,
             str(config.seed),
+            engine,
             __version__,
         ]
     )
@@ -56,17 +72,21 @@ def cache_path(context: RunContext, corruption: str, severity: int, key: str | N
         Path(config.cache_dir)
         / "corruption"
         / f"{config.dataset}-{config.split}"
-        / f"{corruption}-{severity}-{config.profile}-{digest}.npy"
+        / f"{corruption}-{severity}-{config.profile}-{engine}-{digest}.npy"
     )
 
 
-def load_cached(context: RunContext, pairs: list[Pair], generate: Generate) -> dict[Pair, np.ndarray]:
-    """The inputs of ``pairs`` from the cache; missing ones are generated and stored."""
+def load_cached(context: RunContext, pairs: list[Pair], generate: Generate, engine: str = "numpy") -> dict[Pair, Any]:
+    """The inputs of ``pairs`` from the cache; missing ones are generated and stored.
+
+    Cached inputs come back as ``N x H x W x 3`` arrays; generated ones as ``generate``
+    returned them (tensors on the device for the torch engine, stored as arrays).
+    ``engine``: :func:`engine_label` of the generating engine (part of the key)."""
     found: dict[Pair, np.ndarray] = {}
     shape = context.dataset.images.shape
     key = sample_key(context)
     for pair in pairs:
-        path = cache_path(context, *pair, key=key)
+        path = cache_path(context, *pair, key=key, engine=engine)
         if not path.is_file():
             continue
         try:
@@ -83,11 +103,15 @@ def load_cached(context: RunContext, pairs: list[Pair], generate: Generate) -> d
     if missing:
         generated = generate(context, missing)
         for pair, array in generated.items():
-            path = cache_path(context, *pair, key=key)
+            from corruptions.engines import to_nhwc_array
+
+            path = cache_path(context, *pair, key=key, engine=engine)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 # Several runs may share a cache: the temporary name carries the process id.
-                atomic_save_npy(path, array, temporary=path.with_name(f".{path.name}.{os.getpid()}{PARTIAL}"))
+                atomic_save_npy(
+                    path, to_nhwc_array(array), temporary=path.with_name(f".{path.name}.{os.getpid()}{PARTIAL}")
+                )
             except OSError as error:
                 raise UserError(
                     f"cannot write to cache_dir {context.config.cache_dir}: {error.strerror or error}"

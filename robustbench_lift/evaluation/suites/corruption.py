@@ -22,7 +22,7 @@ from robustbench_lift.evaluation.suites.base import (
     predict,
     reference_model,
 )
-from robustbench_lift.evaluation.suites.cache import load_cached, published_positions
+from robustbench_lift.evaluation.suites.cache import engine_label, load_cached, published_positions
 from robustbench_lift.metrics import (
     ALEXNET_IMAGENET_C,
     BOOTSTRAP_SAMPLES,
@@ -32,7 +32,7 @@ from robustbench_lift.metrics import (
 )
 from robustbench_lift.options import ConfigView, Option
 
-__all__ = ["CorruptionSuite", "selected_corruptions"]
+__all__ = ["CorruptedInputs", "CorruptionSuite", "resolved_engine", "selected_corruptions"]
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,39 @@ def select_names(value: str | list[str], subsets: tuple[str, ...], names_of: Any
     return names
 
 
+def _on_host(images: Any) -> Any:
+    return images if isinstance(images, np.ndarray) else images.cpu()
+
+
 def selected_corruptions(config: ConfigView) -> list[str]:
     """The corruption names a config asks for, validated."""
     return select_names(config.corruptions, ("common", "extra", "all"), corruptions.corruption_names, "corruption")
+
+
+#: ``corruption_engine`` values besides the engines themselves.
+AUTO_ENGINE = "auto"
+#: What results.csv's ``corruption_engine`` says for a pre-made set whose manifest names no engine.
+PREMADE_ENGINE = "pre-made"
+
+
+def resolved_engine(config: ConfigView) -> str:
+    """The engine a run uses: ``corruption_engine``, with ``auto`` resolved to ``torch``
+    when the run's device (as resolved on this machine) is a CUDA GPU, else ``numpy``."""
+    if config.corruption_engine != AUTO_ENGINE:
+        return str(config.corruption_engine)
+    from robustbench_lift.evaluation.inference import resolve_device
+
+    return "torch" if resolve_device(config.device).startswith("cuda") else "numpy"
+
+
+class CorruptedInputs(dict):
+    """``{(corruption, severity): images}`` plus the engine that made them (results.csv's
+    ``corruption_engine``). Images are uint8 ``N x H x W x 3`` arrays (numpy engine, cache,
+    pre-made sets) or uint8 ``N x 3 x H x W`` tensors on the evaluation device (torch engine)."""
+
+    def __init__(self, images: Mapping[tuple[str, int], Any], engine: str) -> None:
+        super().__init__(images)
+        self.engine = engine
 
 
 class CorruptionSuite(Suite):
@@ -59,8 +89,10 @@ class CorruptionSuite(Suite):
 
     Cells: ``clean`` and ``<corruption>/<severity>``. Inputs come, in this order of
     preference, from a pre-made set (``corruption_data``), the on-disk cache
-    (``cache_dir``), or :func:`corruptions.corrupt_many`; all three give the same pixels
-    for a set written by this package with the run's profile and seed.
+    (``cache_dir``), or generation by ``corruption_engine`` (:mod:`corruptions.engines`);
+    all three give the same pixels for a set written by this package with the run's
+    profile, seed and engine. The torch engine generates on the evaluation device and the
+    models read its tensors there, without a copy through host memory.
     """
 
     name = "corruption"
@@ -71,7 +103,13 @@ class CorruptionSuite(Suite):
         "cache_dir": Option(str | None, None, "folder caching the generated inputs (null: no cache)"),
         "corruption_data": Option(str | None, None, "a pre-made corruption set to read instead of generating"),
         "corruption_layout": Option(str | None, None, "layout of corruption_data (null: detect it)"),
+        "corruption_engine": Option(
+            str, "numpy", "numpy (the reference), torch (batched, on the device) or auto (torch on a CUDA device)"
+        ),
     }
+
+    #: Each condition's inputs can be prepared on their own (executors may prepare them apart).
+    inputs_per_condition = True
 
     def validate(self, config: ConfigView) -> None:
         if not config.severities:
@@ -84,6 +122,33 @@ class CorruptionSuite(Suite):
             raise UserError(f"corruption_data {config.corruption_data} is not a folder")
         if config.corruption_layout is not None and config.corruption_data is None:
             raise UserError("corruption_layout needs corruption_data (the folder to read)")
+        from corruptions.engines import ENGINE_NAMES
+
+        if config.corruption_engine not in (*ENGINE_NAMES, AUTO_ENGINE):
+            raise UserError(
+                f"unknown corruption_engine {config.corruption_engine!r}; known: {', '.join(ENGINE_NAMES)}, {AUTO_ENGINE}"
+            )
+
+    def record(self, config: ConfigView) -> dict[str, Any]:
+        """The engine that made the corrupted inputs (``auto`` resolved), for ``run.json``."""
+        return {"corruption_engine": self._data_engine(config) if config.corruption_data else resolved_engine(config)}
+
+    @staticmethod
+    def _data_engine(config: ConfigView) -> str:
+        from robustbench_lift.data.published import read_manifest
+
+        manifest = read_manifest(config.corruption_data) or {}
+        return str(manifest.get("corruption_engine", PREMADE_ENGINE))
+
+    def pinned_options(self, config: ConfigView) -> dict[str, Any]:
+        """``auto`` resolved here (a Ray worker with a GPU must not pick torch when the driver picked numpy)."""
+        return {"corruption_engine": resolved_engine(config)} if config.corruption_engine == AUTO_ENGINE else {}
+
+    def portable(self, prepared: Any) -> Any:
+        """Tensors moved to host memory, so another process (a Ray worker) can read them."""
+        if not isinstance(prepared, CorruptedInputs):
+            return prepared
+        return CorruptedInputs({pair: _on_host(images) for pair, images in prepared.items()}, prepared.engine)
 
     def pairs(self, config: ConfigView) -> list[tuple[str, int]]:
         return [(corruption, severity) for corruption in selected_corruptions(config) for severity in config.severities]
@@ -91,7 +156,7 @@ class CorruptionSuite(Suite):
     def conditions(self, context: RunContext) -> list[str]:
         return ["clean"] + [f"{corruption}/{severity}" for corruption, severity in self.pairs(context.config)]
 
-    def prepared_conditions(self, prepared: dict[tuple[str, int], np.ndarray], context: RunContext) -> list[str]:
+    def prepared_conditions(self, prepared: CorruptedInputs, context: RunContext) -> list[str]:
         return ["clean"] + [f"{corruption}/{severity}" for corruption, severity in prepared]
 
     @staticmethod
@@ -99,34 +164,36 @@ class CorruptionSuite(Suite):
         corruption, severity = condition.rsplit("/", 1)
         return corruption, int(severity)
 
-    def prepare(
-        self, context: RunContext, conditions: Sequence[str] | None = None
-    ) -> dict[tuple[str, int], np.ndarray]:
+    def prepare(self, context: RunContext, conditions: Sequence[str] | None = None) -> CorruptedInputs:
         config = context.config
         wanted = (
             self.pairs(config)
             if conditions is None
             else [self._pair(condition) for condition in conditions if condition != "clean"]
         )
-        if not wanted:
-            return {}
         if config.corruption_data:
-            return self._load_published(context, wanted)
+            return CorruptedInputs(self._load_published(context, wanted) if wanted else {}, self._data_engine(config))
+        engine = resolved_engine(config)
+        if not wanted:
+            return CorruptedInputs({}, engine)
         if config.cache_dir:
-            return load_cached(context, wanted, self._generate)
-        return self._generate(context, wanted)
+            label = engine_label(engine, context.device)
+            return CorruptedInputs(load_cached(context, wanted, self._generate, engine=label), engine)
+        return CorruptedInputs(self._generate(context, wanted), engine)
 
-    def _generate(self, context: RunContext, pairs: list[tuple[str, int]]) -> dict[tuple[str, int], np.ndarray]:
-        import corruptions
+    def _generate(self, context: RunContext, pairs: list[tuple[str, int]]) -> dict[tuple[str, int], Any]:
+        from corruptions.engines import generate
 
         config = context.config
-        return corruptions.corrupt_many(
+        return generate(
+            resolved_engine(config),
             context.dataset.images,
             pairs,
             profile=config.profile,
             seed=config.seed,
             indices=context.indices,
             workers=config.workers,
+            device=context.device,
             progress=True,
         )
 
@@ -152,7 +219,7 @@ class CorruptionSuite(Suite):
         return images
 
     def evaluate_condition(
-        self, entry: ModelEntry, condition: str, prepared: dict[tuple[str, int], np.ndarray], context: RunContext
+        self, entry: ModelEntry, condition: str, prepared: CorruptedInputs, context: RunContext
     ) -> SuiteOutput:
         labels = context.dataset.labels
         n = len(labels)
@@ -171,6 +238,8 @@ class CorruptionSuite(Suite):
             "level": level,
             "status": "ok",
         } | error_with_interval(predictions, labels)
+        if suite == self.name:
+            row["corruption_engine"] = getattr(prepared, "engine", "")
         return SuiteOutput([row], {condition: predictions != labels, f"{condition}/predictions": predictions})
 
     def finalize(
