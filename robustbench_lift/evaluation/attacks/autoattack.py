@@ -132,9 +132,7 @@ class _AutoAttack(AttackSpec):
                 [
                     library.APGD(model, loss="ce", steps=self.steps, **common),
                     library.APGDT(model, steps=self.steps, n_classes=classes, **common),
-                    library.FAB(
-                        model, steps=self.steps, multi_targeted=True, n_classes=classes, **common
-                    ),
+                    library.FAB(model, steps=self.steps, multi_targeted=True, n_classes=classes, **common),
                     library.Square(model, n_queries=self.queries, **common),
                 ]
             )
