@@ -53,6 +53,20 @@ def _parse_epsilons(pairs: list[str]) -> dict[str, list[float]]:
     return grid
 
 
+def _parse_attack_options(pairs: list[str], base: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """``pgd_linf.steps=50`` pairs merged over ``base`` -> {attack: {option: value}} (YAML scalars)."""
+    import yaml
+
+    merged = {attack: dict(values) for attack, values in (base or {}).items()}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        attack, dot, option = key.partition(".")
+        if not separator or not dot or not attack or not option:
+            raise UserError(f"--attack-option {pair!r} must look like ATTACK.OPTION=VALUE, e.g. pgd_linf.steps=50")
+        merged.setdefault(attack, {})[option] = yaml.safe_load(value)
+    return merged
+
+
 def command_run(arguments: argparse.Namespace) -> int:
     from robustbench_lift.run.config import RunConfig, config_from_mapping, load_config
     from robustbench_lift.run.executors import EXECUTORS
@@ -90,6 +104,12 @@ def command_run(arguments: argparse.Namespace) -> int:
         "attacks": arguments.attacks,
         "attack_sample_size": arguments.attack_sample_size,
         "attack_epsilons": _parse_epsilons(arguments.epsilons) if arguments.epsilons else None,
+        "attack_options": (
+            _parse_attack_options(arguments.attack_option, config.attack_options) if arguments.attack_option else None
+        ),
+        "precision": arguments.precision,
+        "attack_precision": arguments.attack_precision,
+        "channels_last": arguments.channels_last,
         "executor": arguments.executor,
         "ray_address": arguments.ray_address,
         "model_processes": arguments.model_processes,
@@ -344,6 +364,8 @@ def _listing(what: str) -> list[dict[str, Any]]:
                 "minimization": ATTACKS.get(name).minimization,
                 "default epsilons": ", ".join(f"{value:.4g}" for value in ATTACKS.get(name).default_epsilons),
                 "headline": f"{ATTACKS.get(name).headline_epsilon:.4g}",
+                "options": ", ".join(f"{key}={option.default}" for key, option in ATTACKS.get(name).options.items())
+                or "-",
             }
             for name in api.list_attacks()
         ]
@@ -415,7 +437,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--epsilons", nargs="+", metavar="ATTACK=EPS,EPS", help="epsilon grid per attack, e.g. pgd_linf=0,0.01,0.03"
     )
+    run.add_argument(
+        "--attack-option",
+        nargs="+",
+        metavar="ATTACK.OPTION=VALUE",
+        help="an attack's hyperparameter, e.g. pgd_linf.steps=50 pgd_linf.restarts=5 autoattack.steps=100 "
+        "(see docs/attacks.md)",
+    )
     run.add_argument("--device", help="auto (default: CUDA when available, else CPU), cpu, cuda or cuda:N")
+    run.add_argument("--precision", help="inference precision: fp32 (default), bf16 or fp16 (CUDA only); autocast")
+    run.add_argument("--attack-precision", help="precision of attack passes: fp32 (default), bf16 or fp16")
+    run.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="channels-last memory format for inference (default: on CUDA only)",
+    )
     run.add_argument("--output-dir")
     run.add_argument(
         "--run-name", help="results go to OUTPUT_DIR/RUN_NAME; rerunning the same command resumes an interrupted run"

@@ -53,6 +53,9 @@ class ConfigView(Protocol):
     batch_size: int
     device: str
     threads: int | None
+    precision: str
+    attack_precision: str
+    channels_last: bool | None
 
     def __getattr__(self, name: str) -> Any: ...
 

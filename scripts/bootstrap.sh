@@ -13,8 +13,9 @@ case "$job" in setup|benchmark|test) ;; *) echo "usage: bash scripts/bootstrap.s
 python="${PYTHON:-python3}"
 # torch is installed on its own so a machine can pick its build (CPU wheel index, CUDA).
 torch_spec="${TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}"
+torchattacks_spec="torchattacks==3.5.1"
 venv=.venv
-stamp="$venv/.installed-$( (cat setup.cfg; echo "$torch_spec") | sha256sum | cut -c1-16)"
+stamp="$venv/.installed-$( (cat setup.cfg; echo "$torch_spec $torchattacks_spec") | sha256sum | cut -c1-16)"
 
 log() { echo "[bootstrap] $*" >&2; }
 
@@ -40,7 +41,11 @@ if [ ! -f "$stamp" ]; then
   "$venv/bin/python" -c "import torch, torchvision" || { log "torch failed to install"; exit 1; }
   log "installing robustbench-lift and its dependencies"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "is ignored" >&2 || true
-  "$venv/bin/python" -c "import robustbench_lift, corruptions, foolbox, imagecorruptions, antialiased_cnns" || { log "install failed"; exit 1; }
+  # AutoAttack's library: its metadata pins requests~=2.25.1 (which it never imports and
+  # which would downgrade requests and urllib3), so it goes in without its declared
+  # dependencies; the ones it uses (torch, torchvision, scipy, numpy, tqdm) are ours.
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps "$torchattacks_spec" 2>&1 | grep -v "is ignored" >&2 || true
+  "$venv/bin/python" -c "import robustbench_lift, corruptions, foolbox, imagecorruptions, antialiased_cnns, torchattacks" || { log "install failed"; exit 1; }
   rm -f "$venv"/.installed-*
   touch "$stamp"
 fi

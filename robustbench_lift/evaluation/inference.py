@@ -1,5 +1,6 @@
 """Batched inference on uint8 image arrays, the uint8 -> float tensor conversion, device
-resolution and out-of-memory back-off."""
+resolution and out-of-memory back-off; precision (autocast) and channels-last are in
+:mod:`robustbench_lift.evaluation.precision`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 
 from robustbench_lift.errors import UserError
+from robustbench_lift.evaluation.precision import autocast, check_precision, to_channels_last
 
 log = logging.getLogger(__name__)
 
@@ -65,23 +67,38 @@ def _input_batch(images: np.ndarray | torch.Tensor, start: int, size: int, devic
 
 @torch.inference_mode()
 def predict_logits(
-    model: nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 500, device: str | torch.device = "cpu"
+    model: nn.Module,
+    images: np.ndarray | torch.Tensor,
+    batch_size: int = 500,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> torch.Tensor:
     """Logits of ``model`` (eval mode) for uint8 N x H x W x 3 ``images`` (or a uint8
-    N x 3 x H x W tensor, read where it lies), on the CPU.
+    N x 3 x H x W tensor, read where it lies), on the CPU, as fp32.
 
     On out-of-memory the batch is halved and retried (down to 1 image); the smaller size
     is kept for the rest of this call. Each image's logits do not depend on the batch it
-    was in, so the result is the same whatever size finally fits.
+    was in, so the result is the same whatever size finally fits. ``precision`` (fp32,
+    bf16, fp16) runs the model under autocast; ``channels_last`` converts the model (in
+    place) and each batch to channels-last memory format.
     """
+    device_type = torch.device(device).type
+    check_precision(precision, device_type)
     model.eval()
+    if channels_last:
+        to_channels_last(model)
     outputs = []
     start = 0
     size = max(1, int(batch_size))
     while start < images.shape[0]:
         try:
             batch = _input_batch(images, start, size, device)
-            outputs.append(model(batch).float().cpu())
+            if channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with autocast(precision, device_type):
+                logits = model(batch)
+            outputs.append(logits.float().cpu())
         except RuntimeError as error:
             if not is_out_of_memory(error):
                 raise

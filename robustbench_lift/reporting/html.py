@@ -35,6 +35,7 @@ from robustbench_lift.reporting.tables import (
     RELATIVE_MCE_MAX_INTERVAL_WIDTH,
     RunTables,
     adversarial_warnings,
+    attack_protocols,
     corruption_errors,
     failed_rows,
     leaderboard_columns,
@@ -215,6 +216,7 @@ def report_context(tables: RunTables, plots: list[Plot], notes: list[str]) -> di
         "notes": notes,
         "failed": failed_rows(tables),
         "warnings": adversarial_warnings(tables),
+        "protocols": attack_protocols(record),
         "files": [
             name
             for name in ("results.csv", "summary.csv", "pooling_summary.csv", "run.json")

@@ -29,6 +29,7 @@ __all__ = [
     "LeaderboardColumn",
     "RunTables",
     "adversarial_warnings",
+    "attack_protocols",
     "as_float",
     "attack_label",
     "corruption_error_bounds",
@@ -340,6 +341,37 @@ def epsilon_text(epsilon: float, norm: str) -> str:
         if abs(steps - round(steps)) < 1e-6:
             return f"{round(steps)}/255" if round(steps) else "0"
     return f"{epsilon:g}"
+
+
+#: Protocol entries shown in their own columns, not among the hyperparameters.
+_PROTOCOL_COLUMNS = ("library", "library_version", "epsilons", "sample_size", "seed", "precision")
+
+
+def attack_protocols(record: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Each recorded attack's protocol as text for the report: library and version,
+    hyperparameters, epsilons, images attacked, seed and precision (empty for runs that
+    recorded no protocol)."""
+    rows = []
+    for name, info in recorded_attacks(record).items():
+        protocol = info.get("protocol") if isinstance(info, Mapping) else None
+        if not isinstance(protocol, Mapping):
+            continue
+        norm = str(info.get("norm", ""))
+        epsilons = protocol.get("epsilons") or []
+        rows.append(
+            {
+                "attack": attack_label(name, record),
+                "library": f"{protocol.get('library', '?')} {protocol.get('library_version', '')}".strip(),
+                "settings": ", ".join(
+                    f"{key} {value}" for key, value in protocol.items() if key not in _PROTOCOL_COLUMNS
+                ),
+                "epsilons": ", ".join(epsilon_text(as_float(epsilon), norm) for epsilon in epsilons),
+                "images": str(protocol.get("sample_size", "")),
+                "seed": str(protocol.get("seed", "")),
+                "precision": str(protocol.get("precision", "")),
+            }
+        )
+    return rows
 
 
 def adversarial_warnings(tables: RunTables) -> list[dict[str, str]]:

@@ -82,6 +82,9 @@ class RunConfig:
     (halved automatically on out-of-memory).
     device: ``auto`` (CUDA when torch sees a GPU, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
     threads: torch threads for inference and attacks (null = torch's default).
+    precision: inference precision, ``fp32``, ``bf16`` or ``fp16`` (autocast; fp16 needs CUDA);
+    attack_precision: the same for attack forward/backward passes (default fp32);
+    channels_last: channels-last memory format for inference (null = on CUDA only).
     output_dir / run_name: results go to ``<output_dir>/<run_name>/``; a run interrupted
     part-way resumes from its store when the same command runs again.
     executor: ``local`` (this process) or ``ray`` (cells as Ray tasks).
@@ -104,6 +107,9 @@ class RunConfig:
     batch_size: int = 500
     device: str = "auto"
     threads: int | None = None
+    precision: str = "fp32"
+    attack_precision: str = "fp32"
+    channels_last: bool | None = None
     output_dir: str = "reports"
     run_name: str = "builtin"
     executor: str = "local"
@@ -236,6 +242,26 @@ def check_run_name(name: str) -> str:
     return name
 
 
+def _check_precisions(config: RunConfig) -> None:
+    """Known precision names; fp16 refused where the run's device is a CPU (``auto`` on a
+    machine without CUDA too, unless Ray workers pick their own device)."""
+    from robustbench_lift.evaluation.precision import check_precision
+
+    for key in ("precision", "attack_precision"):
+        check_precision(getattr(config, key), None, key)
+    if "fp16" in (config.precision, config.attack_precision):
+        if config.device == "auto":
+            if config.executor != "local":
+                return
+            import torch
+
+            device_type = "cuda" if torch.cuda.is_available() else "cpu"
+        else:
+            device_type = config.device.split(":")[0]
+        check_precision(config.precision, device_type)
+        check_precision(config.attack_precision, device_type, "attack_precision")
+
+
 def validate(config: RunConfig) -> None:
     """Checks the general keys, then lets each selected suite and the executor check its own.
 
@@ -256,6 +282,7 @@ def validate(config: RunConfig) -> None:
     if config.threads is not None and config.threads < 1:
         raise UserError(f"threads must be at least 1 (or null for torch's default), got {config.threads}")
     check_run_name(config.run_name)
+    _check_precisions(config)
     if config.device != "auto":
         import torch
 

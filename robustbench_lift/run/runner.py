@@ -35,6 +35,7 @@ from robustbench_lift.data.base import sample_indices
 from robustbench_lift.data.datasets import load_dataset
 from robustbench_lift.errors import UserError
 from robustbench_lift.evaluation.inputs import RunInputs, check_classes, group_models, with_classes, with_preprocessing
+from robustbench_lift.evaluation.precision import precision_record
 from robustbench_lift.evaluation.suites import SUITES, ModelEntry, RunContext, Suite
 from robustbench_lift.metrics.seeds import POOLING_SUMMARY_FILE, pooling_summary
 from robustbench_lift.models._factory import resolve_model
@@ -275,6 +276,7 @@ def _run_cells(
             "sample_digest": sample_digest,
             "device": ",".join(devices),
             "executor": config.executor,
+            "precision": precision_record(config, context.device),
             "cells": {"total": len(plan), "computed": computed, "resumed": resumed},
             "store": STORE_NAME,
             "models": models_record,
@@ -287,7 +289,7 @@ def _run_cells(
             },
             "timings": timings,
             # What readers of the run need from the suites (e.g. attack labels), torch-free.
-            "suites": {suite.name: suite.record(config) for suite in suites},
+            "suites": {suite.name: suite.record(config, context) for suite in suites},
         }
         # Per-image outcomes, compact and torch-free, for paired gates (robustbench_lift.per_image).
         outcomes = collect(
@@ -395,6 +397,7 @@ def _tables(
                         "architecture": entry.architecture,
                         "pooling": entry.pooling,
                         "dataset": config.dataset,
+                        "precision": config.precision,
                     }
                     | row
                 )

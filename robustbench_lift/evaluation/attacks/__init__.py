@@ -1,6 +1,7 @@
-"""Adversarial attacks over foolbox 3: the registry, the attack classes, evaluation and sanity checks.
+"""Adversarial attacks (foolbox 3; AutoAttack over torchattacks): the registry, the attack
+classes, evaluation and sanity checks.
 
-Importing this package (and listing attacks) imports neither torch nor foolbox; they load
+Importing this package (and listing attacks) imports neither torch nor an attack library; they load
 with :func:`evaluate_attack` or an attack's ``build``. To add an attack: write its class
 (an :class:`AttackSpec` subclass with ``name``, ``label`` and ``norm``) and add one
 ``ATTACKS.add`` line below. See ``docs/attacks.md`` for the protocol.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from robustbench_lift.evaluation.attacks.autoattack import AutoAttackL2, AutoAttackLinf
 from robustbench_lift.evaluation.attacks.base import (
     ATTACKS,
     DEFAULT_EPSILONS,
@@ -40,6 +42,8 @@ __all__ = [
     "NORMS",
     "ROW_KEYS",
     "AttackSpec",
+    "AutoAttackL2",
+    "AutoAttackLinf",
     "CarliniWagnerL2",
     "FastGradientMethodL2",
     "FastGradientSignMethod",
@@ -63,6 +67,8 @@ for _spec in (
     LinfDeepFool(),
     L2DeepFool(),
     CarliniWagnerL2(),
+    AutoAttackLinf(),
+    AutoAttackL2(),
 ):
     ATTACKS.add(_spec.name, _spec)
 

@@ -25,20 +25,35 @@ Epsilon 0 is not run through the attack: foolbox would clip any perturbation to 
 and ask the model again, which is exactly one more clean forward pass, so that is what
 we do, at no attack cost. Because it is a second, separate pass, a model whose
 predictions are not deterministic still shows up in :func:`sanity_warnings`.
+
+An attack runs through :meth:`AttackSpec.success_function`, which answers, per input,
+whether the attack found an adversarial; the default drives the foolbox attack of
+``build``, and an attack from another library (``autoattack``: torchattacks) overrides
+it, so every attack shares the same rows, intervals and per-input bookkeeping. An attack
+declares the hyperparameters a user may set (``attack_options`` in a run config,
+``--attack-option NAME.KEY=VALUE``) as ``options`` and checks their values in ``check``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.metadata
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from robustbench_lift.errors import UserError
+from robustbench_lift.options import Option, check_value
 from robustbench_lift.registry import Registry
 
 if TYPE_CHECKING:
     import foolbox
+    import torch
+
+#: ``(images, labels, epsilon) -> success``: one bool per input, True where the attack
+#: found an adversarial within epsilon (an input misclassified already counts).
+SuccessFunction = Callable[["torch.Tensor", "torch.Tensor", float], "torch.Tensor"]
 
 __all__ = [
     "ATTACKS",
@@ -47,7 +62,11 @@ __all__ = [
     "NORMS",
     "ROW_KEYS",
     "AttackSpec",
+    "SuccessFunction",
     "attack_names",
+    "check_positive",
+    "is_imagenet_sized",
+    "library_version",
     "list_attacks",
     "validate_epsilons",
 ]
@@ -61,6 +80,9 @@ DEFAULT_EPSILONS: dict[str, tuple[float, ...]] = {
 
 # The one epsilon per norm that a summary table shows (CIFAR convention).
 HEADLINE_EPSILONS: dict[str, float] = {"linf": 8 / 255, "l2": 0.5}
+
+#: Inputs whose shorter side is at least this many pixels follow the ImageNet conventions.
+IMAGENET_SIDE = 128
 
 ROW_KEYS: tuple[str, ...] = (
     "attack",
@@ -102,6 +124,11 @@ class AttackSpec:
         """Return the configured foolbox attack object (foolbox is imported here, not before)."""
         raise NotImplementedError
 
+    #: The hyperparameters a user may set (key -> Option); each key is a field of the class.
+    options: ClassVar[Mapping[str, Option]] = {}
+    #: The library that runs the attack, as pip names it (its version goes into run.json).
+    library: ClassVar[str] = "foolbox"
+
     @property
     def default_epsilons(self) -> tuple[float, ...]:
         """Epsilon grid used when the caller gives none (32-px inputs in [0, 1])."""
@@ -111,6 +138,106 @@ class AttackSpec:
     def headline_epsilon(self) -> float:
         """The epsilon a one-number summary reports for this attack's norm."""
         return HEADLINE_EPSILONS[self.norm]
+
+    def epsilons_for(self, input_shape: Sequence[int] | None) -> tuple[float, ...]:
+        """The default grid for inputs of ``input_shape`` (C, H, W); None: 32-px inputs.
+
+        Args:
+            input_shape: the attacked inputs' (C, H, W), or None.
+
+        Returns:
+            The grid (the 32-px grid unless the attack has size-dependent conventions).
+        """
+        return self.default_epsilons
+
+    def headline_for(self, input_shape: Sequence[int] | None) -> float:
+        """The headline epsilon for inputs of ``input_shape`` (C, H, W); None: 32-px inputs.
+
+        Args:
+            input_shape: the attacked inputs' (C, H, W), or None.
+
+        Returns:
+            The epsilon whose robust accuracy ``summary.csv`` reports.
+        """
+        return self.headline_epsilon
+
+    def configured(self, values: Mapping[str, Any] | None) -> AttackSpec:
+        """A copy with the user's hyperparameters set, each checked.
+
+        Args:
+            values: option -> value (from ``attack_options`` or ``--attack-option``).
+
+        Returns:
+            The configured attack (``self`` when ``values`` is empty).
+
+        Raises:
+            UserError: one line for an unknown option, a wrong type or a bad value.
+        """
+        if not values:
+            return self
+        if not isinstance(values, Mapping):
+            raise UserError(f"attack_options for {self.name} must be a mapping of option: value, got {values!r}")
+        typed = {}
+        for key, value in values.items():
+            if key not in self.options:
+                known = ", ".join(self.options) or "none"
+                raise UserError(f"attack {self.name} has no option {key!r}; its options: {known}")
+            typed[key] = check_value(f"attack_options.{self.name}.{key}", value, self.options[key].hint)
+        spec = dataclasses.replace(self, **typed)
+        spec.check()
+        return spec
+
+    def check(self) -> None:
+        """Checks the hyperparameters' values (one-line UserError); nothing by default."""
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """Every hyperparameter field with its value (what run.json records)."""
+        return {item.name: getattr(self, item.name) for item in dataclasses.fields(self)}
+
+    def expected_passes(self) -> float:
+        """Model passes (forward or backward) per image and epsilon, for progress estimates."""
+        steps = getattr(self, "steps", 1) * getattr(self, "binary_search_steps", 1)
+        return float(2 * steps * getattr(self, "restarts", 1))
+
+    def protocol(self) -> dict[str, Any]:
+        """The attack's library, its installed version and the hyperparameters (torch-free)."""
+        return {"library": self.library, "library_version": library_version(self.library), **self.hyperparameters()}
+
+    def success_function(self, model: torch.nn.Module, device: torch.device) -> SuccessFunction:
+        """The attack as ``(images, labels, epsilon) -> success per input`` on ``device``.
+
+        The default runs the foolbox attack of :meth:`build` on ``model`` (inputs in
+        [0, 1]) ``restarts`` times where the class has that field: an input counts as
+        fooled when any restart fooled it, and later restarts attack only the inputs
+        still standing. The caller seeds the random generator before each call.
+
+        Args:
+            model: the model in eval mode, logits out.
+            device: where the inputs and the model are.
+
+        Returns:
+            The function; its result is a bool tensor on the CPU.
+        """
+        import foolbox
+        import torch
+
+        fmodel = foolbox.PyTorchModel(model, bounds=(0, 1), device=device)
+        attack_object = self.build()
+        restarts = int(getattr(self, "restarts", 1))
+
+        def run(images: torch.Tensor, labels: torch.Tensor, epsilon: float) -> torch.Tensor:
+            success = torch.zeros(len(images), dtype=torch.bool)
+            for _ in range(restarts):
+                standing = (~success).nonzero().flatten()
+                if not len(standing):
+                    break
+                _, _, found = attack_object(
+                    fmodel, images[standing.to(images.device)], labels[standing.to(labels.device)], epsilons=epsilon
+                )
+                success[standing] = found.cpu()
+            return success
+
+        return run
 
 
 ATTACKS: Registry[AttackSpec] = Registry("attack")
@@ -151,6 +278,27 @@ def validate_epsilons(norm: str, epsilons: Sequence[float], input_shape: Sequenc
             raise UserError(f"epsilon {value:g} is negative")
         if value > largest:
             raise UserError(f"{norm} epsilon {value:g} exceeds {reason}")
+
+
+def check_positive(attack: str, key: str, value: float, integer: bool = False) -> None:
+    """One-line UserError unless ``value`` is a finite number above zero (at least 1 if ``integer``)."""
+    if integer and value < 1:
+        raise UserError(f"attack_options.{attack}.{key} must be at least 1, got {value}")
+    if not math.isfinite(value) or value <= 0:
+        raise UserError(f"attack_options.{attack}.{key} must be a finite number above 0, got {value}")
+
+
+def is_imagenet_sized(input_shape: Sequence[int] | None) -> bool:
+    """True for (C, H, W) inputs whose shorter side is at least :data:`IMAGENET_SIDE` pixels."""
+    return input_shape is not None and min(int(side) for side in tuple(input_shape)[-2:]) >= IMAGENET_SIDE
+
+
+def library_version(distribution: str) -> str:
+    """The installed version of a pip distribution, or ``not installed`` (never imports it)."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def list_attacks() -> list[str]:

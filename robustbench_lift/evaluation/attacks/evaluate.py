@@ -19,6 +19,7 @@ import torch
 
 from robustbench_lift.errors import UserError
 from robustbench_lift.evaluation.attacks.base import ATTACKS, AttackSpec, validate_epsilons
+from robustbench_lift.evaluation.precision import autocast, check_precision
 from robustbench_lift.metrics import wilson_interval
 
 __all__ = ["evaluate_attack"]
@@ -35,6 +36,7 @@ def evaluate_attack(
     device: str | torch.device = "cpu",
     seed: int = 0,
     robust_correct: dict[float, np.ndarray] | None = None,
+    precision: str = "fp32",
 ) -> list[dict[str, Any]]:
     """Attack ``model`` on ``images`` (N, C, H, W in [0, 1]) and return one row per epsilon.
 
@@ -54,16 +56,20 @@ def evaluate_attack(
     A dict passed as ``robust_correct`` receives, per epsilon, a bool per input: True where
     the prediction is right and stays right under the attack (what a paired comparison of
     two models on the same inputs needs).
+    ``precision`` (``fp32``, ``bf16``, ``fp16``) runs the model's forward passes under
+    autocast during the attack; the default fp32 keeps attack gradients in full precision.
     """
     spec = attack if isinstance(attack, AttackSpec) else ATTACKS.get(attack)
     _check_data(images, labels)
     if batch_size < 1:
         raise UserError(f"batch_size must be at least 1, got {batch_size}")
-    grid = tuple(float(epsilon) for epsilon in (spec.default_epsilons if epsilons is None else epsilons))
-    validate_epsilons(spec.norm, grid, input_shape=tuple(images.shape[1:]))
+    input_shape = tuple(images.shape[1:])
+    grid = tuple(float(epsilon) for epsilon in (spec.epsilons_for(input_shape) if epsilons is None else epsilons))
+    validate_epsilons(spec.norm, grid, input_shape=input_shape)
     device = torch.device(device)
+    check_precision(precision, device.type, "attack_precision")
 
-    watched = _FiniteLogitsWatch(model).eval()
+    watched = _FiniteLogitsWatch(model, precision, device.type).eval()
     with _frozen_for_evaluation(model), _forked_generator(device):
         fmodel = foolbox.PyTorchModel(watched, bounds=(0, 1), device=device)
         try:
@@ -87,15 +93,19 @@ def evaluate_attack(
 class _FiniteLogitsWatch(torch.nn.Module):
     """Passes logits through and remembers whether any was NaN or infinite."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, precision: str = "fp32", device_type: str = "cpu") -> None:
         super().__init__()
         self.model = model
+        self.precision = precision
+        self.device_type = device_type
         self.non_finite_seen = False
         self.non_finite_during: list[str] = []
         self.phase = "clean"
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        logits = self.model(inputs)
+        with autocast(self.precision, self.device_type):
+            # Attacks compute losses and gradients on fp32 logits whatever the model ran in.
+            logits = self.model(inputs).float()
         if not bool(torch.isfinite(logits).all()):
             self.non_finite_seen = True
             if self.phase not in self.non_finite_during:
@@ -172,7 +182,8 @@ def _run_batches(
     if watched.non_finite_seen:
         return None
 
-    attack_object = spec.build()
+    attack_object = spec.build() if spec.minimization else None
+    attack_run = None if spec.minimization else spec.success_function(watched, device)
     attacked = [index for index, epsilon in enumerate(grid) if epsilon > 0]
     # None asks a minimisation attack for its unclipped smallest adversarial as well.
     call_epsilons: list[float | None] = [grid[index] for index in attacked]
@@ -190,7 +201,7 @@ def _run_batches(
         for index, epsilon in enumerate(grid):
             if epsilon == 0:
                 success[index, start:stop] = unchanged_success
-        if spec.minimization:
+        if attack_object is not None:
             # One run serves every epsilon: foolbox clips the smallest adversarial to each.
             _reseed(seed, None, start, device)
             raw, _, batch_success = attack_object(fmodel, batch, target, epsilons=call_epsilons)
@@ -200,14 +211,13 @@ def _run_batches(
             perturbation = (raw[-1] - batch).flatten(1)
             norms = (perturbation.abs().amax(dim=1) if spec.norm == "linf" else perturbation.norm(dim=1)).cpu()
             smallest[start:stop] = torch.where(batch_success[-1], norms, torch.full_like(norms, math.nan))
-        else:
-            # foolbox runs each epsilon separately anyway; calling it per epsilon lets
-            # each start from its own seed, so a row does not depend on the rest of the
-            # grid (a headline-only run repeats the full grid's headline number).
+        elif attack_run is not None:
+            # Each epsilon is attacked on its own from its own seed, so a row does not
+            # depend on the rest of the grid (a headline-only run repeats the full grid's
+            # headline number).
             for index in attacked:
                 _reseed(seed, grid[index], start, device)
-                _, _, batch_success = attack_object(fmodel, batch, target, epsilons=grid[index])
-                success[index, start:stop] = batch_success.cpu()
+                success[index, start:stop] = attack_run(batch, target, grid[index]).cpu()
         if watched.non_finite_seen:
             return None
     return clean_correct, success, smallest

@@ -1,11 +1,12 @@
-"""The adversarial suite: robust accuracy per attack and epsilon (foolbox 3), with gradient-masking checks."""
+"""The adversarial suite: robust accuracy per attack and epsilon (foolbox 3, AutoAttack over
+torchattacks), with gradient-masking checks and each attack's protocol in run.json."""
 
 from __future__ import annotations
 
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,10 @@ from robustbench_lift.evaluation.suites.base import (
 )
 from robustbench_lift.options import ConfigView, Option
 
-__all__ = ["AdversarialSuite"]
+if TYPE_CHECKING:
+    from robustbench_lift.evaluation.attacks import AttackSpec
+
+__all__ = ["AdversarialSuite", "configured_attack"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,11 @@ class AdversarialSuite(Suite):
             dict[str, list[float]] | None, None, "epsilons per attack (null: each attack's grid)"
         ),
         "attack_sample_size": Option(int | None, 100, "images attacked, the first of the sample"),
+        "attack_options": Option(
+            dict[str, dict[str, Any]] | None,
+            None,
+            "hyperparameters per attack, e.g. {pgd_linf: {steps: 50, restarts: 5}} (see docs/attacks.md)",
+        ),
     }
 
     def validate(self, config: ConfigView) -> None:
@@ -53,33 +62,47 @@ class AdversarialSuite(Suite):
             ATTACKS.get(attack)
         for attack, epsilons in (config.attack_epsilons or {}).items():
             validate_epsilons(ATTACKS.get(attack).norm, epsilons)
+        for attack in config.attack_options or {}:
+            configured_attack(attack, config)
 
-    def record(self, config: ConfigView) -> dict[str, Any]:
-        """Each attack's display label, norm and headline epsilon, for reports."""
-        from robustbench_lift.evaluation.attacks import ATTACKS
-
+    def record(self, config: ConfigView, context: RunContext | None = None) -> dict[str, Any]:
+        """Each attack's display label, norm, headline epsilon and protocol (library and
+        version, hyperparameters, epsilons, images attacked, seed), for reports."""
+        shape = _input_shape(context)
+        images = config.attack_sample_size
+        if context is not None:
+            images = min(images or len(context.dataset), len(context.dataset))
         attacks = {}
         for name in config.attacks:
-            spec = ATTACKS.get(name)
-            attacks[name] = {"label": spec.label, "norm": spec.norm, "headline_epsilon": spec.headline_epsilon}
+            spec = configured_attack(name, config)
+            epsilons = (config.attack_epsilons or {}).get(name) or list(spec.epsilons_for(shape))
+            attacks[name] = {
+                "label": spec.label,
+                "norm": spec.norm,
+                "headline_epsilon": spec.headline_for(shape),
+                "protocol": spec.protocol()
+                | {
+                    "epsilons": [float(epsilon) for epsilon in epsilons],
+                    "sample_size": images,
+                    "seed": config.seed,
+                    "precision": getattr(config, "attack_precision", "fp32"),
+                },
+            }
         return {"attacks": attacks}
 
     def conditions(self, context: RunContext) -> list[str]:
         return ["clean"] + list(context.config.attacks)
 
     def expected_work(self, condition: str, context: RunContext) -> float:
-        from robustbench_lift.evaluation.attacks import ATTACKS
-
         config = context.config
         images = min(config.attack_sample_size or len(context.dataset), len(context.dataset))
         if condition == "clean":
             return float(images)
-        spec = ATTACKS.get(condition)
-        # A forward and a backward pass per step; a minimisation attack runs once for all
-        # epsilons, the others once per epsilon.
-        steps = getattr(spec, "steps", 1) * getattr(spec, "binary_search_steps", 1)
-        runs = 1 if spec.minimization else len((config.attack_epsilons or {}).get(condition) or spec.default_epsilons)
-        return float(images * 2 * steps * runs)
+        spec = configured_attack(condition, config)
+        # A minimisation attack runs once for all epsilons, the others once per epsilon > 0.
+        grid = (config.attack_epsilons or {}).get(condition) or spec.epsilons_for(_input_shape(context))
+        runs = 1 if spec.minimization else max(1, sum(1 for epsilon in grid if epsilon > 0))
+        return float(images * spec.expected_passes() * runs)
 
     def prepare(self, context: RunContext, conditions: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         images, labels, _ = first_images(context, context.config.attack_sample_size)
@@ -98,20 +121,22 @@ class AdversarialSuite(Suite):
         if condition == "clean":
             predictions = predict(entry, pixels, context)
             return SuiteOutput([], {} if predictions is None else {"clean_correct": predictions == label_array})
-        from robustbench_lift.evaluation.attacks import ATTACKS
-
+        spec = configured_attack(condition, config)
         epsilons = (config.attack_epsilons or {}).get(condition)
         robust_correct: dict[float, np.ndarray] = {}
+        images = to_tensor(pixels)
+        attack_precision = getattr(config, "attack_precision", "fp32")
         attack_rows = evaluate_attack(
             entry.model,
-            to_tensor(pixels),
+            images,
             torch.from_numpy(label_array),
-            condition,
+            spec,
             epsilons,
             batch_size=config.batch_size,
             device=context.device,
             seed=config.seed,
             robust_correct=robust_correct,
+            precision=attack_precision,
         )
         rows = []
         for attack_row in attack_rows:
@@ -122,9 +147,10 @@ class AdversarialSuite(Suite):
                 "level": float(attack_row["epsilon"]),
             }
             row |= {key: value for key, value in attack_row.items() if key not in ("attack", "epsilon")}
+            row["attack_precision"] = attack_precision
             rows.append(row)
         # Per-image outcomes at the headline epsilon (the summary's robust accuracy) for paired gates.
-        headline = ATTACKS.get(condition).headline_epsilon
+        headline = spec.headline_for(tuple(images.shape[1:]))
         at_headline = [correct for epsilon, correct in robust_correct.items() if np.isclose(epsilon, headline)]
         return SuiteOutput(rows, {f"{condition}/robust_correct": at_headline[0]} if at_headline else {})
 
@@ -150,16 +176,15 @@ class AdversarialSuite(Suite):
         models: list[ModelEntry],
         context: RunContext,
     ) -> pd.DataFrame:
-        from robustbench_lift.evaluation.attacks import ATTACKS
-
         table = results[results["suite"] == self.name]
+        shape = _input_shape(context)
         rows = []
         for entry in models:
             row: dict[str, Any] = {"model": entry.name}
             for attack in context.config.attacks:
-                spec = ATTACKS.get(attack)
+                spec = configured_attack(attack, context.config)
                 cells = table[(table["model"] == entry.name) & (table["family"] == attack) & (table["status"] == "ok")]
-                match = cells[np.isclose(cells["level"], spec.headline_epsilon)]
+                match = cells[np.isclose(cells["level"], spec.headline_for(shape))]
                 column = f"robust_accuracy_{attack}"
                 row[column] = float(match["robust_accuracy"].iloc[0]) if len(match) else math.nan
                 row[f"{column}_low"] = float(match["robust_accuracy_low"].iloc[0]) if len(match) else math.nan
@@ -179,3 +204,30 @@ class AdversarialSuite(Suite):
             row["adversarial_warnings"] = int(warnings["warning"].nunique()) if len(warnings) else 0
             rows.append(row)
         return pd.DataFrame(rows).set_index("model")
+
+
+def configured_attack(name: str, config: ConfigView) -> AttackSpec:
+    """The registered attack ``name`` with the run's ``attack_options`` for it applied.
+
+    Args:
+        name: a registered attack.
+        config: the run's configuration.
+
+    Returns:
+        The configured attack.
+
+    Raises:
+        UserError: one line for an unknown attack, option or a bad value.
+    """
+    from robustbench_lift.evaluation.attacks import ATTACKS
+
+    return ATTACKS.get(name).configured((getattr(config, "attack_options", None) or {}).get(name))
+
+
+def _input_shape(context: RunContext | None) -> tuple[int, int, int] | None:
+    """(C, H, W) of the run's attacked inputs (uint8 N x H x W x 3 in the data set), if known."""
+    shape = None if context is None else getattr(context.dataset.images, "shape", None)
+    if shape is None or len(shape) != 4:
+        return None
+    height, width = shape[1:3]
+    return (3, int(height), int(width))

@@ -43,6 +43,7 @@ __all__ = [
     "finite_predictions",
     "first_images",
     "list_suites",
+    "logits",
     "predict",
     "reference_model",
 ]
@@ -120,8 +121,9 @@ class Suite:
         unchanged by default."""
         return prepared
 
-    def record(self, config: ConfigView) -> dict[str, Any]:
-        """Facts about this suite's conditions for ``run.json`` (e.g. attack labels); empty by default."""
+    def record(self, config: ConfigView, context: RunContext | None = None) -> dict[str, Any]:
+        """Facts about this suite's conditions for ``run.json`` (e.g. attack labels and protocols),
+        given the run's ``context`` when the runner has one; empty by default."""
         return {}
 
     def per_image_record(self, models: list[ModelEntry], context: RunContext) -> dict[str, Any]:
@@ -192,12 +194,27 @@ def finite_predictions(logits: torch.Tensor) -> np.ndarray | None:
     return predictions
 
 
-def predict(entry: ModelEntry, images: np.ndarray | torch.Tensor, context: RunContext) -> np.ndarray | None:
-    """Top-1 predictions of ``entry`` on uint8 ``images`` (N x H x W x 3 arrays, or N x 3 x H x W
-    tensors) (None when it returned NaN/inf)."""
+def logits(entry: ModelEntry, images: np.ndarray | torch.Tensor, context: RunContext) -> torch.Tensor:
+    """fp32 logits of ``entry`` on uint8 ``images`` (N x H x W x 3 arrays, or N x 3 x H x W
+    tensors), in the run's precision and memory format."""
     from robustbench_lift.evaluation.inference import predict_logits
+    from robustbench_lift.evaluation.precision import channels_last_for
 
-    return finite_predictions(predict_logits(entry.model, images, context.config.batch_size, context.device))
+    config = context.config
+    device_type = str(context.device).split(":")[0]
+    return predict_logits(
+        entry.model,
+        images,
+        config.batch_size,
+        context.device,
+        precision=getattr(config, "precision", "fp32"),
+        channels_last=channels_last_for(getattr(config, "channels_last", None), device_type),
+    )
+
+
+def predict(entry: ModelEntry, images: np.ndarray | torch.Tensor, context: RunContext) -> np.ndarray | None:
+    """Top-1 predictions of ``entry`` on uint8 ``images`` (None when it returned NaN/inf)."""
+    return finite_predictions(logits(entry, images, context))
 
 
 def failed_row(condition: str, family: str, level: float, n: int) -> dict[str, Any]:

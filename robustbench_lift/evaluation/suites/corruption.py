@@ -129,7 +129,7 @@ class CorruptionSuite(Suite):
                 f"unknown corruption_engine {config.corruption_engine!r}; known: {', '.join(ENGINE_NAMES)}, {AUTO_ENGINE}"
             )
 
-    def record(self, config: ConfigView) -> dict[str, Any]:
+    def record(self, config: ConfigView, context: RunContext | None = None) -> dict[str, Any]:
         """The engine that made the corrupted inputs (``auto`` resolved), for ``run.json``."""
         return {"corruption_engine": self._data_engine(config) if config.corruption_data else resolved_engine(config)}
 

@@ -22,6 +22,7 @@ from robustbench_lift.evaluation.suites.base import (
     first_images,
     reference_model,
 )
+from robustbench_lift.evaluation.suites.base import logits as model_logits
 from robustbench_lift.evaluation.suites.cache import published_positions
 from robustbench_lift.evaluation.suites.corruption import select_names
 from robustbench_lift.metrics import BOOTSTRAP_SAMPLES, bootstrap_interval, flip_probability, top5_distance
@@ -130,11 +131,7 @@ class PerturbationSuite(Suite):
         name = condition.rsplit("/", 1)[0]
         sequences = prepared[name]
         count, frames = sequences.shape[:2]
-        from robustbench_lift.evaluation.inference import predict_logits
-
-        logits = predict_logits(
-            entry.model, sequences.reshape(-1, *sequences.shape[2:]), config.batch_size, context.device
-        )
+        logits = model_logits(entry, sequences.reshape(-1, *sequences.shape[2:]), context)
         if not bool(logits.isfinite().all()):
             return SuiteOutput([failed_row(condition, name, float(config.difficulty), count) | {"suite": self.name}])
         logits_array = logits.numpy().reshape(count, frames, -1)

@@ -186,7 +186,7 @@ class SegmentationSuite(Suite):
         with corruption_input():
             validate_difficulty(selected_segmentation_perturbations(config), config.difficulty, config.profile)
 
-    def record(self, config: ConfigView) -> dict[str, Any]:
+    def record(self, config: ConfigView, context: RunContext | None = None) -> dict[str, Any]:
         return {
             "corruptions": selected_segmentation_corruptions(config),
             "severities": list(config.severities),
