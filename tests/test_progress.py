@@ -58,3 +58,10 @@ def test_bar_names_model_and_suite_and_shows_the_eta() -> None:
         assert progress.eta_seconds() == pytest.approx(9 * 2.0 + 2 * 100.0)
     text = stream.getvalue()
     assert "mine / corruption" in text and "ETA 03:38" in text and "1/12 cells" in text
+
+
+def test_eta_divides_by_the_cells_evaluated_at_once() -> None:
+    cells = plan(["mine"])
+    with CellProgress(cells, work, stream=io.StringIO(), parallelism=2) as progress:
+        progress.finished(cells[0], 2.0)
+        assert progress.eta_seconds() == pytest.approx((9 * 2.0 + 2 * 100.0) / 2)

@@ -105,6 +105,11 @@ class Executor:
     def close(self) -> None:
         """Releases what ``start`` acquired."""
 
+    def parallelism(self, models: int, device: str) -> int:
+        """How many cells this executor evaluates at once for ``models`` models on
+        ``device`` (what the progress bar's ETA divides by); 1 by default."""
+        return 1
+
     def context_device(self) -> str:
         """The device recorded in the driver's run context."""
         from robustbench_lift.evaluation.inference import resolve_device
@@ -202,6 +207,9 @@ class LocalExecutor(Executor):
         if wanted is None:
             wanted = self.config.threads or _cpu_cores()
         return max(1, min(wanted, models))
+
+    def parallelism(self, models: int, device: str) -> int:
+        return self.processes(models, device)
 
     def run(
         self, cells: Sequence[Cell], models: Mapping[str, ModelEntry], prepared: Mapping[str, Any], context: RunContext

@@ -113,6 +113,8 @@ class CellProgress:
         work: expected work of a cell, see :class:`CostModel`.
         stream: where the bar goes (default stderr).
         disable: no bar at all (None: tqdm's default, a bar also without a terminal).
+        parallelism: cells evaluated at once (the local executor's model processes); the
+            ETA is the pending cells' expected seconds divided by it.
     """
 
     def __init__(
@@ -121,8 +123,10 @@ class CellProgress:
         work: Callable[[str, str], float],
         stream: IO[str] | None = None,
         disable: bool | None = False,
+        parallelism: int = 1,
     ) -> None:
         self._pending: list[CellKey] = list(cells)
+        self._parallelism = max(1, int(parallelism))
         self.costs = CostModel(work)
         self._bar = tqdm(
             total=len(self._pending),
@@ -144,8 +148,9 @@ class CellProgress:
         self._bar.set_description_str(self._description(), refresh=False)
 
     def eta_seconds(self) -> float | None:
-        """Seconds the pending cells are expected to take (None: no estimate yet)."""
-        return self.costs.remaining(self._pending)
+        """Wall seconds the pending cells are expected to take (None: no estimate yet)."""
+        remaining = self.costs.remaining(self._pending)
+        return None if remaining is None else remaining / self._parallelism
 
     def finished(self, key: CellKey, seconds: float) -> None:
         """Cell ``key`` finished after ``seconds`` (its own evaluation time)."""

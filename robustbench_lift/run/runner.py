@@ -220,7 +220,8 @@ def _run_cells(
         def work(suite: str, condition: str) -> float:
             return suite_by_name[suite].expected_work(condition, context)
 
-        with CellProgress([cell.key for cell in pending], work) as progress:
+        parallelism = executor.parallelism(len({cell.model for cell in pending}), str(context.device))
+        with CellProgress([cell.key for cell in pending], work, parallelism=parallelism) as progress:
             for group in inputs.groups:
                 cells = [cell for cell in pending if cell.model in group.models]
                 if not cells:
