@@ -451,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--channels-last",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="channels-last memory format for inference (default: on CUDA only)",
+        help="channels-last memory format for inference (default: on)",
     )
     run.add_argument("--output-dir")
     run.add_argument(

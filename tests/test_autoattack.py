@@ -140,7 +140,7 @@ def test_a_run_records_the_attack_protocol_and_precision(tmp_path) -> None:
     assert (protocol["sample_size"], protocol["seed"], protocol["precision"]) == (8, 5, "fp32")
     assert attacks["pgd_linf"]["protocol"]["library"] == "foolbox"
     assert (attacks["pgd_linf"]["protocol"]["steps"], attacks["pgd_linf"]["protocol"]["restarts"]) == (5, 2)
-    assert record["precision"] == {"inference": "bf16", "attack": "fp32", "channels_last": False, "autocast": True}
+    assert record["precision"] == {"inference": "bf16", "attack": "fp32", "channels_last": True, "autocast": True}
     summary = pd.read_csv(directory / "summary.csv")
     assert 0 <= summary.loc[0, "robust_accuracy_autoattack"] <= summary.loc[0, "robust_accuracy_pgd_linf"] + 1 / 8
     results = pd.read_csv(directory / "results.csv")

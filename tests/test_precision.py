@@ -36,8 +36,8 @@ def test_config_checks_precisions() -> None:
         config_from_mapping({"channels_last": "yes"}, base)
 
 
-def test_channels_last_defaults_to_cuda_only() -> None:
-    assert channels_last_for(None, "cuda") and not channels_last_for(None, "cpu")
+def test_channels_last_is_on_by_default() -> None:
+    assert channels_last_for(None, "cuda") and channels_last_for(None, "cpu")  # null = on
     assert channels_last_for(True, "cpu") and not channels_last_for(False, "cuda")
 
 
@@ -90,3 +90,19 @@ def test_attack_precision_bf16_runs_and_fp32_is_the_default(zoo_and_images) -> N
     assert all(row["status"] == "ok" for row in rows)
     with pytest.raises(UserError, match="fp16 needs a CUDA device"):
         evaluate_attack(model, inputs, targets, "fgsm", [0, 8 / 255], precision="fp16")
+
+
+@pytest.mark.needs_data
+def test_attacks_run_after_channels_last_inference() -> None:
+    """Channels-last conversion inside inference mode must not turn the parameters into
+    inference tensors: an attack on the same model afterwards needs their autograd."""
+    from robustbench_lift.evaluation.attacks.evaluate import evaluate_attack
+    from robustbench_lift.evaluation.inference import predict_logits
+    from robustbench_lift.models import load_model
+
+    model = load_model("small_cnn-lift-s0").eval()
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    predict_logits(model, pixels, channels_last=True)
+    assert all(not parameter.is_inference() for parameter in model.parameters())
+    rows = evaluate_attack(model, torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,)), "pgd_linf")
+    assert {row["status"] for row in rows} == {"ok"}

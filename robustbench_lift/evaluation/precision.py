@@ -60,8 +60,10 @@ def autocast(precision: str, device_type: str) -> Iterator[None]:
 
 
 def channels_last_for(setting: bool | None, device_type: str) -> bool:
-    """Whether inference uses channels-last: ``setting``, or on CUDA only when None."""
-    return device_type == "cuda" if setting is None else bool(setting)
+    """Whether inference uses channels-last: ``setting``; None means on (CPU and CUDA alike:
+    on the CPU it made the zoo's models 1.1x to 2x faster at one thread, with the same
+    predictions)."""
+    return True if setting is None else bool(setting)
 
 
 def precision_record(config: Any, device: str) -> dict[str, Any]:
@@ -76,7 +78,13 @@ def precision_record(config: Any, device: str) -> dict[str, Any]:
 
 
 def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
-    """``model`` with its 4-D parameters and buffers in channels-last format (in place)."""
+    """``model`` with its 4-D parameters and buffers in channels-last format (in place).
+
+    Converted outside inference mode even when called inside it: parameters made there
+    would be inference tensors, which a later attack (gradients with respect to the input
+    through the same model) cannot use.
+    """
     import torch
 
-    return model.to(memory_format=torch.channels_last)
+    with torch.inference_mode(False), torch.no_grad():
+        return model.to(memory_format=torch.channels_last)

@@ -45,7 +45,7 @@ class AdversarialSuite(Suite):
         "attack_epsilons": Option(
             dict[str, list[float]] | None, None, "epsilons per attack (null: each attack's grid)"
         ),
-        "attack_sample_size": Option(int | None, 100, "images attacked, the first of the sample"),
+        "attack_sample_size": Option(int | None, 50, "images attacked, the first of the sample"),
         "attack_options": Option(
             dict[str, dict[str, Any]] | None,
             None,

@@ -54,7 +54,7 @@ class PerturbationSuite(Suite):
     options: ClassVar[Mapping[str, Option]] = {
         "perturbations": Option(str | list[str], "all", "perturbation names, or main / extra / all"),
         "difficulty": Option(int, 1, "compare frames this far apart (noise: strength 1..3)"),
-        "perturbation_sample_size": Option(int | None, 200, "sequences, from the first images of the sample"),
+        "perturbation_sample_size": Option(int | None, 100, "sequences, from the first images of the sample"),
         "perturbation_data": Option(str | None, None, "a pre-made perturbation set to read instead of generating"),
         "perturbation_layout": Option(str | None, None, "layout of perturbation_data (null: detect it)"),
     }
