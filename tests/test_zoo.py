@@ -186,3 +186,14 @@ def test_shipped_seeds_of_a_kind_share_one_recipe() -> None:
         }
         recipes.setdefault(kind, set()).add(json.dumps(training, sort_keys=True))
     assert recipes and all(len(found) == 1 for found in recipes.values()), recipes
+
+
+def test_seeds_of_a_kind_report_the_same_full_options() -> None:
+    """Seed 0 (written before ``share`` existed) and later seeds read as one recipe, so that
+    a run's pooling_summary.csv pools them into one row."""
+    for kind in ("lift", "haar_sum", "blur"):
+        options = [
+            zoo.load_zoo_model(entry.name)[1]["pooling_options"] for entry in zoo_entries() if entry.kind == kind
+        ]
+        assert len(options) >= 2 and all(found == options[0] for found in options)
+    assert zoo.load_zoo_model("small_cnn-lift-s0")[1]["pooling_options"]["share"] == "per_direction"

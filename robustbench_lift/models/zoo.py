@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from robustbench_lift.errors import UserError
 from robustbench_lift.models._format import read_safetensors_metadata
-from robustbench_lift.nn.kinds import DEPRECATED_KINDS, recorded_options
+from robustbench_lift.nn.kinds import DEPRECATED_KINDS, recorded_options, resolve_options
 
 if TYPE_CHECKING:
     from torch import nn
@@ -176,12 +176,14 @@ def load_zoo_model(name: str) -> tuple[nn.Module, dict[str, Any]]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the single-seed zoo's kind names
         model, metadata = load_checkpoint(path, expect={"architecture": ZOO_ARCHITECTURE, "dataset": ZOO_DATASET})
-        recorded = recorded_options(str(metadata.get("pooling")), metadata.get("pooling_options"))[0]
+        recorded, options = recorded_options(str(metadata.get("pooling")), metadata.get("pooling_options"))
     if recorded != kind:
         raise UserError(f"zoo weights {path} hold a {metadata.get('pooling')!r} model, not {kind!r}")
     if int(metadata.get("seed", 0)) != seed:
         raise UserError(f"zoo weights {path} were trained with seed {metadata.get('seed')}, not {seed}")
-    return model, metadata | {"pooling": kind, "seed": seed}
+    # Every option spelled out in today's terms, so that seeds recorded by different versions
+    # (seed 0 before ``share`` existed) read as the same recipe.
+    return model, metadata | {"pooling": kind, "pooling_options": resolve_options(kind, options), "seed": seed}
 
 
 def zoo_metadata(name: str) -> dict[str, Any]:
