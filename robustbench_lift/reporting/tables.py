@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,8 @@ class RunTables:
     results: pd.DataFrame
     summary: pd.DataFrame
     record: dict[str, Any]
+    # Derived tables the report asks for more than once (the heatmap's context and plot).
+    derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def models(self) -> list[str]:
@@ -307,6 +309,13 @@ class CorruptionErrors:
 
 def corruption_errors(tables: RunTables) -> CorruptionErrors:
     """CE per model and corruption with intervals and noise marks (see :class:`CorruptionErrors`)."""
+    if "corruption_errors" not in tables.derived:
+        tables.derived["corruption_errors"] = _corruption_errors(tables)
+    found: CorruptionErrors = tables.derived["corruption_errors"]
+    return found
+
+
+def _corruption_errors(tables: RunTables) -> CorruptionErrors:
     values, measure = corruption_error_table(tables)
     low, high = corruption_error_bounds(tables)
     own_reference = pd.DataFrame(False, index=values.index, columns=values.columns)

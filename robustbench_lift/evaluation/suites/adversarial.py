@@ -41,7 +41,7 @@ class AdversarialSuite(Suite):
     name = "adversarial"
     description = "robust accuracy per attack and epsilon (foolbox 3), success rate, flips, median perturbation"
     options: ClassVar[Mapping[str, Option]] = {
-        "attacks": Option(list[str], ["fgsm", "pgd_linf", "pgd_l2", "cw_l2"], "attack names"),
+        "attacks": Option(list[str], ["fgsm", "pgd_linf", "pgd_l2"], "attack names"),
         "attack_epsilons": Option(
             dict[str, list[float]] | None, None, "epsilons per attack (null: each attack's grid)"
         ),
