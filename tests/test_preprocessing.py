@@ -226,6 +226,7 @@ def test_models_with_different_preprocessing_each_get_their_inputs(
         device="cpu",
         output_dir=str(tmp_path / "runs"),
         run_name="side",
+        model_processes=1,  # the models record what they see: keep them in this process
     )
     directory = runner.run_benchmark(config)
     monkeypatch.setattr(PIL.Image, "open", real_open)

@@ -135,6 +135,7 @@ def test_sigkilled_runs_resume_to_the_tables_of_an_uninterrupted_run(reference, 
     )
     assert sorted(path.name for path in (tmp_path / "small").iterdir()) == [
         "per_image.npz",
+        "pooling_summary.csv",
         "results.csv",
         "run.json",
         STORE_NAME,
