@@ -326,6 +326,10 @@ def _listing(what: str) -> list[dict[str, Any]]:
         from robustbench_lift.models.zoo import zoo_table
 
         return zoo_table()
+    if what == "segmentation-zoo":
+        from robustbench_lift.models.segmentation_zoo import segmentation_zoo_table
+
+        return segmentation_zoo_table()
     if what == "corruptions":
         import corruptions
 
@@ -379,6 +383,7 @@ LISTABLE = (
     "poolings",
     "architectures",
     "zoo",
+    "segmentation-zoo",
     "corruptions",
     "perturbations",
     "attacks",
@@ -418,7 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--suites", nargs="+", help="suites to run (see 'list suites')")
     run.add_argument("--corruptions", nargs="+", help="corruption names, or common / extra / all")
     run.add_argument("--severities", nargs="+", type=int)
-    run.add_argument("--sample-size", type=int, help="test images to sample (default 1000)")
+    run.add_argument(
+        "--sample-size", type=int, help="test images to sample (default 500; 80 scenes under --task segmentation)"
+    )
     run.add_argument("--seed", type=int)
     run.add_argument("--workers", type=int, help="processes generating corrupted inputs")
     run.add_argument("--batch-size", type=int)
@@ -430,10 +437,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--reference-model", help="model normalising CE (default: the max-pooling model)")
     run.add_argument("--perturbations", nargs="+", help="perturbation names, or main / extra / all")
     run.add_argument("--difficulty", type=int, help="compare perturbation frames this far apart (default 1)")
-    run.add_argument("--perturbation-sample-size", type=int, help="sequences per perturbation (default 200)")
+    run.add_argument(
+        "--perturbation-sample-size",
+        type=int,
+        help="sequences per perturbation (default 100; 12 under --task segmentation)",
+    )
     run.add_argument("--shift-max", type=int, help="largest shift in px for shift consistency (default 4)")
     run.add_argument("--attacks", nargs="+", help="attack names (see 'list attacks')")
-    run.add_argument("--attack-sample-size", type=int, help="images attacked (default 100)")
+    run.add_argument("--attack-sample-size", type=int, help="images attacked (default 50)")
     run.add_argument(
         "--epsilons", nargs="+", metavar="ATTACK=EPS,EPS", help="epsilon grid per attack, e.g. pgd_linf=0,0.01,0.03"
     )

@@ -217,7 +217,17 @@ def test_import_and_api_listing_do_not_import_torch(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
-LISTABLE = ["poolings", "architectures", "zoo", "corruptions", "perturbations", "attacks", "suites", "datasets"]
+LISTABLE = [
+    "poolings",
+    "architectures",
+    "zoo",
+    "segmentation-zoo",
+    "corruptions",
+    "perturbations",
+    "attacks",
+    "suites",
+    "datasets",
+]
 
 
 def test_cli_list_does_not_import_torch(tmp_path: Path) -> None:

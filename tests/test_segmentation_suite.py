@@ -28,13 +28,13 @@ from tests.test_segmentation import _palette_png, write_cityscapes, write_voc
 VOC_CLASSES = 21
 
 
-def _untrained_checkpoint(path: Path, classes: int, pooling: str = "max") -> Path:
+def _untrained_checkpoint(path: Path, classes: int, pooling: str = "max", seed: int = 0) -> Path:
     """An untrained segnet_small checkpoint (plumbing tests only)."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build_segmenter(pooling, classes, widths=[4, 4, 4])
     metadata = {
         "task": "segmentation", "architecture": "segnet_small", "pooling": pooling, "pooling_options": {},
-        "num_classes": classes, "architecture_options": {"widths": [4, 4, 4], "convs_per_stage": 1}, "seed": 0,
+        "num_classes": classes, "architecture_options": {"widths": [4, 4, 4], "convs_per_stage": 1}, "seed": seed,
     }  # fmt: skip
     save_checkpoint(model.eval(), metadata, path)
     return path
@@ -144,6 +144,36 @@ def test_voc_and_cityscapes_fixtures_run_through_the_suite(tmp_path: Path) -> No
     assert (results["status"] == "ok").all() and (results["dataset"] == "cityscapes-val").all()
 
 
+@pytest.mark.slow
+def test_segmentation_run_summarises_pooling_kinds_across_seeds_against_max(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_voc(tmp_path / "voc", {"a": (16, 16), "b": (16, 16), "c": (16, 16)}, {"val": ["a", "b", "c"]})
+    checkpoints = [
+        _untrained_checkpoint(tmp_path / f"{kind}-{seed}.safetensors", VOC_CLASSES, kind, seed)
+        for kind in ("max", "lift")
+        for seed in (0, 1)
+    ]
+    arguments = _voc_cli(tmp_path, checkpoints[0], "--sample-size", "3", "--severities", "2", "--corruptions",
+                         "gaussian_noise", "--perturbations", "brightness", "--perturbation-sample-size", "2")  # fmt: skip
+    arguments[arguments.index("--models") + 1 : arguments.index("--models") + 2] = [str(path) for path in checkpoints]
+    assert cli.main(arguments) == 0
+    output = capsys.readouterr().out
+    directory = next((tmp_path / "runs").iterdir())
+    kinds = pd.read_csv(directory / "pooling_summary.csv").set_index("pooling")
+    summary = pd.read_csv(directory / "summary.csv").set_index("model")
+    assert list(kinds.index) == ["max", "lift"] and list(kinds["seeds"]) == [2, 2]
+    for kind in ("max", "lift"):
+        values = summary.loc[[f"{kind}-0", f"{kind}-1"], "clean_miou"]
+        assert kinds.loc[kind, "clean_miou_mean"] == pytest.approx(values.mean())
+        assert kinds.loc[kind, "clean_miou_sd"] == pytest.approx(values.std(ddof=1))
+        assert {"mean_corrupted_miou_sd", "relative_robustness_sd", "mean_pixel_flip_share_sd"} <= set(kinds.columns)
+    # The terminal's across-seed table compares against max (no reference model in segmentation runs).
+    assert "mean ± sd over training seeds" in output and "than max beyond the seed spread" in output
+    html = (directory / "index.html").read_text()
+    assert 'id="seeds-table"' in html and "differs from <code>max</code>" in html
+
+
 def _voc_cli(tmp_path: Path, checkpoint: Path, *extra: str) -> list[str]:
     return ["run", "--task", "segmentation", "--dataset", "voc2012", "--data-dir", str(tmp_path / "voc"),
             "--models", str(checkpoint), "--output-dir", str(tmp_path / "runs"), "--workers", "1", "--sample-size", "2", *extra]  # fmt: skip
@@ -238,3 +268,33 @@ def test_torchvision_segmentation_runs_through_the_suite_and_swap_pooling_applie
     )  # fmt: skip
     summary = pd.read_csv(run_segmentation_benchmark(config) / "summary.csv")
     assert len(summary) == 1 and 0 <= summary["clean_miou"].item() <= 1
+
+
+def test_shipped_segmentation_zoo_is_complete_and_one_recipe() -> None:
+    """Every kind x seed of the segmentation zoo ships, loads as what its name says, and the
+    models differ only in pooling (their down/up pair) and seed: same training recipe,
+    same scenes, same widths."""
+    from robustbench_lift.models._format import read_safetensors_metadata
+
+    entries = segmentation_zoo.segmentation_zoo_entries()
+    found = {(entry.kind, entry.seed) for entry in entries}
+    expected = {
+        (k, s) for k in segmentation_zoo.SEGMENTATION_ZOO_KINDS for s in segmentation_zoo.SEGMENTATION_ZOO_SEEDS
+    }
+    assert found == expected
+    recipes = set()
+    for entry in entries:
+        metadata = read_safetensors_metadata(entry.path)
+        assert metadata["pooling"] == entry.kind and metadata["seed"] == entry.seed
+        assert len(metadata["validation_miou_per_epoch"]) == metadata["epochs"]
+        training = {
+            key: value
+            for key, value in metadata["training"].items()
+            # lifting regularisers apply to the learned lift only (0 elsewhere, by the recipe)
+            if key
+            not in ("seed", "threads", "device", "pooling", "pooling_options", "detail_weight", "approximation_weight")
+        }
+        recipes.add(json.dumps([training, metadata["scene_generator"]], sort_keys=True))
+    assert len(recipes) == 1
+    model, metadata = segmentation_zoo.load_segmentation_zoo_model("segnet_small-lift-s1")
+    assert metadata["pooling"] == "lift" and not model.training

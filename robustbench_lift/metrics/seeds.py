@@ -39,12 +39,24 @@ SEED_METRICS = (
     "mfr",
     "mt5d",
     "shift_consistency",
+    "clean_miou",
+    "mean_corrupted_miou",
+    "relative_robustness",
+    "mean_pixel_flip_share",
 )
 #: Significance level of the Welch t-test behind ``exceeds_seed_spread``.
 SEED_SPREAD_ALPHA = 0.05
 POOLING_SUMMARY_FILE = "pooling_summary.csv"
-# Metrics where lower is better; the rest (consistency, robust accuracy) higher is better.
-_LOWER_IS_BETTER = {"clean_error", "mce", "relative_mce", "mean_corruption_error", "mfr", "mt5d"}
+# Metrics where lower is better; the rest (consistency, robust accuracy, mIoU) higher is better.
+_LOWER_IS_BETTER = {
+    "clean_error",
+    "mce",
+    "relative_mce",
+    "mean_corruption_error",
+    "mfr",
+    "mt5d",
+    "mean_pixel_flip_share",
+}
 # Training record keys that, with the seed, decide a model: equal values = same recipe.
 _RECIPE_KEYS = ("architecture", "pooling", "pooling_options", "dataset", "epochs")
 

@@ -1,6 +1,7 @@
-"""The report's segmentation section: mIoU table with across-seed spread per pooling kind,
-the prediction grid the run saved as PNGs, and the segmentation plots (a per-corruption
-mIoU heatmap and mIoU versus severity). Reads the run's files only (never torch).
+"""The report's segmentation section: the prediction grid the run saved as PNGs and the
+segmentation plots (a per-corruption mIoU heatmap and mIoU versus severity); the
+across-seed table is the report's shared one (pooling_summary.csv). Reads the run's files
+only (never torch).
 """
 
 from __future__ import annotations
@@ -15,15 +16,9 @@ import pandas as pd
 from robustbench_lift.reporting.plots import FigureSpec, PlotOutcome, _figure, model_colors, plain_label, plot_builder
 from robustbench_lift.reporting.tables import RunTables
 
-__all__ = ["SEGMENTATION_SUITE", "segmentation_context", "seed_spread_rows"]
+__all__ = ["SEGMENTATION_SUITE", "segmentation_context"]
 
 SEGMENTATION_SUITE = "segmentation"
-_SPREAD_METRICS = (
-    ("clean_miou", "clean mIoU"),
-    ("mean_corrupted_miou", "mean corrupted mIoU"),
-    ("relative_robustness", "relative robustness"),
-    ("mean_pixel_flip_share", "pixel flip share"),
-)
 
 
 def _corruption_rows(tables: RunTables) -> pd.DataFrame:
@@ -31,26 +26,6 @@ def _corruption_rows(tables: RunTables) -> pd.DataFrame:
     if rows.empty or "group" not in rows.columns:
         return rows.iloc[0:0]
     return rows[rows["group"] == "corruption"]
-
-
-def seed_spread_rows(tables: RunTables) -> list[dict[str, Any]]:
-    """Per (architecture, pooling): the number of models (seeds) and mean ± sample std of each
-    summary metric across them (std empty for a single seed)."""
-    summary = tables.summary
-    if "clean_miou" not in summary.columns:
-        return []
-    out = []
-    for (architecture, pooling), group in summary.groupby(["architecture", "pooling"], sort=False, dropna=False):
-        cells = []
-        for key, _ in _SPREAD_METRICS:
-            values = pd.to_numeric(group.get(key, pd.Series(dtype=float)), errors="coerce").dropna().to_numpy()
-            if not len(values):
-                cells.append("—")
-                continue
-            spread = f" ± {100 * values.std(ddof=1):.2f}" if len(values) > 1 else ""
-            cells.append(f"{100 * values.mean():.2f}{spread}")
-        out.append({"architecture": architecture, "pooling": pooling, "seeds": len(group), "cells": cells})
-    return out
 
 
 def _grid(tables: RunTables) -> dict[str, Any] | None:
@@ -65,11 +40,7 @@ def segmentation_context(tables: RunTables) -> dict[str, Any] | None:
     """What the template's segmentation section shows, or None for a run without segmentation rows."""
     if tables.rows(SEGMENTATION_SUITE).empty:
         return None
-    return {
-        "metrics": [label for _, label in _SPREAD_METRICS],
-        "spread": seed_spread_rows(tables),
-        "grid": _grid(tables),
-    }
+    return {"grid": _grid(tables)}
 
 
 @plot_builder

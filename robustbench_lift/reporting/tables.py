@@ -660,13 +660,21 @@ def pooling_kinds(tables: RunTables) -> pd.DataFrame:
     return pooling_summary(tables.summary, tables.record.get("models") or {})
 
 
+# The kind compared against when a run has no reference model (segmentation: SegNet's MaxUnpool).
+FALLBACK_REFERENCE_KIND = "max"
+
+
 def reference_kind(tables: RunTables, kinds: pd.DataFrame) -> str | None:
-    """The pooling label of the group holding the run's reference model (None without one)."""
-    if "reference_model" not in tables.summary.columns:
-        return None
-    references = tables.summary["reference_model"].dropna().astype(str)
+    """The pooling label of the group holding the run's reference model; without one, the
+    kind ``max`` when the run has it; else None."""
+    labels = [str(label) for label in kinds["pooling"]]
+    references = (
+        tables.summary["reference_model"].dropna().astype(str)
+        if "reference_model" in tables.summary.columns
+        else pd.Series(dtype=str)
+    )
     if references.empty:
-        return None
+        return FALLBACK_REFERENCE_KIND if FALLBACK_REFERENCE_KIND in labels else None
     reference = references.iloc[0]
     for _, row in kinds.iterrows():
         if reference in str(row["models"]).split():

@@ -3,7 +3,8 @@
 It resolves segmentation models (the segmentation zoo by default, see
 :mod:`robustbench_lift.models.segmentation_zoo`; checkpoints, torchvision segmentation
 specs or ``python:`` specs by name), reads the segmentation data set
-(``segmentation_dataset``), runs every cell of the ``segmentation`` suite in this process
+(``segmentation_dataset``), runs every cell of the ``segmentation`` suite through the
+local executor (on the CPU, models in forked one-thread processes, ``model_processes``)
 and writes ``results.csv``, ``summary.csv`` and ``run.json`` in the same long format as a
 classification run, plus the report's prediction grid as small PNGs
 (``segmentation_grid/``, with ``segmentation_grid.json``) so the report needs no torch.
@@ -27,15 +28,20 @@ import pandas as pd
 from robustbench_lift.errors import UserError
 from robustbench_lift.evaluation.suites import SUITES, ModelEntry, RunContext
 from robustbench_lift.evaluation.suites.segmentation import SegmentationSuite, selected_segmentation_corruptions
+from robustbench_lift.metrics.seeds import POOLING_SUMMARY_FILE, pooling_summary
 from robustbench_lift.results import RESULT_COLUMNS, write_run
 from robustbench_lift.run.config import RunConfig, validate
+from robustbench_lift.run.executors import Cell, CellResult, LocalExecutor
+from robustbench_lift.run.progress import CellProgress
 from robustbench_lift.utils.digest import array_digest
 
 __all__ = [
     "GRID_FOLDER",
     "GRID_MANIFEST",
     "QUICK_SEGMENTATION_SAMPLE_SIZE",
+    "QUICK_SEGMENTATION_SEQUENCE_COUNT",
     "SEGMENTATION_SAMPLE_SIZE",
+    "SEGMENTATION_SEQUENCE_COUNT",
     "class_palette",
     "run_segmentation_benchmark",
     "segmentation_config",
@@ -43,8 +49,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SEGMENTATION_SAMPLE_SIZE = 300
-QUICK_SEGMENTATION_SAMPLE_SIZE = 100
+# Sized so the 18-model zoo runs in under 10 minutes on 2 CPU cores (README, docs/segmentation.md).
+SEGMENTATION_SAMPLE_SIZE = 80
+SEGMENTATION_SEQUENCE_COUNT = 12
+QUICK_SEGMENTATION_SAMPLE_SIZE = 40
+QUICK_SEGMENTATION_SEQUENCE_COUNT = 6
 GRID_FOLDER = "segmentation_grid"
 GRID_MANIFEST = "segmentation_grid.json"
 _GARMENT_SCENES = "garment_scenes"
@@ -65,9 +74,14 @@ def segmentation_config(quick: bool = False) -> RunConfig:
             run_name="segmentation-quick",
             sample_size=QUICK_SEGMENTATION_SAMPLE_SIZE,
             severities=[1, 3, 5],
-            segmentation_sequence_count=20,
+            segmentation_sequence_count=QUICK_SEGMENTATION_SEQUENCE_COUNT,
         )
-    return RunConfig(suites=["segmentation"], run_name="segmentation", sample_size=SEGMENTATION_SAMPLE_SIZE)
+    return RunConfig(
+        suites=["segmentation"],
+        run_name="segmentation",
+        sample_size=SEGMENTATION_SAMPLE_SIZE,
+        segmentation_sequence_count=SEGMENTATION_SEQUENCE_COUNT,
+    )
 
 
 def is_segmentation_run(config: RunConfig) -> bool:
@@ -201,6 +215,47 @@ def _write_grid(
     (staging / GRID_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+def _evaluate(
+    suite: SegmentationSuite,
+    entries: list[ModelEntry],
+    prepared: dict[str, Any],
+    context: RunContext,
+    conditions: list[str],
+    config: RunConfig,
+) -> dict[str, tuple[list[dict[str, Any]], dict[str, np.ndarray], float]]:
+    """Every model on every condition through the local executor (on the CPU, models in
+    forked one-thread processes, ``model_processes``), with the progress bar and its ETA.
+
+    Returns:
+        Per model: its finalized rows in condition order, its per-image arrays and the
+        seconds its cells took.
+    """
+    cells = [Cell(entry.name, suite.name, condition) for entry in entries for condition in conditions]
+    executor = LocalExecutor(config)
+    parallelism = executor.parallelism(len(entries), str(context.device))
+    results: dict[tuple[str, str, str], CellResult] = {}
+
+    def work(suite_name: str, condition: str) -> float:
+        return suite.expected_work(condition, context)
+
+    with executor, CellProgress([cell.key for cell in cells], work, parallelism=parallelism) as progress:
+        for result in executor.run(cells, {entry.name: entry for entry in entries}, {suite.name: prepared}, context):
+            results[result.cell.key] = result
+            progress.finished(result.cell.key, result.seconds)
+    outputs = {}
+    for entry in entries:
+        finished = [results[(entry.name, suite.name, condition)] for condition in conditions]
+        per_image: dict[str, np.ndarray] = {}
+        rows: list[dict[str, Any]] = []
+        for result in finished:
+            rows += result.rows
+            per_image.update(result.per_image)
+        rows = suite.finalize(entry.name, rows, per_image, context)
+        outputs[entry.name] = (rows, per_image, sum(result.seconds for result in finished))
+        log.info("%s: clean mIoU %.4f", entry.name, next((r.get("miou", np.nan) for r in rows), np.nan))
+    return outputs
+
+
 def _check_previous(directory: Path, config: RunConfig, overwrite: bool) -> None:
     record = directory / "run.json"
     if overwrite or not record.is_file():
@@ -251,14 +306,12 @@ def run_segmentation_benchmark(
     tick = time.perf_counter()
     prepared = suite.prepare(context, conditions)
     timings: dict[str, Any] = {"prepare": {suite.name: round(time.perf_counter() - tick, 2)}, "evaluate": {}}
+    outputs = _evaluate(suite, entries, prepared, context, conditions, config)
     rows: list[dict[str, Any]] = []
     arrays: dict[str, dict[str, np.ndarray]] = {}
     for entry in entries:
-        entry.model.to(device).eval()
-        tick = time.perf_counter()
-        output = suite.evaluate(entry, prepared, context, conditions)
-        timings["evaluate"][f"{entry.name}/{suite.name}"] = round(time.perf_counter() - tick, 2)
-        arrays[entry.name] = output.per_image
+        model_rows, arrays[entry.name], seconds = outputs[entry.name]
+        timings["evaluate"][f"{entry.name}/{suite.name}"] = round(seconds, 2)
         rows += [
             {
                 "run": config.run_name,
@@ -268,9 +321,8 @@ def run_segmentation_benchmark(
                 "dataset": data.name,
             }
             | row
-            for row in output.rows
+            for row in model_rows
         ]
-        log.info("%s: clean mIoU %.4f", entry.name, next(r.get("miou", np.nan) for r in output.rows))
     grid_condition = _grid_condition(config)
     corrupted = None
     if grid_condition is not None and config.segmentation_grid_images:
@@ -320,8 +372,12 @@ def run_segmentation_benchmark(
         "segmentation_grid": GRID_MANIFEST if config.segmentation_grid_images else None,
     }
 
+    # Per pooling kind over its training seeds, as classification runs write it.
+    kinds = pooling_summary(summary.reset_index(), record["models"])
+
     def extra(staging: Path) -> None:
         _write_grid(staging, data, entries, arrays, config, corrupted)
+        kinds.to_csv(staging / POOLING_SUMMARY_FILE, index=False)
 
     written = write_run(directory, results, summary.reset_index(), record, extra=extra)
     log.info("wrote %s in %.1f s", written, timings["total_seconds"])

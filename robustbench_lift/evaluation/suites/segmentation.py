@@ -204,6 +204,13 @@ class SegmentationSuite(Suite):
         count = context.config.segmentation_sequence_count
         return len(segmentation_data(context)) if count is None else min(count, len(segmentation_data(context)))
 
+    def expected_work(self, condition: str, context: RunContext) -> float:
+        if _group(condition) != STABILITY:
+            return float(len(segmentation_data(context)))
+        from corruptions.perturbations import frame_count
+
+        return float(self.sequence_count(context) * frame_count(condition.split("/")[1], context.config.profile))
+
     def conditions(self, context: RunContext) -> list[str]:
         config = context.config
         stability = (
