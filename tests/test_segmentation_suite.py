@@ -172,6 +172,14 @@ def test_segmentation_run_summarises_pooling_kinds_across_seeds_against_max(
     assert "mean ± sd over training seeds" in output and "than max beyond the seed spread" in output
     html = (directory / "index.html").read_text()
     assert 'id="seeds-table"' in html and "differs from <code>max</code>" in html
+    # The gate: the baseline names the segmentation data set; the tests are unpaired and say why.
+    baseline = tmp_path / "baseline.csv"
+    assert cli.main(["check", str(directory), "--baseline", str(baseline), "--update-baseline"]) == 0
+    assert "# dataset: voc2012-val" in baseline.read_text().splitlines()
+    policy = _yaml(tmp_path, "metrics:\n  clean_miou: {tolerance: 0.01}\n  mean_pixel_flip_share: {tolerance: 0.01}\n")
+    capsys.readouterr()
+    assert cli.main(["check", str(directory), "--baseline", str(baseline), "--policy", str(policy)]) == 0
+    assert "neither the baseline nor the run has per-image outcomes" in capsys.readouterr().out
 
 
 def _voc_cli(tmp_path: Path, checkpoint: Path, *extra: str) -> list[str]:

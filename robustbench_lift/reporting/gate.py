@@ -291,8 +291,9 @@ def _baseline_header(record: Mapping[str, Any], run_directory: Path) -> dict[str
     config = record.get("config", {})
     return {
         "run_name": record.get("run_name", run_directory.name),
-        "dataset": config.get("dataset"),
-        "split": config.get("split"),
+        # Segmentation runs record their data set (and split) apart from the classification keys.
+        "dataset": record.get("dataset") if record.get("task") == "segmentation" else config.get("dataset"),
+        "split": config.get("segmentation_split") if record.get("task") == "segmentation" else config.get("split"),
         "sample_size": record.get("sample_size"),
         "seed": record.get("seed"),
         "profile": config.get("profile"),
@@ -446,6 +447,8 @@ class Pairing:
     def load(cls, baseline_file: Path, run_directory: Path, seed: int) -> Pairing:
         """Reads the baseline's sidecar and the run's per-image file; checks they share images."""
         sidecar, run_file = sidecar_path(baseline_file), run_directory / PER_IMAGE_FILE
+        if not sidecar.is_file() and not run_file.is_file():
+            return cls(reason=f"neither the baseline nor the run has per-image outcomes ({PER_IMAGE_FILE})", seed=seed)
         if not sidecar.is_file():
             return cls(
                 reason=f"the baseline has no per-image sidecar {sidecar.name} (refresh it with --update-baseline)",
